@@ -1,0 +1,5 @@
+import sys
+
+from seml.cli import main
+
+sys.exit(main())
