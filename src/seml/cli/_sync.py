@@ -1,0 +1,325 @@
+"""`seml push`, `seml pull`, `seml ls`: encrypted sync with object storage."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from seml.cli._cryptopts import (
+    DirectoryNameEncryptionOpt,
+    FilenameEncodingOpt,
+    FilenameEncryptionOpt,
+    RcloneConfigOpt,
+    RemoteOpt,
+    build_cipher,
+)
+
+if TYPE_CHECKING:
+    from seml.crypt import Cipher
+    from seml.store import ObjectStore
+
+__all__ = ["register"]
+
+S3EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-endpoint",
+        help="S3 endpoint URL for s3:// remotes (default: $SEML_S3_ENDPOINT, else AWS). "
+        "Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE.",
+        show_default=False,
+    ),
+]
+TransfersOpt = Annotated[
+    int,
+    typer.Option("--transfers", min=1, max=64, help="Files transferred in parallel."),
+]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the last seen manifest versions and push journals live "
+        "(default: $SEML_STATE_DIR, else ~/.local/state/seml).",
+        file_okay=False,
+        show_default=False,
+    ),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but warnings and errors.")
+]
+
+
+def _cipher(
+    rclone_config: Path | None,
+    remote: str | None,
+    filename_encryption: Any,
+    filename_encoding: Any,
+    directory_name_encryption: bool | None,
+) -> Cipher:
+    return build_cipher(
+        rclone_config,
+        remote,
+        filename_encryption.value if filename_encryption is not None else None,
+        filename_encoding.value if filename_encoding is not None else None,
+        directory_name_encryption,
+    )
+
+
+def _store(url: str, s3_endpoint: str | None) -> ObjectStore:
+    from seml.store import open_store
+
+    return open_store(url, s3_endpoint=s3_endpoint)
+
+
+class _PlainProgress:
+    """One line per file and a summary; what a log or a pipe wants."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._quiet = quiet
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._action = ""
+        self._total = 0
+        self._done = 0
+
+    def _print(self, msg: str) -> None:
+        with self._lock:
+            print(msg, file=sys.stderr, flush=True)
+
+    def start(self, action: str, files: int, total_bytes: int) -> None:
+        self._action, self._total, self._start = action, total_bytes, time.monotonic()
+        if not self._quiet:
+            self._print(f"{action}: {files} files, {_human(total_bytes)}")
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self._done += nbytes
+
+    def file_done(self, path: str, status: str) -> None:
+        if not self._quiet:
+            self._print(f"{status}: {path}")
+
+    def warn(self, message: str) -> None:
+        self._print(f"seml: warning: {message}")
+
+    def finish(self) -> None:
+        if not self._quiet:
+            secs = max(time.monotonic() - self._start, 1e-6)
+            self._print(
+                f"{self._action}: {_human(self._done)} in {secs:.1f}s "
+                f"({_human(int(self._done / secs))}/s)"
+            )
+
+
+class _RichProgress(_PlainProgress):
+    """A Rich bar with bytes, rate and ETA, for a terminal."""
+
+    def __init__(self, console: Any = None) -> None:
+        super().__init__(quiet=False)
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._console = console if console is not None else Console(stderr=True)
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self._console,
+        )
+        self._task: Any = None
+
+    def _print(self, msg: str) -> None:
+        self._console.print(msg, markup=False, highlight=False)
+
+    def start(self, action: str, files: int, total_bytes: int) -> None:
+        self._action, self._start = action, time.monotonic()
+        self._bar.start()
+        self._task = self._bar.add_task(f"{action} {files} files", total=total_bytes)
+
+    def advance(self, nbytes: int) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, nbytes)
+        super().advance(nbytes)
+
+    def file_done(self, path: str, status: str) -> None:
+        pass
+
+    def finish(self) -> None:
+        if self._task is not None:
+            self._bar.stop()
+            self._task = None
+        super().finish()
+
+
+def _progress(quiet: bool) -> _PlainProgress:
+    if not quiet and sys.stderr.isatty():
+        return _RichProgress()
+    return _PlainProgress(quiet)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("push")
+    def push_cmd(
+        src: Annotated[Path, typer.Argument(help="Local file or folder to push.")],
+        remote: Annotated[
+            str, typer.Argument(help="file:///path, s3://bucket/prefix, or a local path.")
+        ],
+        s3_endpoint: S3EndpointOpt = None,
+        transfers: TransfersOpt = 4,
+        state_dir: StateDirOpt = None,
+        quiet: QuietOpt = False,
+        rclone_config: RcloneConfigOpt = None,
+        crypt_remote: RemoteOpt = None,
+        filename_encryption: FilenameEncryptionOpt = None,
+        filename_encoding: FilenameEncodingOpt = None,
+        directory_name_encryption: DirectoryNameEncryptionOpt = None,
+    ) -> None:
+        """Encrypt SRC into REMOTE as an rclone crypt remote would, plus a signed manifest.
+
+        REMOTE ends up holding exactly SRC: unchanged files are not uploaded again (an
+        interrupted push resumes), files gone from SRC are deleted. rclone sees one extra
+        file, .seml-manifest.
+        """
+        from seml.sync import push
+
+        cipher = _cipher(
+            rclone_config,
+            crypt_remote,
+            filename_encryption,
+            filename_encoding,
+            directory_name_encryption,
+        )
+        store = _store(remote, s3_endpoint)
+        r = push(
+            src,
+            store,
+            cipher,
+            transfers=transfers,
+            progress=_progress(quiet),
+            state_dir=state_dir,
+        )
+        if not quiet:
+            typer.echo(
+                f"pushed {src} to {store.url}: {len(r.uploaded)} uploaded, "
+                f"{len(r.skipped)} unchanged, {len(r.deleted)} deleted; "
+                f"manifest version {r.version}"
+            )
+
+    @app.command("pull")
+    def pull_cmd(
+        remote: Annotated[
+            str, typer.Argument(help="file:///path, s3://bucket/prefix, or a local path.")
+        ],
+        dst: Annotated[Path, typer.Argument(help="Local folder to pull into (created).")],
+        s3_endpoint: S3EndpointOpt = None,
+        transfers: TransfersOpt = 4,
+        min_version: Annotated[
+            int | None,
+            typer.Option(
+                "--min-version",
+                min=1,
+                help="Refuse a manifest older than this version.",
+                show_default=False,
+            ),
+        ] = None,
+        no_manifest: Annotated[
+            bool,
+            typer.Option(
+                "--no-manifest",
+                help="Pull a tree rclone wrote, without a manifest: chunks are authenticated "
+                "but truncation, swaps, deletions and rollbacks are NOT detected.",
+            ),
+        ] = False,
+        state_dir: StateDirOpt = None,
+        quiet: QuietOpt = False,
+        rclone_config: RcloneConfigOpt = None,
+        crypt_remote: RemoteOpt = None,
+        filename_encryption: FilenameEncryptionOpt = None,
+        filename_encoding: FilenameEncodingOpt = None,
+        directory_name_encryption: DirectoryNameEncryptionOpt = None,
+    ) -> None:
+        """Fetch, decrypt and verify REMOTE into the folder DST.
+
+        Every file is checked against the remote's manifest (names, sizes, SHA-256, version)
+        before any is written under its final name; anything else is refused.
+        """
+        from seml.sync import pull
+
+        cipher = _cipher(
+            rclone_config,
+            crypt_remote,
+            filename_encryption,
+            filename_encoding,
+            directory_name_encryption,
+        )
+        store = _store(remote, s3_endpoint)
+        r = pull(
+            store,
+            dst,
+            cipher,
+            transfers=transfers,
+            min_version=min_version,
+            state_dir=state_dir,
+            no_manifest=no_manifest,
+            progress=_progress(quiet),
+        )
+        if not quiet:
+            how = f"verified against manifest version {r.version}" if r.verified else "UNVERIFIED"
+            typer.echo(f"pulled {len(r.files)} files ({_human(r.bytes)}) into {dst}, {how}")
+
+    @app.command("ls")
+    def ls_cmd(
+        remote: Annotated[
+            str, typer.Argument(help="file:///path, s3://bucket/prefix, or a local path.")
+        ],
+        s3_endpoint: S3EndpointOpt = None,
+        rclone_config: RcloneConfigOpt = None,
+        crypt_remote: RemoteOpt = None,
+        filename_encryption: FilenameEncryptionOpt = None,
+        filename_encoding: FilenameEncodingOpt = None,
+        directory_name_encryption: DirectoryNameEncryptionOpt = None,
+    ) -> None:
+        """List the decrypted names and sizes in REMOTE (like `rclone ls` on a crypt remote).
+
+        A file marked '!' is not what the manifest lists (added or resized behind its back).
+        """
+        from seml.sync import ls
+
+        cipher = _cipher(
+            rclone_config,
+            crypt_remote,
+            filename_encryption,
+            filename_encoding,
+            directory_name_encryption,
+        )
+        listing = ls(_store(remote, s3_endpoint), cipher)
+        for e in listing.entries:
+            mark = "!" if e.in_manifest is False else " "
+            typer.echo(f"{e.size:>12} {mark} {e.path}")
+        if listing.manifest_version is None:
+            typer.echo("(no manifest: not written by seml push, or another key)", err=True)
+        else:
+            typer.echo(f"(manifest version {listing.manifest_version})", err=True)
+        for name in listing.undecryptable:
+            typer.echo(f"seml: warning: {name}: not encrypted with this key", err=True)

@@ -1,0 +1,159 @@
+"""Pieces push, pull and ls share: progress reporting, hashing streams, the manifest object."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import BinaryIO, Protocol
+
+from seml.crypt import Cipher
+from seml.errors import IntegrityError, StorageError
+from seml.store import ObjectNotFound, ObjectStore
+from seml.sync._manifest import MANIFEST_NAME, Manifest, ManifestKeys, open_manifest
+
+__all__ = [
+    "HashingReader",
+    "HashingWriter",
+    "SyncProgress",
+    "read_manifest",
+    "remote_id",
+    "run_all",
+    "warn",
+]
+
+log = logging.getLogger("seml.sync")
+
+
+class SyncProgress(Protocol):
+    """What push and pull report while they work. Called from several threads at once."""
+
+    def start(self, action: str, files: int, total_bytes: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def file_done(self, path: str, status: str) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def warn(progress: SyncProgress | None, message: str) -> None:
+    if progress is not None:
+        progress.warn(message)
+    else:
+        log.warning("%s", message)
+
+
+def remote_id(store: ObjectStore) -> str:
+    """Identity of a remote for the local state: its URL plus the S3 endpoint, if any."""
+    endpoint = getattr(store, "endpoint", None)
+    return f"{store.url} @ {endpoint}" if endpoint else store.url
+
+
+class HashingReader:
+    """Reads a local file, hashing and counting the plaintext and reporting progress."""
+
+    def __init__(self, f: BinaryIO, what: str, progress: SyncProgress | None) -> None:
+        self._f = f
+        self._what = what
+        self._progress = progress
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._f.read(n)
+        except OSError as e:
+            raise StorageError(f"{self._what}: read failed: {e.strerror or e}") from e
+        self._seen(memoryview(data))
+        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        try:
+            n = self._f.readinto(b)  # type: ignore[attr-defined]
+        except OSError as e:
+            raise StorageError(f"{self._what}: read failed: {e.strerror or e}") from e
+        if n:
+            self._seen(memoryview(b)[:n])
+        return int(n or 0)
+
+    def _seen(self, view: memoryview) -> None:
+        if view:
+            self._sha.update(view)
+            self.size += len(view)
+            if self._progress is not None:
+                self._progress.advance(len(view))
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+class HashingWriter:
+    """Writes decrypted plaintext to a temporary file, hashing it on the way."""
+
+    def __init__(self, f: BinaryIO, what: str, progress: SyncProgress | None) -> None:
+        self._f = f
+        self._what = what
+        self._progress = progress
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._sha.update(data)
+        try:
+            self._f.write(data)
+        except OSError as e:
+            raise StorageError(f"{self._what}: write failed: {e.strerror or e}") from e
+        n = len(data)
+        self.size += n
+        if self._progress is not None:
+            self._progress.advance(n)
+        return n
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def read_manifest(
+    store: ObjectStore, cipher: Cipher, keys: ManifestKeys
+) -> tuple[Manifest, bytes] | None:
+    """The remote's authenticated manifest and its sealed bytes, or None when it has none."""
+    obj = cipher.encrypt_name(MANIFEST_NAME)
+    where = f"{store.url}{MANIFEST_NAME}"
+    out = io.BytesIO()
+    try:
+        with store.open(obj) as src:
+            cipher.decrypt_stream(src, out, name=where)
+    except ObjectNotFound:
+        return None
+    except IntegrityError as e:
+        raise IntegrityError(
+            f"{e} (the manifest does not decrypt: wrong password or tampered)"
+        ) from e
+    sealed = out.getvalue()
+    return open_manifest(sealed, keys, where=where), sealed
+
+
+def manifest_digest(sealed: bytes) -> str:
+    return hashlib.sha256(sealed).hexdigest()
+
+
+def run_all(tasks: list[Callable[[], None]], workers: int, name: str) -> None:
+    """Run `tasks` on `workers` threads. At the first failure (or Ctrl-C) cancel what has not
+    started, wait for what has, and raise that failure."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    try:
+        futures = [pool.submit(t) for t in tasks]
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for fu in finished:
+            exc = fu.exception()
+            if exc is not None:
+                raise exc
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

@@ -1,0 +1,133 @@
+"""The ObjectStore contract on every backend: memory, file:// and a real SeaweedFS over S3."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from seml.errors import StorageError, UsageError
+from seml.store import FileStore, MemoryStore, ObjectNotFound, ObjectStore, S3Store, open_store
+
+_buckets = itertools.count()
+
+
+@pytest.fixture
+def s3_env(seaweedfs, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    for k, v in seaweedfs.env.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture(params=["memory", "file", pytest.param("s3", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+    elif request.param == "file":
+        yield FileStore(tmp_path / "root")
+    else:
+        request.getfixturevalue("s3_env")
+        yield S3Store(f"store-test-{next(_buckets)}", "some/prefix", part_size=5 << 20)
+
+
+def test_put_get_list_stat_delete(store: ObjectStore) -> None:
+    assert list(store.list()) == []
+    assert store.put("a/b/c.bin", io.BytesIO(b"0123456789")) == 10
+    assert store.put("a/empty", io.BytesIO(b"")) == 0
+    assert store.put("top", io.BytesIO(b"x")) == 1
+    assert sorted((o.name, o.size) for o in store.list()) == [
+        ("a/b/c.bin", 10),
+        ("a/empty", 0),
+        ("top", 1),
+    ]
+    assert sorted(o.name for o in store.list("a/")) == ["a/b/c.bin", "a/empty"]
+    with store.open("a/b/c.bin") as f:
+        assert f.read() == b"0123456789"
+    with store.open("a/b/c.bin", start=3, length=4) as f:
+        assert f.read() == b"3456"
+    with store.open("a/b/c.bin", start=8) as f:
+        assert f.read() == b"89"
+    assert store.stat("a/b/c.bin").size == 10
+    store.put("top", io.BytesIO(b"replaced"))
+    with store.open("top") as f:
+        assert f.read() == b"replaced"
+    store.delete("a/b/c.bin")
+    store.delete("a/b/c.bin")  # deleting a missing object is fine
+    assert sorted(o.name for o in store.list()) == ["a/empty", "top"]
+
+
+def test_missing_object_is_named(store: ObjectStore) -> None:
+    with pytest.raises(ObjectNotFound, match="nothing/here"):
+        store.stat("nothing/here")
+    with pytest.raises(ObjectNotFound, match="nothing/here"):
+        store.open("nothing/here").__enter__()
+
+
+@pytest.mark.parametrize("name", ["", "/abs", "a/../b", "a//b", "./a"])
+def test_bad_names_are_refused(store: ObjectStore, name: str) -> None:
+    with pytest.raises(StorageError, match="invalid object name"):
+        store.put(name, io.BytesIO(b"x"))
+
+
+class _Exploding(io.RawIOBase):
+    def readinto(self, b):  # type: ignore[no-untyped-def]
+        raise StorageError("source broke")
+
+
+def test_file_store_write_is_atomic(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    store.put("x", io.BytesIO(b"old"))
+    with pytest.raises(StorageError, match="source broke"):
+        store.put("x", _Exploding())  # type: ignore[arg-type]
+    assert (tmp_path / "x").read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x"]
+
+
+def test_file_store_os_errors_become_storage_errors(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_bytes(b"")
+    store = FileStore(tmp_path)
+    with pytest.raises(StorageError, match=r"blocker/x: cannot write object") as e:
+        store.put("blocker/x", io.BytesIO(b"x"))
+    assert isinstance(e.value.__cause__, OSError)
+
+
+@pytest.mark.integration
+def test_s3_multipart_large_object(s3_env: None) -> None:
+    bucket = f"store-test-{next(_buckets)}"
+    store = S3Store(bucket, part_size=5 << 20, concurrency=3, memory_parts=3)
+    data = os.urandom(1 << 20) * 12 + b"tail"  # 12 MiB + 4 bytes: three parts
+    assert store.put("big", io.BytesIO(data)) == len(data)
+    assert store.stat("big").size == len(data)
+    with store.open("big", start=(5 << 20) - 2, length=4) as f:
+        assert f.read() == data[(5 << 20) - 2 : (5 << 20) + 2]
+    with store.open("big") as f:
+        assert f.read() == data
+
+
+def test_s3_unreachable_endpoint_is_a_storage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET-must-not-appear")
+    store = S3Store("bkt", "p", endpoint=f"http://127.0.0.1:{port}", max_attempts=1)
+    with pytest.raises(StorageError, match=r"s3://bkt/p/obj .*endpoint .*cannot stat") as e:
+        store.stat("obj")
+    assert e.value.__cause__ is not None
+    assert "SECRET-must-not-appear" not in str(e.value)
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    assert isinstance(open_store(str(tmp_path)), FileStore)
+    f = open_store(tmp_path.as_uri())
+    assert isinstance(f, FileStore) and f.root == tmp_path
+    s = open_store("s3://bucket/a/b", s3_endpoint="http://127.0.0.1:1")
+    assert isinstance(s, S3Store) and (s.bucket, s.prefix) == ("bucket", "a/b")
+    assert s.url == "s3://bucket/a/b/"
+    for bad in ("", "s3://", "ftp://x/y", "file://host/x"):
+        with pytest.raises(UsageError):
+            open_store(bad)

@@ -1,0 +1,123 @@
+"""The push / pull / ls commands through the real entry point, on file://."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from _sync_helpers import read_tree
+
+from seml.cli import main
+from seml.crypt import Cipher
+from seml.errors import StorageError
+from seml.store import FileStore
+from seml.sync import pull, push
+
+
+def test_plain_progress_and_summary(  # type: ignore[no-untyped-def]
+    tree, tmp_path: Path, crypt_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, files = tree
+    remote = (tmp_path / "remote").as_uri()
+    assert main(["push", str(src), remote, "--state-dir", str(tmp_path / "s")]) == 0
+    out, err = capsys.readouterr()
+    assert f"push: {len(files)} files" in err and "uploaded: twins/a.txt" in err
+    assert "/s)" in err  # the rate
+    assert f"{len(files)} uploaded, 0 unchanged, 0 deleted; manifest version 1" in out
+    assert main(["pull", remote, str(tmp_path / "out"), "--state-dir", str(tmp_path / "s")]) == 0
+    out, err = capsys.readouterr()
+    assert "verified: 日本語/ファイル.txt" in err
+    assert f"pulled {len(files)} files" in out and "verified against manifest version 1" in out
+    assert read_tree(tmp_path / "out") == files
+
+
+def test_quiet_prints_nothing(tree, tmp_path: Path, crypt_env: None, capsys) -> None:  # type: ignore[no-untyped-def]
+    src, _ = tree
+    remote = str(tmp_path / "remote")
+    assert main(["push", str(src), remote, "--quiet", "--state-dir", str(tmp_path / "s")]) == 0
+    assert (
+        main(["pull", remote, str(tmp_path / "o"), "-q", "--state-dir", str(tmp_path / "s")]) == 0
+    )
+    assert capsys.readouterr() == ("", "")
+
+
+def test_rich_progress_on_a_terminal(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from seml.cli._sync import _RichProgress
+
+    screen = io.StringIO()
+    p = _RichProgress(Console(file=screen, force_terminal=True, width=100))
+    p.start("push", 2, 1000)
+    p.advance(600)
+    p.advance(400)
+    p.warn("a warning")
+    p.finish()
+    text = screen.getvalue()
+    assert "push 2 files" in text and "a warning" in text and "1000" in text.replace(",", "")
+
+
+def test_ls_marks_files_outside_the_manifest(  # type: ignore[no-untyped-def]
+    tree, tmp_path: Path, crypt_env: None, capsys: pytest.CaptureFixture[str], cipher: Cipher
+) -> None:
+    src, _ = tree
+    remote = tmp_path / "remote"
+    assert main(["push", str(src), str(remote), "-q", "--state-dir", str(tmp_path / "s")]) == 0
+    shutil.copy(remote / cipher.encrypt_name("one.txt"), remote / cipher.encrypt_name("x.txt"))
+    (remote / "junk").write_bytes(b"not ours")
+    assert main(["ls", remote.as_uri()]) == 0
+    out, err = capsys.readouterr()
+    assert "           1 ! x.txt" in out and "           1   one.txt" in out
+    assert "junk: not encrypted with this key" in err and "manifest version 1" in err
+
+
+def test_missing_password_is_a_usage_error(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("SEML_CRYPT_PASSWORD", raising=False)
+    assert main(["ls", str(tmp_path)]) == 2
+    assert "SEML_CRYPT_PASSWORD" in capsys.readouterr().err
+
+
+def test_bad_remote_is_a_usage_error(tmp_path: Path, crypt_env: None, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["ls", "ftp://host/x"]) == 2
+    assert "unsupported scheme 'ftp'" in capsys.readouterr().err
+
+
+class _BreaksOn(FileStore):
+    """Reading one object fails halfway, like a connection that drops."""
+
+    def __init__(self, root: Path, broken: str) -> None:
+        super().__init__(root)
+        self.broken = broken
+
+    def open(self, name: str, *, start: int = 0, length: int | None = None):  # type: ignore[no-untyped-def]
+        if name != self.broken:
+            return super().open(name, start=start, length=length)
+        inner = super().open(name, start=start, length=length)
+
+        class _Half:
+            def __enter__(self) -> BinaryIO:
+                f = inner.__enter__()
+                f.read(40000)  # a partial read, then the transport fails
+                inner.__exit__(None, None, None)
+                raise StorageError(f"{name}: connection reset")
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+        return _Half()
+
+
+def test_interrupted_pull_leaves_nothing_under_final_names(  # type: ignore[no-untyped-def]
+    tree, tmp_path: Path, cipher: Cipher
+) -> None:
+    src, _ = tree
+    remote = tmp_path / "remote"
+    push(src, FileStore(remote), cipher, state_dir=tmp_path / "s")
+    store = _BreaksOn(remote, cipher.encrypt_name("exact128k.bin"))
+    out = tmp_path / "out"
+    with pytest.raises(StorageError, match="connection reset"):
+        pull(store, out, cipher, state_dir=tmp_path / "s", transfers=1)
+    assert list(out.iterdir()) == []  # no final file and no staging folder left
