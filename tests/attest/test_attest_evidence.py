@@ -1,0 +1,185 @@
+"""The envelope, report-data binding and acceptance rules; garbage envelopes fail cleanly."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from seml.attest import (
+    Evidence,
+    SimulationProvider,
+    TeeType,
+    Verdict,
+    check_weaknesses,
+    default_verifier,
+    expect_report_data,
+    parse_evidence,
+    report_data_for,
+)
+from seml.errors import AttestationError, UsageError
+
+NONCE = bytes(range(32))
+KEY = bytes(range(100, 132))
+
+
+def test_report_data_binds_nonce_and_key() -> None:
+    value = report_data_for(NONCE, KEY)
+    assert len(value) == 64
+    assert value == report_data_for(NONCE, KEY)
+    assert value != report_data_for(NONCE[:-1] + b"\xff", KEY)
+    assert value != report_data_for(NONCE, KEY[:-1] + b"\xff")
+    assert value != hashlib.sha512(NONCE + KEY).digest()  # domain-separated
+
+
+@pytest.mark.parametrize(("nonce", "key"), [(b"", KEY), (NONCE, b"k" * 31), (NONCE, b"k" * 33)])
+def test_report_data_rejects_bad_inputs(nonce: bytes, key: bytes) -> None:
+    with pytest.raises(UsageError):
+        report_data_for(nonce, key)
+
+
+def _verdict(report_data: bytes) -> Verdict:
+    return Verdict(
+        tee=TeeType.SIMULATION,
+        measurement="00" * 32,
+        report_data=report_data,
+        tcb_status="Simulated",
+        weaknesses=frozenset({"simulation"}),
+    )
+
+
+def test_expect_report_data() -> None:
+    expected = report_data_for(NONCE, KEY)
+    expect_report_data(_verdict(expected), expected)
+    with pytest.raises(AttestationError, match="bound to other report data"):
+        expect_report_data(_verdict(report_data_for(b"other nonce", KEY)), expected)
+    with pytest.raises(UsageError):
+        expect_report_data(_verdict(expected), expected[:32])
+
+
+def test_envelope_json_uses_base64_and_round_trips() -> None:
+    evidence = Evidence(tee=TeeType.SGX_DCAP, quote=b"\x00\x01quote\xff", collateral="{}")
+    document = json.loads(evidence.model_dump_json())
+    assert document == {
+        "tee": "sgx-dcap",
+        "quote": base64.b64encode(b"\x00\x01quote\xff").decode(),
+        "collateral": "{}",
+    }
+    assert parse_evidence(json.dumps(document)) == evidence
+    assert "quote=<8 bytes>" in repr(evidence)
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ('{"tee": "sev-snp", "quote": "AA=="}', "tee"),
+        ('{"tee": "simulation", "quote": "not base64!"}', "quote must be base64"),
+        ('{"tee": "simulation", "quote": ""}', "quote"),
+        ('{"tee": "simulation", "quote": "AA==", "extra": 1}', "extra"),
+        ('{"tee": "simulation"}', "quote"),
+        ("[]", "envelope"),
+        ("not json", "envelope"),
+    ],
+)
+def test_malformed_envelope_names_the_problem(document: str, problem: str) -> None:
+    with pytest.raises(AttestationError, match="malformed evidence envelope") as caught:
+        parse_evidence(document)
+    assert problem in str(caught.value)
+
+
+def test_oversized_quote_is_refused() -> None:
+    document = json.dumps({"tee": "sgx-dcap", "quote": base64.b64encode(b"q" * 70_000).decode()})
+    with pytest.raises(AttestationError, match="quote"):
+        parse_evidence(document)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+
+
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_garbage_bytes_fail_cleanly(data: bytes) -> None:
+    with contextlib.suppress(AttestationError):
+        parse_evidence(data)
+
+
+@given(
+    tee=st.sampled_from([*(t.value for t in TeeType), "tpm", 3, None]),
+    quote=st.binary(max_size=700) | st.sampled_from([b"", b"SEML-SIMULATED\x00\x01" + b"x" * 96]),
+    collateral=st.none() | st.text(max_size=60) | st.just("{}"),
+    extra=st.dictionaries(st.sampled_from(["x", "nonce"]), _json_values, max_size=1),
+)
+def test_garbage_envelopes_verify_cleanly(
+    tee: object, quote: bytes, collateral: str | None, extra: dict[str, object]
+) -> None:
+    document = {
+        "tee": tee,
+        "quote": base64.b64encode(quote).decode(),
+        "collateral": collateral,
+        **extra,
+    }
+    try:
+        evidence = parse_evidence(json.dumps(document))
+        default_verifier().verify(evidence, now=1751624924)
+    except AttestationError:
+        pass
+
+
+@given(cut=st.integers(min_value=0, max_value=6000), junk=st.binary(max_size=40))
+def test_mangled_real_quote_fails_cleanly(shared_testdata: Path, cut: int, junk: bytes) -> None:
+    quote = (shared_testdata / "quotes" / "sgx_quote").read_bytes()
+    collateral = (shared_testdata / "quotes" / "sgx_quote_collateral.json").read_text()
+    mangled = quote[:cut] + junk
+    if mangled == quote or not mangled:
+        return
+    evidence = Evidence(tee=TeeType.SGX_DCAP, quote=mangled, collateral=collateral)
+    try:
+        verdict = default_verifier().verify(evidence, now=1751624924)
+    except AttestationError:
+        return
+    # Only bytes after the signed body (certification data padding) may change and still verify.
+    assert verdict.measurement == "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+
+
+def test_simulation_is_refused_unless_tolerated_and_advisories_do_not_help() -> None:
+    evidence = SimulationProvider("ab" * 32).evidence(report_data_for(NONCE, KEY))
+    verdict = default_verifier().verify(evidence, now=0)
+    with pytest.raises(AttestationError, match="does not tolerate: simulation"):
+        check_weaknesses(verdict, tolerate=("debug",), ignore_advisories=("INTEL-SA-00289",))
+    check_weaknesses(verdict, tolerate=("simulation",), ignore_advisories=())
+
+
+def test_tcb_weakness_without_advisories_needs_toleration() -> None:
+    verdict = Verdict(
+        tee=TeeType.TDX_DCAP,
+        measurement="00" * 48,
+        report_data=bytes(64),
+        tcb_status="OutOfDate",
+        weaknesses=frozenset({"out-of-date"}),
+        advisories=(),
+    )
+    with pytest.raises(AttestationError, match="out-of-date"):
+        check_weaknesses(verdict, tolerate=(), ignore_advisories=("INTEL-SA-00289",))
+    check_weaknesses(verdict, tolerate=("out-of-date",), ignore_advisories=())
+
+
+def test_revoked_is_never_tolerated() -> None:
+    verdict = Verdict(
+        tee=TeeType.SGX_DCAP,
+        measurement="00" * 32,
+        report_data=bytes(64),
+        tcb_status="Revoked",
+        weaknesses=frozenset({"revoked"}),
+        advisories=("INTEL-SA-1",),
+    )
+    with pytest.raises(AttestationError, match="revoked"):
+        check_weaknesses(verdict, tolerate=("revoked",), ignore_advisories=("INTEL-SA-1",))
