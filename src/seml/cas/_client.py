@@ -1,0 +1,297 @@
+"""`CasClient`: talks to the service over HTTPS, trusting exactly one pinned certificate.
+
+The client first fetches the server certificate without trusting it, compares its sha256
+fingerprint with the pin, and then builds an SSL context whose only trust anchor is that
+certificate: every later connection (keep-alive or not) is verified against it, so a swapped
+certificate fails the handshake. Hostnames are not checked: the pin is the identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import ssl
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from nacl.public import PrivateKey, SealedBox
+
+from seml.attest import EvidenceProvider, report_data_for
+from seml.cas._audit import AuditEntry, verify_audit_chain
+from seml.cas._identity import cert_fingerprint
+from seml.cas._protocol import ServiceConfig, read_challenge
+from seml.cas._provided import seal_provided
+from seml.errors import (
+    AttestationError,
+    IntegrityError,
+    NetworkError,
+    PolicyError,
+    SemlError,
+    StorageError,
+    UsageError,
+)
+from seml.policy import PartyKey, Session, SessionSignature
+
+__all__ = ["CasClient", "client_from_env"]
+
+_ERRORS: dict[str, type[SemlError]] = {
+    "NotFoundError": UsageError,
+    "UsageError": UsageError,
+    "PolicyError": PolicyError,
+    "AttestationError": AttestationError,
+    "IntegrityError": IntegrityError,
+    "StorageError": StorageError,
+    "NetworkError": NetworkError,
+}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise UsageError(f"the attestation service URL must be https://HOST:PORT, got {url!r}")
+    if not pin.startswith("sha256:") or len(pin) != 71:
+        raise UsageError(f"--cas-fingerprint must be sha256:<64 hex>, got {pin!r}")
+    # Only to read the certificate, which is then pinned; no CA store is loaded for it.
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout) as raw,
+            probe.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as e:
+        raise NetworkError(f"cannot reach the attestation service at {url}: {e}") from e
+    if der is None or cert_fingerprint(der) != pin.lower():
+        got = "none" if der is None else cert_fingerprint(der)
+        raise IntegrityError(
+            f"the attestation service at {url} presents certificate {got}, not the pinned {pin}"
+        )
+    context = ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(der))
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class CasClient:
+    """A pinned HTTPS client for one attestation service. Use as a context manager or close()."""
+
+    def __init__(self, url: str, fingerprint: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.fingerprint = fingerprint
+        self._http = httpx.Client(
+            base_url=self.url,
+            verify=_pinned_context(self.url, fingerprint, timeout),
+            timeout=timeout,
+            limits=httpx.Limits(max_keepalive_connections=4),
+        )
+        self._info: dict[str, Any] | None = None
+
+    def __enter__(self) -> CasClient:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"CasClient({self.url!r}, {self.fingerprint!r})"
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.HTTPError as e:
+            raise NetworkError(f"attestation service {self.url}{path}: {e}") from e
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            if isinstance(body, dict) and "message" in body:
+                cls = _ERRORS.get(str(body.get("error")), NetworkError)
+                raise cls(f"attestation service refused: {body['message']}")
+            raise NetworkError(f"attestation service {self.url}{path}: HTTP {response.status_code}")
+        if not isinstance(body, dict):
+            raise NetworkError(f"attestation service {self.url}{path}: answer is not JSON")
+        return body
+
+    # -- service ------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = self._call("GET", "/v1/info")
+        return self._info
+
+    def nonce(self) -> bytes:
+        return base64.b64decode(self._call("POST", "/v1/nonce")["nonce"])
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def seal_provided(self, session: Session, secret: str, value: bytes, key: PartyKey) -> str:
+        """Seal a provided secret's value to this service, signed by its providing party (see
+        `seml.cas._provided`). The result can travel through anyone's hands to `submit_session`."""
+        box_key = base64.b64decode(self.info()["box_key"])
+        return _b64(seal_provided(box_key, session, secret, value, key))
+
+    def submit_session(
+        self,
+        session: Session,
+        signatures: list[SessionSignature],
+        provided: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Submit a session with its signatures and the sealed values of provided secrets
+        (from `seal_provided`, keyed by secret name)."""
+        result: dict[str, Any] = self._call(
+            "POST",
+            "/v1/sessions",
+            json={
+                "document": session.document(),
+                "signatures": [s.model_dump() for s in signatures],
+                "provided": dict(provided or {}),
+            },
+        )
+        return result
+
+    def _read(
+        self, name: str, *, hash_: str | None, party: tuple[str, PartyKey] | None
+    ) -> list[dict[str, Any]]:
+        params: dict[str, str] = {}
+        headers: dict[str, str] = {}
+        if hash_ is not None:
+            params["hash"] = hash_
+        elif party is not None:
+            nonce = self.nonce()
+            headers = {
+                "X-Seml-Party": party[0],
+                "X-Seml-Nonce": _b64(nonce),
+                "X-Seml-Signature": _b64(party[1].sign(read_challenge(name, nonce))),
+            }
+        else:
+            raise UsageError("reading a session needs --hash or a party key")
+        versions: list[dict[str, Any]] = self._call(
+            "GET", f"/v1/sessions/{quote(name, safe='')}", params=params, headers=headers
+        )["versions"]
+        return versions
+
+    def get_session(
+        self, name: str, *, hash_: str | None = None, party: tuple[str, PartyKey] | None = None
+    ) -> dict[str, Any]:
+        """The latest version (document, hash, signatures), or the version with `hash_`."""
+        versions = self._read(name, hash_=hash_, party=party)
+        if hash_ is not None:
+            return next(v for v in versions if v["hash"] == hash_)
+        return versions[-1]
+
+    def history(
+        self, name: str, *, hash_: str | None = None, party: tuple[str, PartyKey] | None = None
+    ) -> list[dict[str, Any]]:
+        return self._read(name, hash_=hash_, party=party)
+
+    # -- attestation --------------------------------------------------------------------
+
+    def attest(
+        self,
+        session: str,
+        service: str,
+        provider: EvidenceProvider,
+        *,
+        session_hash: str | None = None,
+    ) -> ServiceConfig:
+        """Nonce, evidence bound to a fresh X25519 key, secret release; decrypt and return."""
+        key = PrivateKey.generate()
+        public = bytes(key.public_key)
+        nonce = self.nonce()
+        evidence = provider.evidence(report_data_for(nonce, public))
+        body = self._call(
+            "POST",
+            "/v1/attest",
+            json={
+                "session": session,
+                "service": service,
+                "session_hash": session_hash,
+                "nonce": _b64(nonce),
+                "public_key": _b64(public),
+                "evidence": evidence.model_dump(mode="json"),
+            },
+        )
+        try:
+            plain = SealedBox(key).decrypt(base64.b64decode(body["sealed"]))
+            return ServiceConfig.model_validate_json(plain)
+        except Exception as e:  # any failure here means a bad answer
+            raise IntegrityError("the attestation service's answer does not decrypt") from e
+
+    # -- volumes ------------------------------------------------------------------------
+
+    def volume_version(self, owner: str, volume: str, token: str) -> tuple[int, str | None]:
+        body = self._call(
+            "GET",
+            f"/v1/volumes/{quote(owner, safe='')}/{quote(volume, safe='')}",
+            headers={"X-Seml-Volume-Token": token},
+        )
+        return int(body["version"]), body["tag"]
+
+    def set_volume_version(
+        self, owner: str, volume: str, token: str, *, expected: int, version: int, tag: str
+    ) -> tuple[int, str]:
+        """Compare-and-set the volume's version: refused unless `expected` is current and
+        `version` is greater."""
+        body = self._call(
+            "POST",
+            f"/v1/volumes/{quote(owner, safe='')}/{quote(volume, safe='')}",
+            json={"expected": expected, "version": version, "tag": tag},
+            headers={"X-Seml-Volume-Token": token},
+        )
+        return int(body["version"]), str(body["tag"])
+
+    # -- audit --------------------------------------------------------------------------
+
+    def audit(self, *, verify: bool = True) -> list[AuditEntry]:
+        """Every audit entry; with `verify`, check the chain and signatures (IntegrityError)."""
+        entries: list[AuditEntry] = []
+        key = base64.b64decode(self.info()["identity_key"])
+        after = 0
+        while True:
+            body = self._call("GET", "/v1/audit", params={"after": after, "limit": 5000})
+            if base64.b64decode(body["identity_key"]) != key:
+                raise IntegrityError("the audit log is signed by another key than the service's")
+            page = [AuditEntry.model_validate(e) for e in body["entries"]]
+            if not page:
+                break
+            entries += page
+            after = page[-1].seq
+        if verify:
+            verify_audit_chain(entries, key)
+        return entries
+
+
+def client_from_env(url: str | None, fingerprint: str | None) -> CasClient:
+    """A client from explicit options, else SEML_CAS / SEML_CAS_FINGERPRINT."""
+    url = url or os.environ.get("SEML_CAS")
+    fingerprint = fingerprint or os.environ.get("SEML_CAS_FINGERPRINT")
+    if not url or not fingerprint:
+        raise UsageError(
+            "no attestation service: pass --cas URL --cas-fingerprint sha256:... "
+            "(or set SEML_CAS and SEML_CAS_FINGERPRINT)"
+        )
+    return CasClient(url, fingerprint)

@@ -1,0 +1,167 @@
+"""The service's own key material in its state directory, created once by `seml cas init`.
+
+DIR/master.key   32 random bytes (0600): every secret at rest is sealed under keys derived from it
+DIR/identity.key Ed25519 (PEM, 0600): signs the audit log
+DIR/tls.key      EC P-256 (PEM, 0600) and DIR/tls.crt, a self-signed certificate clients pin by
+                 its sha256 fingerprint
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
+from nacl.public import PrivateKey
+
+from seml.errors import StorageError, UsageError
+from seml.policy import write_private_key
+
+__all__ = ["CasIdentity", "cert_fingerprint", "init_state_dir", "load_identity"]
+
+MASTER_KEY = "master.key"
+IDENTITY_KEY = "identity.key"
+TLS_KEY = "tls.key"
+TLS_CERT = "tls.crt"
+DATABASE = "cas.sqlite"
+
+
+def cert_fingerprint(der: bytes) -> str:
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def _derive(master: bytes, purpose: str) -> bytes:
+    return hmac.new(master, b"seml-cas/" + purpose.encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class CasIdentity:
+    """Loaded key material; repr shows only public facts."""
+
+    directory: Path
+    fingerprint: str
+    identity_public: bytes
+    _master: bytes = field(repr=False)
+    _identity: Ed25519PrivateKey = field(repr=False)
+
+    @property
+    def secrets_key(self) -> bytes:
+        return _derive(self._master, "secrets-at-rest")
+
+    @property
+    def token_key(self) -> bytes:
+        return _derive(self._master, "volume-tokens")
+
+    @property
+    def box_key(self) -> PrivateKey:
+        """X25519 key parties encrypt provided secrets to (derived, so nothing more to store)."""
+        return PrivateKey(_derive(self._master, "provided-secrets-x25519"))
+
+    def sign(self, message: bytes) -> bytes:
+        return self._identity.sign(message)
+
+    @property
+    def database(self) -> Path:
+        return self.directory / DATABASE
+
+    @property
+    def tls_key(self) -> Path:
+        return self.directory / TLS_KEY
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.directory / TLS_CERT
+
+
+def _self_signed(key: ec.EllipticCurvePrivateKey, hosts: list[str], now: dt.datetime) -> bytes:
+    names: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            names.append(x509.DNSName(h))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "seml-cas")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def init_state_dir(directory: Path, *, hosts: list[str], now: dt.datetime) -> CasIdentity:
+    """Create the key material; refuses a directory that already holds a service."""
+    if (directory / MASTER_KEY).exists():
+        raise UsageError(f"{directory} already holds an attestation service (master.key exists)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise StorageError(f"cannot create {directory}: {e.strerror}") from e
+    tls = ec.generate_private_key(ec.SECP256R1())
+    identity = Ed25519PrivateKey.generate()
+    pem = serialization.PrivateFormat.PKCS8
+    enc = serialization.Encoding.PEM
+    write_private_key(
+        directory / TLS_KEY, tls.private_bytes(enc, pem, serialization.NoEncryption())
+    )
+    write_private_key(
+        directory / IDENTITY_KEY, identity.private_bytes(enc, pem, serialization.NoEncryption())
+    )
+    cert = _self_signed(tls, hosts, now)
+    try:
+        (directory / TLS_CERT).write_bytes(cert)
+    except OSError as e:
+        raise StorageError(f"cannot write {directory / TLS_CERT}: {e.strerror}") from e
+    # The master key goes last: its presence marks a complete directory.
+    write_private_key(directory / MASTER_KEY, os.urandom(32))
+    return load_identity(directory)
+
+
+def load_identity(directory: Path) -> CasIdentity:
+    try:
+        master = (directory / MASTER_KEY).read_bytes()
+        identity_pem = (directory / IDENTITY_KEY).read_bytes()
+        cert_pem = (directory / TLS_CERT).read_bytes()
+    except FileNotFoundError as e:
+        raise UsageError(
+            f"{directory} is not an attestation service directory ({e.filename} missing; "
+            "run `seml cas init`)"
+        ) from e
+    except OSError as e:
+        raise StorageError(f"cannot read {directory}: {e.strerror}") from e
+    if len(master) != 32:
+        raise UsageError(f"{directory / MASTER_KEY} is not a 32-byte key")
+    if (directory / MASTER_KEY).stat().st_mode & 0o077:
+        raise UsageError(f"{directory / MASTER_KEY} is readable by others; chmod 600 it")
+    try:
+        identity = serialization.load_pem_private_key(identity_pem, password=None)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as e:
+        raise UsageError(f"{directory}: corrupt identity key or certificate") from e
+    if not isinstance(identity, Ed25519PrivateKey):
+        raise UsageError(f"{directory / IDENTITY_KEY} is not an Ed25519 key")
+    return CasIdentity(
+        directory=directory,
+        fingerprint=cert_fingerprint(cert.public_bytes(serialization.Encoding.DER)),
+        identity_public=identity.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        ),
+        _master=master,
+        _identity=identity,
+    )

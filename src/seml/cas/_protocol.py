@@ -1,0 +1,46 @@
+"""What travels between the service and its clients (besides session documents)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ServiceConfig", "VolumeGrant", "read_challenge", "volume_subject"]
+
+
+def read_challenge(name: str, nonce: bytes) -> bytes:
+    """What a party signs to read session `name` (the nonce comes from the service)."""
+    return b"SEML session read v1\n" + name.encode() + b"\n" + nonce
+
+
+def volume_subject(owner: str, volume: str) -> bytes:
+    return b"seml-volume\x00" + owner.encode() + b"\x00" + volume.encode()
+
+
+class VolumeGrant(BaseModel):
+    """A protected volume a service mounts: its key and where its version tag is kept."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str
+    key: str = Field(repr=False)  # hex, 32 bytes
+    owner: str  # the session that owns the volume (differs from the service's when imported)
+    volume: str
+    token: str = Field(repr=False)  # capability for /v1/volumes/{owner}/{volume}
+
+
+class ServiceConfig(BaseModel):
+    """The resolved configuration an attested service receives. repr shows no secret values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    session: str
+    session_hash: str
+    service: str
+    measurement: str
+    tee: str
+    simulated: bool
+    weaknesses: list[str]
+    command: list[str] = Field(repr=False)
+    environment: dict[str, str] = Field(repr=False)
+    files: dict[str, str] = Field(repr=False)
+    volumes: dict[str, VolumeGrant]
+    storage: str | None = None
+    secrets: list[str]  # names released (values only inside environment/files/command)

@@ -1,0 +1,143 @@
+"""Resolving a service's configuration: which secrets it may read, and the text they fill in.
+
+Pure apart from the lookups passed in: imported secrets and volumes come from the exporting
+session's latest version, and only if that version exports them to exactly this session hash
+and this service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable
+
+from seml.cas._protocol import ServiceConfig, VolumeGrant, volume_subject
+from seml.cas._secrets import render_secret
+from seml.cas._state import SessionRecord
+from seml.errors import PolicyError
+from seml.policy import PLACEHOLDER, Export, Placeholder, SecretKind
+
+__all__ = ["Lookup", "resolve_config", "volume_secret_name", "volume_token"]
+
+# (session name) -> latest record, and (record, secret name) -> (kind, value)
+Lookup = tuple[
+    Callable[[str], SessionRecord | None],
+    Callable[[SessionRecord, str], tuple[SecretKind, bytes]],
+]
+
+
+def volume_secret_name(volume: str) -> str:
+    # ':' cannot appear in a secret name, so a volume key never collides with a user secret.
+    return f"volume:{volume}"
+
+
+def volume_token(token_key: bytes, owner: str, volume: str) -> str:
+    return hmac.new(token_key, volume_subject(owner, volume), hashlib.sha256).hexdigest()
+
+
+def _exported(exports: list[Export], record: SessionRecord, service: str) -> bool:
+    return any(
+        e.session == record.session.name and e.session_hash == record.hash and service in e.services
+        for e in exports
+    )
+
+
+def _source(lookup: Lookup, record: SessionRecord, what: str, session: str) -> SessionRecord:
+    latest, _ = lookup
+    source = latest(session)
+    if source is None:
+        raise PolicyError(f"{what} is imported from session {session}, which does not exist")
+    if source.session.name == record.session.name:
+        raise PolicyError(f"{what} cannot be imported from its own session")
+    return source
+
+
+def resolve_config(
+    record: SessionRecord,
+    service_name: str,
+    lookup: Lookup,
+    *,
+    token_key: bytes,
+    measurement: str,
+    tee: str,
+    weaknesses: list[str],
+) -> ServiceConfig:
+    session = record.session
+    service = session.service(service_name)
+    if service is None:  # checked by the caller already; kept for a clear error
+        raise PolicyError(f"session {session.name} has no service {service_name}")
+    _, value_of = lookup
+    values: dict[str, tuple[SecretKind, bytes]] = {}
+    for _where, p in service.placeholders():
+        if p.name in values:
+            continue
+        secret = session.secret(p.name)
+        if secret is None or service_name not in secret.readers:  # schema guarantees; defensive
+            raise PolicyError(f"service {service_name} may not read secret {p.name}")
+        if secret.import_ is None:
+            values[p.name] = value_of(record, p.name)
+            continue
+        imp = secret.import_
+        what = f"secret {p.name} of session {session.name}"
+        source = _source(lookup, record, what, imp.session)
+        exported = source.session.secret(imp.secret)
+        if exported is None or exported.import_ is not None:
+            raise PolicyError(f"{what}: session {imp.session} owns no secret {imp.secret}")
+        if not _exported(exported.export, record, service_name):
+            raise PolicyError(
+                f"{what}: session {imp.session} does not export {imp.secret} to service "
+                f"{service_name} of {session.name} {record.hash}"
+            )
+        values[p.name] = value_of(source, imp.secret)
+
+    def one(m: re.Match[str]) -> str:
+        kind, value = values[m["name"]]
+        return render_secret(kind, value, Placeholder.model_validate(m.groupdict()))
+
+    def fill(text: str) -> str:
+        return PLACEHOLDER.sub(one, text)
+
+    grants: dict[str, VolumeGrant] = {}
+    for vol_name, path in service.volumes.items():
+        volume = session.volume(vol_name)
+        if volume is None:  # schema guarantees; defensive
+            raise PolicyError(f"service {service_name} mounts unknown volume {vol_name}")
+        owner_record, owner_volume = record, vol_name
+        if volume.import_ is not None:
+            what = f"volume {vol_name} of session {session.name}"
+            imp_v = volume.import_
+            owner_record = _source(lookup, record, what, imp_v.session)
+            exported_v = owner_record.session.volume(imp_v.volume)
+            if exported_v is None or exported_v.import_ is not None:
+                raise PolicyError(f"{what}: session {imp_v.session} owns no volume {imp_v.volume}")
+            if not _exported(exported_v.export, record, service_name):
+                raise PolicyError(
+                    f"{what}: session {imp_v.session} does not export {imp_v.volume} to service "
+                    f"{service_name} of {session.name} {record.hash}"
+                )
+            owner_volume = imp_v.volume
+        _, key = value_of(owner_record, volume_secret_name(owner_volume))
+        owner = owner_record.session.name
+        grants[vol_name] = VolumeGrant(
+            path=path,
+            key=key.hex(),
+            owner=owner,
+            volume=owner_volume,
+            token=volume_token(token_key, owner, owner_volume),
+        )
+    return ServiceConfig(
+        session=session.name,
+        session_hash=record.hash,
+        service=service_name,
+        measurement=measurement,
+        tee=tee,
+        simulated="simulation" in weaknesses,
+        weaknesses=weaknesses,
+        command=[fill(a) for a in service.command],
+        environment={k: fill(v) for k, v in service.environment.items()},
+        files={k: fill(v) for k, v in service.files.items()},
+        volumes=grants,
+        storage=session.storage.location if session.storage else None,
+        secrets=sorted(values),
+    )

@@ -1,0 +1,258 @@
+"""The service's persistent state: one SQLite database (WAL) in the state directory.
+
+Sessions, their sealed secrets and the audit log are append-only (triggers refuse UPDATE and
+DELETE, so a bug cannot rewrite history; an operator with the file can, and the audit chain
+shows it). Every write that answers a request commits before the answer is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seml.cas._audit import GENESIS, AuditEntry, entry_hash, signing_message
+from seml.errors import IntegrityError, PolicyError, StorageError
+from seml.policy import Session, SessionSignature, session_from_document, session_hash
+
+__all__ = ["SessionRecord", "StateStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    hash TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL,
+    predecessor TEXT, document TEXT NOT NULL, signatures TEXT NOT NULL, accepted REAL NOT NULL,
+    UNIQUE (name, version));
+CREATE TABLE IF NOT EXISTS secrets (
+    session_hash TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, sealed BLOB NOT NULL,
+    PRIMARY KEY (session_hash, name));
+CREATE TABLE IF NOT EXISTS volumes (
+    owner TEXT NOT NULL, volume TEXT NOT NULL, version INTEGER NOT NULL, tag TEXT NOT NULL,
+    updated REAL NOT NULL, PRIMARY KEY (owner, volume));
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT NULL, details TEXT NOT NULL,
+    prev TEXT NOT NULL, hash TEXT NOT NULL, signature TEXT NOT NULL);
+"""
+_APPEND_ONLY = ("sessions", "secrets", "audit")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    session: Session
+    hash: str
+    version: int
+    signatures: tuple[SessionSignature, ...]
+    accepted: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.session.name,
+            "hash": self.hash,
+            "version": self.version,
+            "predecessor": self.session.predecessor,
+            "accepted": self.accepted,
+            "signers": sorted({s.party for s in self.signatures}),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "document": self.session.document(),
+            "signatures": [s.model_dump() for s in self.signatures],
+        }
+
+
+class StateStore:
+    """A single connection, used from one thread (the server's event loop)."""
+
+    def __init__(self, path: Path, sign: Callable[[bytes], bytes]) -> None:
+        self._sign = sign
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit survives a crash of the process (kill -9); only a power
+            # loss can drop the last transactions.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            for table in _APPEND_ONLY:
+                for op in ("UPDATE", "DELETE"):
+                    self._db.execute(
+                        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} "
+                        f"ON {table} BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+                    )
+            row = self._db.execute(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot open the service database {path}: {e}") from e
+        self._audit_head: tuple[int, str] = (row[0], row[1]) if row else (0, GENESIS)
+        self._latest: dict[str, SessionRecord] = {}
+        self._sealed: dict[str, dict[str, tuple[str, bytes]]] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        head = self._audit_head
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._audit_head = head
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as e:
+            self._audit_head = head
+            raise StorageError(f"service database: {e}") from e
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def _record(self, row: tuple[Any, ...]) -> SessionRecord:
+        h, version, document, signatures, accepted = row
+        session = session_from_document(json.loads(document), source=f"stored session {h}")
+        if session_hash(session) != h:
+            raise IntegrityError(f"stored session {h} does not match its hash (tampered store)")
+        return SessionRecord(
+            session=session,
+            hash=h,
+            version=version,
+            signatures=tuple(SessionSignature.model_validate(s) for s in json.loads(signatures)),
+            accepted=accepted,
+        )
+
+    _COLUMNS = "hash, version, document, signatures, accepted"
+
+    def latest(self, name: str) -> SessionRecord | None:
+        cached = self._latest.get(name)
+        if cached is not None:
+            return cached
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM sessions WHERE name = ? ORDER BY version DESC LIMIT 1",  # noqa: S608
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None
+        record = self._record(row)
+        self._latest[name] = record
+        return record
+
+    def by_hash(self, hash_: str) -> SessionRecord | None:
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM sessions WHERE hash = ?",  # noqa: S608
+            (hash_,),
+        ).fetchone()
+        return None if row is None else self._record(row)
+
+    def history(self, name: str) -> list[SessionRecord]:
+        rows = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM sessions WHERE name = ? ORDER BY version",  # noqa: S608
+            (name,),
+        ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def add_session(
+        self,
+        db: sqlite3.Connection,
+        record: SessionRecord,
+        sealed: dict[str, tuple[str, bytes]],
+    ) -> None:
+        """Insert inside `transaction()`; the cache is updated by `committed()`."""
+        try:
+            db.execute(
+                "INSERT INTO sessions (hash, name, version, predecessor, document, signatures, "
+                "accepted) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.hash,
+                    record.session.name,
+                    record.version,
+                    record.session.predecessor,
+                    json.dumps(record.session.document(), sort_keys=True),
+                    json.dumps([s.model_dump() for s in record.signatures]),
+                    record.accepted,
+                ),
+            )
+        except sqlite3.IntegrityError as e:
+            raise PolicyError(
+                f"session {record.session.name} version {record.version} or hash {record.hash} "
+                "already exists"
+            ) from e
+        db.executemany(
+            "INSERT INTO secrets (session_hash, name, kind, sealed) VALUES (?, ?, ?, ?)",
+            [(record.hash, n, kind, blob) for n, (kind, blob) in sealed.items()],
+        )
+
+    def committed(self, record: SessionRecord) -> None:
+        self._latest[record.session.name] = record
+
+    def sealed_secrets(self, hash_: str) -> dict[str, tuple[str, bytes]]:
+        """The sealed secrets of one version (immutable once committed, so cached)."""
+        cached = self._sealed.get(hash_)
+        if cached is not None:
+            return cached
+        rows = self._db.execute(
+            "SELECT name, kind, sealed FROM secrets WHERE session_hash = ?", (hash_,)
+        ).fetchall()
+        found = {n: (k, s) for n, k, s in rows}
+        if found:
+            self._sealed[hash_] = found
+        return found
+
+    # -- volumes --------------------------------------------------------------------------
+
+    def volume_version(self, owner: str, volume: str) -> tuple[int, str | None]:
+        row = self._db.execute(
+            "SELECT version, tag FROM volumes WHERE owner = ? AND volume = ?", (owner, volume)
+        ).fetchone()
+        return (0, None) if row is None else (row[0], row[1])
+
+    def set_volume_version(
+        self, db: sqlite3.Connection, owner: str, volume: str, version: int, tag: str, now: float
+    ) -> None:
+        db.execute(
+            "INSERT INTO volumes (owner, volume, version, tag, updated) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (owner, volume) DO UPDATE SET version = excluded.version, "
+            "tag = excluded.tag, updated = excluded.updated",
+            (owner, volume, version, tag, now),
+        )
+
+    # -- audit ----------------------------------------------------------------------------
+
+    def append_audit(
+        self, db: sqlite3.Connection, event: str, details: dict[str, Any], now: float
+    ) -> None:
+        seq, prev = self._audit_head
+        seq += 1
+        h = entry_hash(seq, now, event, details, prev)
+        signature = base64.b64encode(self._sign(signing_message(h))).decode()
+        db.execute(
+            "INSERT INTO audit (seq, time, event, details, prev, hash, signature) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, now, event, json.dumps(details, sort_keys=True), prev, h, signature),
+        )
+        self._audit_head = (seq, h)
+
+    def audit(self, after: int, limit: int) -> list[AuditEntry]:
+        rows = self._db.execute(
+            "SELECT seq, time, event, details, prev, hash, signature FROM audit "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return [
+            AuditEntry(
+                seq=r[0],
+                time=r[1],
+                event=r[2],
+                details=json.loads(r[3]),
+                prev=r[4],
+                hash=r[5],
+                signature=r[6],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,150 @@
+"""`seml cas init/serve/info/audit`: run and inspect the attestation service."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from seml.errors import UsageError
+
+__all__ = ["CasFingerprint", "CasUrl", "register"]
+
+CasUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--cas",
+        envvar="SEML_CAS",
+        help="Attestation service URL, https://HOST:PORT; env SEML_CAS.",
+    ),
+]
+CasFingerprint = Annotated[
+    str | None,
+    typer.Option(
+        "--cas-fingerprint",
+        envvar="SEML_CAS_FINGERPRINT",
+        help="Pinned sha256:... fingerprint of the service certificate; env SEML_CAS_FINGERPRINT.",
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def register(app: typer.Typer) -> None:
+    cas = typer.Typer(
+        help="The attestation service (CAS): sessions, evidence, secret release.",
+        no_args_is_help=True,
+    )
+    cas.command("init")(init)
+    cas.command("serve")(serve)
+    cas.command("info")(info)
+    cas.command("audit")(audit)
+    app.add_typer(cas, name="cas")
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="State directory to create (keys, database).")],
+    host: Annotated[
+        list[str] | None,
+        typer.Option("--host", help="Host name or IP in the certificate (repeatable)."),
+    ] = None,
+) -> None:
+    """Create a service: master key, Ed25519 identity, self-signed TLS certificate."""
+    from seml.cas import init_state_dir
+
+    hosts = host or ["localhost", "127.0.0.1", "::1"]
+    identity = init_state_dir(directory, hosts=hosts, now=dt.datetime.now(dt.UTC))
+    typer.echo(f"initialised {directory}")
+    typer.echo(f"fingerprint: {identity.fingerprint}")
+
+
+def serve(
+    directory: Annotated[Path, typer.Argument(help="State directory made by `seml cas init`.")],
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")
+    ] = "127.0.0.1:8443",
+) -> None:
+    """Serve over HTTPS until interrupted (prints the URL and the certificate pin)."""
+    from seml.cas import serve as run
+
+    run(directory, listen)
+
+
+def info(
+    directory: Annotated[
+        Path | None, typer.Argument(help="A local state directory to describe.")
+    ] = None,
+    cas_url: CasUrl = None,
+    cas_fingerprint: CasFingerprint = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show the certificate fingerprint to pin and the service's public keys."""
+    import base64
+
+    from seml.cas import CasClient, load_identity
+
+    if directory is not None:
+        ident = load_identity(directory)
+        data: dict[str, Any] = {
+            "directory": str(directory),
+            "fingerprint": ident.fingerprint,
+            "identity_key": base64.b64encode(ident.identity_public).decode(),
+            "box_key": base64.b64encode(bytes(ident.box_key.public_key)).decode(),
+        }
+    elif cas_url and cas_fingerprint:
+        with CasClient(cas_url, cas_fingerprint) as client:
+            data = {"url": cas_url, **client.info()}
+    else:
+        raise UsageError("pass a state DIR, or --cas URL --cas-fingerprint sha256:...")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        for k, v in data.items():
+            typer.echo(f"{k}: {v}")
+
+
+def audit(
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Check the hash chain and every signature; exit non-zero if broken."
+        ),
+    ] = False,
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Read a local state directory instead of a served instance."),
+    ] = None,
+    cas_url: CasUrl = None,
+    cas_fingerprint: CasFingerprint = None,
+    as_json: AsJson = False,
+) -> None:
+    """Print the audit log (who got what and when); with --verify, check it first."""
+    from seml.cas import client_from_env, load_identity, verify_audit_chain
+
+    if directory is not None:
+        from seml.cas._state import StateStore
+
+        ident = load_identity(directory)
+        store = StateStore(ident.database, ident.sign)
+        try:
+            entries = store.audit(0, 1 << 62)
+        finally:
+            store.close()
+        if verify:
+            verify_audit_chain(entries, ident.identity_public)
+    else:
+        with client_from_env(cas_url, cas_fingerprint) as client:
+            entries = client.audit(verify=verify)
+    if as_json:
+        typer.echo(json.dumps([e.model_dump() for e in entries], indent=2))
+    else:
+        for e in entries:
+            when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            details = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(e.details.items()))
+            typer.echo(f"{e.seq:6d} {when} {e.event:15s} {details}")
+    if verify:
+        typer.echo(
+            f"audit log verified: {len(entries)} entries, chain and signatures intact", err=True
+        )

@@ -1,0 +1,332 @@
+"""The session document: a pydantic schema, strict (unknown keys are errors), with cross-checks.
+
+A session is what the parties agree on. It names the parties and their Ed25519 keys, who must
+sign its creation and its updates, which evidence weaknesses are tolerated, which secrets and
+volumes exist and which services may read them, and, per service, the measurements allowed to
+receive its configuration.
+
+Secret placeholders in a service's environment and injected files use one syntax:
+``$$SEML::NAME$$`` (the secret's default text form), ``$$SEML::NAME.key$$`` / ``.crt`` / ``.pub``
+(PEM parts of ed25519 / x509 secrets) and an optional encoding suffix ``:hex`` / ``:base64``
+(binary values default to hex), e.g. ``$$SEML::data_key:base64$$``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "NAME_PATTERN",
+    "PLACEHOLDER",
+    "Approval",
+    "Export",
+    "Placeholder",
+    "Secret",
+    "SecretImport",
+    "SecretKind",
+    "Security",
+    "Service",
+    "Session",
+    "Storage",
+    "Volume",
+    "VolumeImport",
+    "placeholders_in",
+]
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+SESSION_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
+MEASUREMENT_PATTERN = r"^[0-9a-f]{32,128}$"
+# A simulated platform key's sha256, or an Intel platform's PPID from its PCK certificate.
+PLATFORM_PATTERN = r"^(sha256:[0-9a-f]{64}|ppid:[0-9a-f]{32})$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+SessionHash = Annotated[str, StringConstraints(pattern=SESSION_HASH_PATTERN)]
+Measurement = Annotated[str, StringConstraints(pattern=MEASUREMENT_PATTERN)]
+Platform = Annotated[str, StringConstraints(pattern=PLATFORM_PATTERN)]
+
+PLACEHOLDER = re.compile(
+    r"\$\$SEML::(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?:\.(?P<part>key|crt|pub))?"
+    r"(?::(?P<encoding>hex|base64))?\$\$"
+)
+# Anything that starts like a placeholder but does not parse is an error, not literal text:
+# a typo must not silently ship the placeholder string to the workload.
+_PLACEHOLDER_START = re.compile(r"\$\$SEML")
+
+
+class Placeholder(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    part: Literal["key", "crt", "pub"] | None = None
+    encoding: Literal["hex", "base64"] | None = None
+
+
+def placeholders_in(text: str) -> list[Placeholder]:
+    """Every placeholder in `text`; raises ValueError for a malformed one."""
+    found = [Placeholder.model_validate(m.groupdict()) for m in PLACEHOLDER.finditer(text)]
+    if len(_PLACEHOLDER_START.findall(text)) != len(found):
+        raise ValueError(
+            "malformed secret placeholder (expected $$SEML::NAME$$, $$SEML::NAME.key$$, "
+            "$$SEML::NAME:base64$$ ...)"
+        )
+    return found
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SecretKind(StrEnum):
+    KEY = "key"  # random symmetric key, `size` bytes (default 32)
+    ASCII = "ascii"  # random printable string, `size` characters (default 32)
+    BINARY = "binary"  # random bytes, `size` bytes (default 32)
+    ED25519 = "ed25519"  # Ed25519 key pair
+    X509 = "x509"  # EC P-256 key and self-signed certificate
+    PROVIDED = "provided"  # a value a party sends (encrypted to the service)
+
+
+class Export(_Strict):
+    """Consent to hand a secret or volume to named services of another, exactly pinned, session."""
+
+    session: Name
+    session_hash: SessionHash
+    services: list[Name] = Field(min_length=1)
+
+
+class SecretImport(_Strict):
+    session: Name
+    secret: Name
+
+
+class VolumeImport(_Strict):
+    session: Name
+    volume: Name
+
+
+class Secret(_Strict):
+    name: Name
+    kind: SecretKind | None = None
+    size: int | None = Field(default=None, ge=16, le=4096)
+    common_name: str | None = Field(default=None, min_length=1, max_length=64)
+    provided_by: Name | None = None
+    readers: list[Name] = Field(default_factory=list)
+    export: list[Export] = Field(default_factory=list)
+    import_: SecretImport | None = Field(default=None, alias="import")
+
+    @model_validator(mode="after")
+    def _kind_rules(self) -> Secret:
+        if self.import_ is not None:
+            if self.kind is not None or self.size is not None or self.export:
+                raise ValueError("an imported secret takes no kind, size or export")
+            return self
+        if self.kind is None:
+            raise ValueError("a secret needs a kind (key, ascii, binary, ed25519, x509, provided)")
+        if self.size is not None and self.kind not in (
+            SecretKind.KEY,
+            SecretKind.ASCII,
+            SecretKind.BINARY,
+        ):
+            raise ValueError(f"size does not apply to kind {self.kind.value}")
+        if self.common_name is not None and self.kind is not SecretKind.X509:
+            raise ValueError("common_name applies only to kind x509")
+        if (self.provided_by is None) != (self.kind is not SecretKind.PROVIDED):
+            raise ValueError("provided_by is required for kind provided, and only for it")
+        return self
+
+
+class Volume(_Strict):
+    name: Name
+    export: list[Export] = Field(default_factory=list)
+    import_: VolumeImport | None = Field(default=None, alias="import")
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> Volume:
+        if self.import_ is not None and self.export:
+            raise ValueError("a volume is either imported or owned (and exported), not both")
+        return self
+
+
+class Service(_Strict):
+    name: Name
+    measurements: list[Measurement] = Field(min_length=1)
+    command: list[str] = Field(default_factory=list)
+    environment: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str
+    ] = Field(default_factory=dict)
+    files: dict[Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")], str] = Field(
+        default_factory=dict
+    )
+    volumes: dict[Name, Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")]] = Field(
+        default_factory=dict
+    )
+    # The machines the service may run on; absent: any. Present, it must name at least one
+    # (an empty allow-list never means "allow all").
+    platforms: list[Platform] | None = Field(default=None, min_length=1)
+
+    @field_validator("measurements")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("measurements are listed twice")
+        return value
+
+    def placeholders(self) -> list[tuple[str, Placeholder]]:
+        """(where, placeholder) for every placeholder in the environment, files and command."""
+        texts = [
+            *((f"environment.{k}", v) for k, v in self.environment.items()),
+            *((f"files.{k}", v) for k, v in self.files.items()),
+            *((f"command.{i}", v) for i, v in enumerate(self.command)),
+        ]
+        out: list[tuple[str, Placeholder]] = []
+        for where, text in texts:
+            try:
+                out += [(where, p) for p in placeholders_in(text)]
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+        return out
+
+
+class Approval(_Strict):
+    create: list[Name] = Field(min_length=1)
+    update: list[Name] = Field(min_length=1)
+
+
+# The weaknesses a verdict can carry (seml.attest); "revoked" is never tolerable. A typo here
+# must be an error, not a silently stricter (or, worse, misread) session.
+Weakness = Literal[
+    "simulation", "debug", "sw-hardening-needed", "configuration-needed", "out-of-date"
+]
+
+
+class Security(_Strict):
+    tolerate: list[Weakness] = Field(default_factory=list)
+    ignore_advisories: list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")]] = (
+        Field(default_factory=list)
+    )
+
+
+class Storage(_Strict):
+    location: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+class Session(_Strict):
+    version: Literal[1]
+    name: Name
+    predecessor: SessionHash | None = None
+    parties: dict[Name, Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        min_length=1
+    )
+    approval: Approval
+    security: Security = Field(default_factory=Security)
+    secrets: list[Secret] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list)
+    services: list[Service] = Field(default_factory=list)
+    storage: Storage | None = None
+
+    @field_validator("parties")
+    @classmethod
+    def _keys_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        from seml.policy._keys import parse_public_key
+
+        for party, text in value.items():
+            try:
+                parse_public_key(text)
+            except ValueError as e:
+                raise ValueError(f"party {party}: {e}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Session:
+        _check_cross_references(self)
+        return self
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def secret(self, name: str) -> Secret | None:
+        return next((s for s in self.secrets if s.name == name), None)
+
+    def volume(self, name: str) -> Volume | None:
+        return next((v for v in self.volumes if v.name == name), None)
+
+    def document(self) -> dict[str, Any]:
+        """The canonical plain-data form (aliases, no unset defaults dropped): what is hashed."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _unique(kind: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{kind} {n} is defined twice")
+        seen.add(n)
+
+
+def _check_cross_references(s: Session) -> None:
+    _unique("secret", [x.name for x in s.secrets])
+    _unique("volume", [x.name for x in s.volumes])
+    _unique("service", [x.name for x in s.services])
+    parties = set(s.parties)
+    for rule, names in (("create", s.approval.create), ("update", s.approval.update)):
+        for n in names:
+            if n not in parties:
+                raise ValueError(f"approval.{rule}: {n} is not one of the parties")
+    services = {x.name: x for x in s.services}
+    secrets: dict[str, Secret] = {x.name: x for x in s.secrets}
+    volumes = {x.name for x in s.volumes}
+    for i, secret in enumerate(s.secrets):
+        for reader in secret.readers:
+            if reader not in services:
+                raise ValueError(f"secrets.{i}.readers: no service named {reader}")
+        if secret.provided_by is not None and secret.provided_by not in parties:
+            raise ValueError(f"secrets.{i}.provided_by: {secret.provided_by} is not a party")
+        for e in secret.export:
+            if e.session == s.name:
+                raise ValueError(f"secrets.{i}.export: a session cannot export to itself")
+    for i, volume in enumerate(s.volumes):
+        for e in volume.export:
+            if e.session == s.name:
+                raise ValueError(f"volumes.{i}.export: a session cannot export to itself")
+    for i, service in enumerate(s.services):
+        try:
+            found = service.placeholders()
+        except ValueError as e:
+            raise ValueError(f"services.{i}.{e}") from None
+        for vol in service.volumes:
+            if vol not in volumes:
+                raise ValueError(f"services.{i}.volumes: no volume named {vol}")
+        for where, p in found:
+            if where.startswith("command."):
+                raise ValueError(
+                    f"services.{i}.{where}: no secrets in the command line (argv is visible to "
+                    "every process on the machine); use environment or files"
+                )
+            used = secrets.get(p.name)
+            if used is None:
+                raise ValueError(f"services.{i}.{where}: no secret named {p.name}")
+            secret = used
+            if service.name not in secret.readers:
+                raise ValueError(
+                    f"services.{i}.{where}: service {service.name} is not a reader of "
+                    f"secret {p.name}"
+                )
+            if (
+                p.part is not None
+                and secret.kind not in (SecretKind.ED25519, SecretKind.X509)
+                and secret.import_ is None
+            ):
+                raise ValueError(
+                    f"services.{i}.{where}: .{p.part} applies only to ed25519/x509 secrets"
+                )
+            if p.part == "crt" and secret.kind is SecretKind.ED25519:
+                raise ValueError(f"services.{i}.{where}: an ed25519 secret has no .crt")
