@@ -1,0 +1,405 @@
+"""`seml run` benchmark: fixed overhead around a trivial command, and protected-volume throughput.
+
+Starts a real `seml cas serve` over HTTPS on a free loopback port, submits one signed session
+(tolerating simulation) and compares, in one run on this machine:
+
+1. Fixed overhead: `seml run` around a trivial command (`true`, then `python -c pass`) with one
+   empty protected volume (measure, attest over HTTPS, receive the configuration, unseal and
+   seal the empty volume, report its new version), against the same command run natively.
+   Runs alternate seml/native so background load hits both alike.
+2. Volume throughput: a small Python program that reads a SIZE MiB file from the volume,
+   transforms every byte (`bytes.translate`, +1 mod 256), writes the result to a new file,
+   fsyncs it and renames it over the original. The volume therefore holds one SIZE MiB file in
+   steady state, every run unseals (decrypts) SIZE MiB, the command reads SIZE and writes SIZE
+   MiB, and the seal encrypts SIZE MiB (the file changed) and fsyncs it. Natively the same
+   program runs on a plain folder on the same filesystem as the volumes dir, fsync included,
+   so both sides leave the data durable on disk. Throughput = (read + written) MiB / the
+   wall time of the whole invocation (interpreter start to exit).
+
+Phase times of `seml run` come from timestamping its stderr lines as they arrive (the runtime
+flushes one line per step; the benchmark's program adds one when it is done): startup (process
+start, imports, measurement), attest, unseal, command, seal (including the version report to the
+service), exit (workspace wipe, interpreter shutdown).
+
+The simulated measurement covers the seml package's own source, so everything runs from a
+copy of src/seml taken at start (PYTHONPATH): an edit to the checkout during the run cannot
+make the attestation service refuse the runtime. Temp files live under /tmp and are removed.
+
+The attestation is SIMULATED (no TEE hardware): the figures measure SEML's own work.
+
+    .venv/bin/python benchmarks/runtime_bench.py [--size-mib 256] [--repetitions 20]
+        [--io-repetitions 3] [--mount auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+OVERHEAD_TARGET_MS = 300.0
+THROUGHPUT_TARGET = 0.5
+
+# The volume workload. Same program, same argv natively and under `seml run`; it finds its
+# folder in SEML_VOLUME_DATA (set by `seml run`, or by the benchmark for the native run).
+PROGRAM = """\
+import os, sys, time
+t0 = time.perf_counter()
+size = int(sys.argv[1]) << 20
+folder = os.environ["SEML_VOLUME_DATA"]
+path = os.path.join(folder, "data.bin")
+tmp = path + ".new"
+block = 1 << 20
+read = written = 0
+if not os.path.exists(path):  # first (setup) run: create the file
+    mode = "created"
+    chunk = os.urandom(block)
+    with open(tmp, "wb", buffering=0) as out:
+        for _ in range(size // block):
+            written += out.write(chunk)
+        os.fsync(out.fileno())
+else:
+    mode = "transformed"
+    table = bytes((i + 1) % 256 for i in range(256))
+    buf = bytearray(block)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as src, open(tmp, "wb", buffering=0) as out:
+        while n := src.readinto(buf):
+            read += n
+            written += out.write(view[:n].tobytes().translate(table))
+        os.fsync(out.fileno())
+    if read != size:
+        sys.exit(f"expected {size} bytes in {path}, read {read}")
+os.replace(tmp, path)
+print(f"bench-command {mode} {read} {written} {time.perf_counter() - t0:.6f}",
+      file=sys.stderr, flush=True)
+"""
+
+# stderr line markers of `seml run` (src/seml/runtime/_run.py) -> the phase they end.
+_MARKS = (
+    ("attested as ", "attest"),
+    (" unsealed at ", "unseal"),
+    ("bench-command ", "command"),
+    (" sealed as v", "seal"),
+)
+PHASES = ("startup", "attest", "unseal", "command", "seal", "exit")
+
+
+@dataclass
+class Timed:
+    """One invocation: wall time, and for `seml run` the time at which each phase ended."""
+
+    wall: float
+    marks: dict[str, float] = field(default_factory=dict)
+    command_seconds: float | None = None  # the program's own time (volume workload only)
+    stderr: str = ""
+
+    def phases(self) -> dict[str, float]:
+        """Phase durations; a phase without its own marker is folded into the next one
+        (`command+seal` for a command that prints nothing)."""
+        out: dict[str, float] = {}
+        last = 0.0
+        pending: list[str] = []
+        for name in PHASES:
+            end = self.wall if name == "exit" else self.marks.get(name)
+            pending.append(name)
+            if end is None:
+                continue
+            out["+".join(pending)] = end - last
+            last, pending = end, []
+        return out
+
+
+def _timed(argv: Sequence[str], env: dict[str, str], cwd: Path) -> Timed:
+    """Run argv, timestamping each stderr line when it arrives; fail loudly on non-zero exit."""
+    lines: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        list(argv), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    stream = proc.stderr
+
+    def pump() -> None:
+        for raw in stream:
+            lines.append((time.perf_counter() - t0, raw.decode(errors="replace")))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    status = proc.wait()
+    wall = time.perf_counter() - t0
+    reader.join()
+    stream.close()
+    result = Timed(wall, stderr="".join(text for _, text in lines))
+    if status != 0:
+        raise SystemExit(f"{' '.join(argv[:6])} ... exited {status}:\n{result.stderr}")
+    if lines:
+        result.marks["startup"] = lines[0][0]
+    for at, text in lines:
+        for needle, phase in _MARKS:
+            if needle in text:
+                result.marks[phase] = at  # the last one wins (several volumes)
+        if text.startswith("bench-command "):
+            result.command_seconds = float(text.split()[4])
+    return result
+
+
+def _ms(values: Sequence[float]) -> str:
+    return (
+        f"median {statistics.median(values) * 1000:8.1f} ms, mean "
+        f"{statistics.mean(values) * 1000:8.1f} ms, min {min(values) * 1000:8.1f} ms"
+    )
+
+
+def _phase_table(runs: Sequence[Timed], indent: str = "    ") -> list[str]:
+    per: dict[str, list[float]] = {}
+    for r in runs:
+        for name, seconds in r.phases().items():
+            per.setdefault(name, []).append(seconds)
+    total = statistics.median(r.wall for r in runs)
+    out = []
+    for name, values in per.items():
+        if len(values) == len(runs):
+            med = statistics.median(values)
+            out.append(f"{indent}{name:<14} {med * 1000:9.1f} ms  ({100 * med / total:4.1f}%)")
+    return out
+
+
+def _session(owner_public: str, trivial: dict[str, str], io_measurement: str) -> dict[str, Any]:
+    services: list[dict[str, Any]] = [
+        {"name": name, "measurements": [m], "volumes": {"empty": "/empty"}}
+        for name, m in trivial.items()
+    ]
+    services.append({"name": "io", "measurements": [io_measurement], "volumes": {"data": "/data"}})
+    return {
+        "version": 1,
+        "name": "runtime-bench",
+        "parties": {"owner": owner_public},
+        "approval": {"create": ["owner"], "update": ["owner"]},
+        "security": {"tolerate": ["simulation"]},
+        "secrets": [],
+        "volumes": [{"name": "empty"}, {"name": "data"}],
+        "services": services,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=256, help="volume workload file size")
+    parser.add_argument(
+        "--repetitions", type=int, default=20, help="measured runs per trivial command"
+    )
+    parser.add_argument(
+        "--io-repetitions", type=int, default=3, help="measured runs of the volume workload"
+    )
+    parser.add_argument(
+        "--mount",
+        default="auto",
+        choices=("auto", "namespace", "workspace"),
+        help="passed to `seml run --mount`",
+    )
+    args = parser.parse_args()
+    if args.size_mib < 1 or args.repetitions < 1 or args.io_repetitions < 1:
+        parser.error("--size-mib, --repetitions and --io-repetitions must be at least 1")
+
+    python = sys.executable
+    true = shutil.which("true") or "/bin/true"
+    trivial_commands = {"trivial-true": [true], "trivial-python": [python, "-c", "pass"]}
+
+    with tempfile.TemporaryDirectory(prefix="seml-runtime-bench-", dir="/tmp") as tmp_name:
+        tmp = Path(tmp_name)
+        # The simulated measurement covers every source file of the seml package, and others
+        # may be editing this checkout: run everything (CAS, `seml run`, `measure`) from a
+        # snapshot taken now, so an edit during the benchmark cannot change the measurement.
+        snapshot = tmp / "src"
+        shutil.copytree(
+            REPO / "src" / "seml", snapshot / "seml", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        sys.path.insert(0, str(snapshot))
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(snapshot), os.environ.get("PYTHONPATH")) if p
+        )
+        from _cas import running_cas, seml_command
+        from seml.policy import new_key_pair, public_key_text, session_from_document, sign_session
+        from seml.runtime import init_platform_key, measure
+
+        assert Path(measure.__code__.co_filename).is_relative_to(snapshot)
+        code = tmp / "code"
+        code.mkdir()
+        program = code / "transform.py"
+        program.write_text(PROGRAM)
+        io_command = [python, str(program), str(args.size_mib)]
+        plain = tmp / "plain"  # native counterpart of the volume, same filesystem
+        plain.mkdir()
+        volumes = tmp / "volumes"
+        platform_key = tmp / "platform.key"
+        init_platform_key(platform_key)
+
+        with running_cas(tmp / "cas") as cas:
+            owner = new_key_pair()
+            doc = _session(
+                public_key_text(owner.public),
+                {name: measure([], argv) for name, argv in trivial_commands.items()},
+                measure([code], io_command),
+            )
+            session = session_from_document(doc)
+            with cas.client() as client:
+                client.submit_session(session, [sign_session(session, "owner", owner)])
+
+            env = {**os.environ, **cas.env}
+            native_env = {k: v for k, v in os.environ.items() if not k.startswith("SEML_")} | {
+                "SEML_VOLUME_DATA": str(plain)
+            }
+
+            def seml_run(service: str, argv: Sequence[str], *extra: str) -> Timed:
+                return _timed(
+                    [
+                        *seml_command(),
+                        "run",
+                        "--session",
+                        "runtime-bench",
+                        "--service",
+                        service,
+                        "--volumes-dir",
+                        str(volumes),
+                        "--platform-key",
+                        str(platform_key),
+                        "--mount",
+                        args.mount,
+                        *extra,
+                        "--",
+                        *argv,
+                    ],
+                    env,
+                    tmp,
+                )
+
+            print(
+                f"seml run benchmark (SIMULATED attestation, no TEE), {os.cpu_count()} cores, "
+                f"load average {os.getloadavg()[0]:.2f}, CAS {cas.url}"
+            )
+
+            # 1. Fixed overhead.
+            overhead: dict[str, tuple[list[Timed], list[Timed]]] = {}
+            for service, argv in trivial_commands.items():
+                warm = seml_run(service, argv)  # warm-up (creates the empty volume)
+                if service == "trivial-true":
+                    flat = "no private mount namespace" in warm.stderr
+                    print(
+                        f"--mount {args.mount}: "
+                        + ("workspace only" if flat else "private mount namespace (unshare)")
+                    )
+                _timed(argv, native_env, tmp)
+                runs: list[Timed] = []
+                native: list[Timed] = []
+                for _ in range(args.repetitions):
+                    native.append(_timed(argv, native_env, tmp))
+                    runs.append(seml_run(service, argv))
+                overhead[service] = (runs, native)
+                s = [r.wall for r in runs]
+                n = [r.wall for r in native]
+                diff = (statistics.median(s) - statistics.median(n)) * 1000
+                print(
+                    f"\n1. fixed overhead, command {' '.join(Path(a).name for a in argv)!r}, "
+                    f"empty volume, {args.repetitions} runs each"
+                )
+                print(f"  native    {_ms(n)}")
+                print(f"  seml run  {_ms(s)}")
+                print(
+                    f"  overhead  {diff:.1f} ms (median difference; mean "
+                    f"{(statistics.mean(s) - statistics.mean(n)) * 1000:.1f} ms), ratio "
+                    f"{statistics.median(s) / statistics.median(n):.1f}x"
+                )
+                print("  seml run phases (median):")
+                print("\n".join(_phase_table(runs)))
+
+            # 2. Volume throughput.
+            size = args.size_mib
+            moved = 2 * size  # read + written by the command
+            setup = seml_run("io", io_command, "--code", str(code))
+            _timed(io_command, native_env, tmp)
+            assert setup.command_seconds is not None, setup.stderr
+            io_runs: list[Timed] = []
+            io_native: list[Timed] = []
+            for _ in range(args.io_repetitions):
+                io_native.append(_timed(io_command, native_env, tmp))
+                io_runs.append(seml_run("io", io_command, "--code", str(code)))
+            for r in io_runs:
+                if "bench-command transformed" not in r.stderr:
+                    raise SystemExit(f"the volume workload did not run as expected:\n{r.stderr}")
+            s_wall = statistics.median(r.wall for r in io_runs)
+            n_wall = statistics.median(r.wall for r in io_native)
+            s_rate, n_rate = moved / s_wall, moved / n_wall
+            s_cmd = statistics.median(r.command_seconds or 0.0 for r in io_runs)
+            n_cmd = statistics.median(r.command_seconds or 0.0 for r in io_native)
+            phases = {
+                name: statistics.median(r.phases()[name] for r in io_runs)
+                for name in ("unseal", "seal")
+            }
+            print(
+                f"\n2. volume workload: read {size} MiB, transform, write {size} MiB, fsync, "
+                f"rename ({args.io_repetitions} runs each, medians)"
+            )
+            print(
+                f"  native (plain disk)  {n_wall * 1000:8.0f} ms  {n_rate:7.1f} MiB/s  "
+                f"(program itself {n_cmd * 1000:.0f} ms)"
+            )
+            print(
+                f"  seml run (volume)    {s_wall * 1000:8.0f} ms  {s_rate:7.1f} MiB/s  "
+                f"(program itself, on the tmpfs workspace {s_cmd * 1000:.0f} ms)"
+            )
+            print(f"  throughput ratio     {s_rate / n_rate:.2f} (seml / native)")
+            true_runs, true_native = overhead["trivial-true"]
+            fixed_s = statistics.median(r.wall for r in true_runs) - statistics.median(
+                r.wall for r in true_native
+            )
+            if s_wall - fixed_s > 0:
+                data_rate = moved / (s_wall - fixed_s)
+                print(
+                    f"  without the fixed overhead of 1. ({fixed_s * 1000:.0f} ms): "
+                    f"{data_rate:.1f} MiB/s, ratio {data_rate / n_rate:.2f} (for information)"
+                )
+            print(
+                f"  unseal {size / phases['unseal']:.0f} MiB/s decrypted, "
+                f"seal {size / phases['seal']:.0f} MiB/s encrypted + fsync"
+            )
+            print("  seml run phases (median):")
+            print("\n".join(_phase_table(io_runs)))
+
+    # 3. Summary.
+    fixed = fixed_s * 1000
+    py_runs, py_native = overhead["trivial-python"]
+    fixed_py = (
+        statistics.median(r.wall for r in py_runs) - statistics.median(r.wall for r in py_native)
+    ) * 1000
+    ratio = s_rate / n_rate
+    fixed_ok = fixed < OVERHEAD_TARGET_MS
+    rate_ok = ratio >= THROUGHPUT_TARGET
+    print("\nsummary (SIMULATED attestation)")
+    print(
+        f"  {'PASS' if fixed_ok else 'MISS'}  fixed overhead {fixed:.0f} ms around `true` "
+        f"({fixed_py:.0f} ms around `python -c pass`); target < {OVERHEAD_TARGET_MS:.0f} ms"
+    )
+    print(
+        f"  {'PASS' if rate_ok else 'MISS'}  volume throughput {s_rate:.0f} MiB/s vs plain disk "
+        f"{n_rate:.0f} MiB/s = {100 * ratio:.0f}% ({size} MiB read + {size} MiB written); "
+        f"target >= {100 * THROUGHPUT_TARGET:.0f}%"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

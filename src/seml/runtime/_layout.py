@@ -1,0 +1,104 @@
+"""Where a service's injected files and volumes appear: its private workspace.
+
+Paths in a session (`/app/main.py`, `/data`) are paths inside the service's private workspace,
+which is also the command's working directory, so `data/x` always works. When the runtime can
+create a private mount namespace (Linux, root, `unshare` present), each top-level folder of
+those paths is also bind-mounted at its absolute path for the child only, so `/data/x` works
+too; nothing is mounted for anyone else. System folders are never shadowed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from seml.errors import PolicyError, UsageError
+
+__all__ = ["MountPlan", "namespace_available", "plan_mounts", "workspace_path", "wrap_command"]
+
+# Never bind over these: the child needs the host's system to run at all.
+_SYSTEM = frozenset(
+    {"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt", "proc", "root",
+     "run", "sbin", "srv", "sys", "usr", "var", "home", "tmp", "mnt", "media"}
+)  # fmt: skip
+
+
+def workspace_path(workspace: Path, session_path: str) -> Path:
+    """The place of a session path (absolute, POSIX) inside the workspace; no escaping it."""
+    pure = PurePosixPath(session_path)
+    if not pure.is_absolute() or any(part in ("..", ".") for part in pure.parts[1:]):
+        raise PolicyError(f"session path {session_path!r} must be absolute without . or ..")
+    rel = pure.relative_to("/")
+    if not rel.parts:
+        raise PolicyError("the workspace root itself cannot be a volume or a file")
+    return workspace.joinpath(*rel.parts)
+
+
+@dataclass(frozen=True)
+class MountPlan:
+    """Bind mounts (workspace folder -> absolute path) for the child's private namespace."""
+
+    binds: tuple[tuple[Path, str], ...]
+    skipped: tuple[str, ...]  # top-level names not bound (system folders, files at the root)
+
+
+def plan_mounts(workspace: Path, paths: Sequence[str]) -> MountPlan:
+    tops: dict[str, bool] = {}  # top-level name -> is a folder in the workspace
+    for p in paths:
+        parts = PurePosixPath(p).parts
+        if len(parts) < 2:
+            continue
+        top = parts[1]
+        tops[top] = tops.get(top, False) or len(parts) > 2 or (workspace / top).is_dir()
+    binds: list[tuple[Path, str]] = []
+    skipped: list[str] = []
+    for top, is_dir in sorted(tops.items()):
+        if top in _SYSTEM or not is_dir:
+            skipped.append("/" + top)
+        else:
+            binds.append((workspace / top, "/" + top))
+    return MountPlan(tuple(binds), tuple(skipped))
+
+
+def namespace_available() -> bool:
+    """Whether a private mount namespace can be made (root on Linux with util-linux unshare)."""
+    return (
+        os.name == "posix"
+        and hasattr(os, "geteuid")
+        and os.geteuid() == 0
+        and shutil.which("unshare") is not None
+        and shutil.which("mount") is not None
+    )
+
+
+# Runs inside the new namespace: bind each pair, then become the command. The pairs and the
+# command arrive as arguments, never through a shell string, so nothing is interpolated.
+_BINDER = (
+    'set -e; while [ "$1" != "--" ]; do mkdir -p "$2"; mount --bind "$1" "$2"; shift 2; done; '
+    'shift; exec "$@"'
+)
+
+
+def wrap_command(command: Sequence[str], plan: MountPlan) -> list[str]:
+    """`command`, run inside a private mount namespace with the plan's binds."""
+    if not command:
+        raise UsageError("no command to run")
+    if not plan.binds:
+        return list(command)
+    args = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _BINDER, "sh"]
+    for src, dst in plan.binds:
+        args += [str(src), dst]
+    return [*args, "--", *command]
+
+
+def child_environment(
+    base: Mapping[str, str], service_env: Mapping[str, str], extra: Mapping[str, str]
+) -> dict[str, str]:
+    """The child's environment: the caller's minus anything SEML-secret, then the service's."""
+    env = {k: v for k, v in base.items() if not k.startswith("SEML_")}
+    env.update(service_env)
+    env.update(extra)
+    return env

@@ -1,0 +1,290 @@
+"""`seml run`: measure, attest, receive the configuration, unseal, run, seal, report.
+
+The steps follow the SCONE runtime. Nothing the command has not been given by the attestation
+service starts: any failure before the command (measurement refused, volume tampered with or
+rolled back) ends the run with the reason and the command is never executed. Secrets exist only
+in the child's environment and in files inside the private workspace, which is wiped on exit.
+
+A run is a transaction for the volumes: they are sealed as a new version only when the command
+exits with status 0; a failing, killed or interrupted command leaves them at their last sealed
+version, which the attestation service also knows, so an old copy cannot be brought back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from seml.attest import EvidenceProvider, SimulationProvider, select_provider
+from seml.cas import CasClient, ServiceConfig, VolumeGrant
+from seml.errors import IntegrityError, PolicyError, StorageError, UsageError
+from seml.runtime._layout import (
+    child_environment,
+    namespace_available,
+    plan_mounts,
+    workspace_path,
+    wrap_command,
+)
+from seml.runtime._measure import measure
+from seml.runtime._platform import load_platform_key
+from seml.volume import FuseMount, Volume, private_workspace
+
+__all__ = ["RunOptions", "RunResult", "run_service"]
+
+SIMULATION_BANNER = (
+    "SIMULATED attestation: no TEE hardware is used; the evidence is made in software "
+    "and proves nothing about where this code runs"
+)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    session: str
+    service: str
+    code: Sequence[Path] = ()
+    command: Sequence[str] = ()  # empty: the session's command
+    volumes_dir: Path = Path("volumes")
+    session_hash: str | None = None
+    simulation: bool = True
+    mount: str = "auto"  # auto | namespace | workspace | fuse
+    platform_key: Path | None = None  # simulation: the machine's identity (see _platform)
+
+
+@dataclass
+class RunResult:
+    status: int
+    measurement: str
+    volume_versions: dict[str, int] = field(default_factory=dict)
+    sealed: bool = False
+
+
+def _say(err: TextIO, message: str) -> None:
+    print(f"seml run: {message}", file=err, flush=True)
+
+
+def _volume_dir(root: Path, grant: VolumeGrant) -> Path:
+    return root / grant.owner / grant.volume
+
+
+@dataclass
+class _Mounted:
+    name: str
+    grant: VolumeGrant
+    volume: Volume
+    known: int
+    target: Path
+    fuse: FuseMount | None = None
+
+    def seal(self) -> int:
+        if self.fuse is not None:
+            return self.fuse.unmount(seal=True)
+        return self.volume.seal(self.target)
+
+    def discard(self) -> None:
+        if self.fuse is not None and self.fuse.version is None:
+            self.fuse.unmount(seal=False)
+
+
+def _open_volumes(cas: CasClient, config: ServiceConfig, root: Path, err: TextIO) -> list[_Mounted]:
+    """Open (create on first use) and authenticate every volume of the service; no plaintext
+    yet. A missing, replaced or rolled-back volume stops the run here."""
+    mounted: list[_Mounted] = []
+    for name, grant in sorted(config.volumes.items()):
+        known, tag = cas.volume_version(grant.owner, grant.volume, grant.token)
+        path = _volume_dir(root, grant)
+        key = bytes.fromhex(grant.key)
+        if Volume.exists(path):
+            volume = Volume.open(path, key, name=grant.volume, expected_version=known)
+        elif known == 0:
+            volume = Volume.create(path, key, name=grant.volume)
+            _say(err, f"created protected volume {grant.volume} at {path}")
+        else:
+            raise IntegrityError(
+                f"volume {grant.volume} is missing at {path}, but the attestation service "
+                f"knows version {known} of it"
+            )
+        if tag is not None and tag != volume.volume_id:
+            raise IntegrityError(
+                f"volume {grant.volume} at {path} is not the volume the attestation service "
+                f"knows (id {volume.volume_id}, expected {tag})"
+            )
+        mounted.append(_Mounted(name, grant, volume, known, Path()))
+    return mounted
+
+
+def _mount_volumes(
+    mounted: list[_Mounted],
+    workspace: Path,
+    err: TextIO,
+    stack: contextlib.ExitStack,
+    *,
+    root: Path,
+    fuse: bool,
+) -> None:
+    """Make each volume's files appear at its path in the workspace."""
+    for m in mounted:
+        m.target = workspace_path(workspace, m.grant.path)
+        m.target.mkdir(parents=True, exist_ok=True)
+        where = f"volume {m.grant.volume} v{m.volume.version}"
+        if fuse:
+            m.fuse = FuseMount(
+                _volume_dir(root, m.grant),
+                bytes.fromhex(m.grant.key),
+                name=m.grant.volume,
+                mountpoint=m.target,
+                expected_version=m.known,
+            )
+            stack.enter_context(m.fuse)
+            stack.callback(m.discard)
+            _say(err, f"{where} mounted (FUSE) at {m.grant.path}")
+        else:
+            m.volume.unseal(m.target)
+            _say(err, f"{where} unsealed at {m.grant.path}")
+
+
+def _inject_files(config: ServiceConfig, workspace: Path) -> None:
+    for path, content in config.files.items():
+        target = workspace_path(workspace, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+
+
+def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Run the child in its own process group; forward SIGINT/SIGTERM; return its status."""
+    try:
+        child = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+    except OSError as e:
+        raise UsageError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return status if status >= 0 else 128 - status
+
+
+def run_service(
+    options: RunOptions,
+    cas: CasClient,
+    *,
+    provider_factory: Callable[[str], EvidenceProvider] | None = None,
+    err: TextIO = sys.stderr,
+) -> RunResult:
+    """Run one service of a session as `seml run` does; see the module docstring."""
+    measurement = measure(list(options.code), list(options.command))
+    if provider_factory is not None:
+        provider = provider_factory(measurement)
+    else:
+        key = None
+        if options.platform_key is not None and options.platform_key.exists():
+            key = load_platform_key(options.platform_key)
+        provider = select_provider(
+            simulation_measurement=measurement,
+            allow_simulation=options.simulation,
+            platform_key=key,
+        )
+    simulated = isinstance(provider, SimulationProvider)
+    if simulated:
+        _say(err, SIMULATION_BANNER)
+        if isinstance(provider, SimulationProvider):
+            _say(err, f"simulated platform {provider.platform}")
+    _say(err, f"measurement {measurement}")
+    config = cas.attest(
+        options.session, options.service, provider, session_hash=options.session_hash
+    )
+    if config.simulated and not simulated:
+        raise IntegrityError("the attestation service says the evidence was simulated")
+    _say(
+        err,
+        f"attested as {config.service} of session {config.session} ({config.session_hash}); "
+        f"received {len(config.secrets)} secret(s), {len(config.files)} file(s), "
+        f"{len(config.volumes)} volume(s)",
+    )
+    command = list(options.command) or list(config.command)
+    if options.command and config.command and list(options.command) != list(config.command):
+        raise PolicyError(
+            f"service {config.service} runs {config.command!r} in its session, not the command "
+            "given here"
+        )
+    if not command:
+        raise UsageError(f"service {config.service} has no command: give one after --")
+    mode = options.mount
+    if mode == "auto":
+        mode = "namespace" if namespace_available() else "workspace"
+    if mode == "namespace" and not namespace_available():
+        raise UsageError("--mount namespace needs root and util-linux unshare")
+
+    result = RunResult(status=1, measurement=measurement)
+    mounted = _open_volumes(cas, config, options.volumes_dir, err)
+    plaintext = 0 if mode == "fuse" else sum(f.size for m in mounted for f in m.volume.files())
+    with private_workspace(size_hint=plaintext) as ws, contextlib.ExitStack() as stack:
+        _mount_volumes(mounted, ws, err, stack, root=options.volumes_dir, fuse=mode == "fuse")
+        _inject_files(config, ws)
+        plan = plan_mounts(ws, [*config.files, *(g.path for g in config.volumes.values())])
+        if mode == "namespace":
+            argv = wrap_command(command, plan)
+        else:
+            argv = command
+            if plan.binds:
+                _say(err, "no private mount namespace: session paths are relative to the workspace")
+        env = child_environment(
+            os.environ,
+            config.environment,
+            {
+                "SEML_WORKSPACE": str(ws),
+                "SEML_SESSION": config.session,
+                "SEML_SERVICE": config.service,
+                "SEML_SIMULATED": "1" if config.simulated else "0",
+                **{
+                    f"SEML_VOLUME_{m.name.upper().replace('-', '_')}": str(m.target)
+                    for m in mounted
+                },
+            },
+        )
+        result.status = _run_child(argv, env, ws)
+        if result.status != 0:
+            for m in mounted:
+                m.discard()
+                result.volume_versions[m.name] = m.volume.version
+            if mounted:
+                _say(
+                    err,
+                    f"command exited with status {result.status}: volumes not sealed, they stay "
+                    "at their last sealed version",
+                )
+            return result
+        for m in mounted:
+            version = m.seal()
+            try:
+                cas.set_volume_version(
+                    m.grant.owner,
+                    m.grant.volume,
+                    m.grant.token,
+                    expected=m.known,
+                    version=version,
+                    tag=m.volume.volume_id,
+                )
+            except PolicyError as e:
+                raise StorageError(
+                    f"volume {m.grant.volume} was sealed as version {version} but the "
+                    f"attestation service did not record it: {e}"
+                ) from e
+            result.volume_versions[m.name] = version
+            _say(err, f"volume {m.grant.volume} sealed as v{version}")
+        result.sealed = True
+    return result

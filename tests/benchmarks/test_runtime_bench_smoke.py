@@ -1,0 +1,34 @@
+"""Keeps benchmarks/runtime_bench.py from rotting: one tiny run against a real CAS."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "runtime_bench.py"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_runtime_bench_runs_and_reports_both_targets() -> None:
+    args = ("--size-mib", "2", "--repetitions", "1", "--io-repetitions", "1")
+    result = subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "SIMULATED" in out
+    fixed = re.search(r"(PASS|MISS)  fixed overhead (\d+) ms around `true`", out)
+    volume = re.search(r"(PASS|MISS)  volume throughput (\d+) MiB/s vs plain disk (\d+) MiB/s", out)
+    assert fixed and volume, out
+    assert int(fixed[2]) > 0  # seml run does real work (attest over HTTPS, seal) on top of `true`
+    assert int(volume[2]) > 0 and int(volume[3]) > 0
+    for phase in ("startup", "attest", "unseal", "command", "seal", "exit"):
+        assert re.search(rf"^\s+{phase}\s+\d+\.\d ms", out, re.M), f"no {phase} phase in:\n{out}"

@@ -1,0 +1,96 @@
+"""A real attestation service over HTTPS, and helpers to submit sessions and call `seml run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _cas import CasProcess, running_cas, seml_command
+from seml.policy import (
+    PartyKey,
+    new_key_pair,
+    public_key_text,
+    session_from_document,
+    sign_session,
+)
+
+
+@pytest.fixture(scope="module")
+def cas_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CasProcess]:
+    with running_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
+        yield cas
+
+
+@dataclass
+class Party:
+    name: str
+    key: PartyKey
+
+
+@pytest.fixture(scope="module")
+def alice() -> Party:
+    return Party("alice", new_key_pair())
+
+
+def session_document(
+    name: str,
+    party: Party,
+    services: list[dict[str, Any]],
+    *,
+    secrets: Sequence[dict[str, Any]] = (),
+    volumes: Sequence[str] = (),
+    tolerate: Sequence[str] = ("simulation",),
+) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "name": name,
+        "parties": {party.name: public_key_text(party.key.public)},
+        "approval": {"create": [party.name], "update": [party.name]},
+        "security": {"tolerate": list(tolerate)},
+        "secrets": list(secrets),
+        "volumes": [{"name": v} for v in volumes],
+        "services": services,
+    }
+
+
+def submit(cas: CasProcess, document: dict[str, Any], party: Party) -> str:
+    session = session_from_document(document)
+    with cas.client() as client:
+        answer = client.submit_session(session, [sign_session(session, party.name, party.key)])
+    return str(answer["hash"])
+
+
+def seml_run(
+    cas: CasProcess,
+    session: str,
+    service: str,
+    *args: str,
+    volumes: Path,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **cas.env}
+    return subprocess.run(
+        [
+            *seml_command(),
+            "run",
+            "--session",
+            session,
+            "--service",
+            service,
+            "--volumes-dir",
+            str(volumes),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
