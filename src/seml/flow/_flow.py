@@ -1,0 +1,343 @@
+"""The SEML flow (paper, figure 3) on one machine: agree, upload, fetch, train, publish, pull, run.
+
+Every step is a separate `seml` process, exactly the command a party or the operator would
+type, so what is measured is what a user feels. `Flow` runs in two modes:
+
+- confidential: the real thing: sessions signed and submitted, every service under `seml run`
+  (attested, keys released by the attestation service), data encrypted, protected volumes;
+- native: the same programs on the same storage with no encryption, no attestation and no
+  volumes: the baseline `seml bench` compares against.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from seml.errors import UsageError
+from seml.flow._local_cas import LocalCas
+from seml.flow._plan import (
+    FlowLayout,
+    collaboration_session,
+    dump_session,
+    private_session,
+    remote,
+    training_specs,
+)
+from seml.flow._runner import StepResult, environment, run_measured
+
+__all__ = ["Flow", "FlowConfig", "Mode", "PhaseResult"]
+
+Mode = Literal["confidential", "native"]
+
+
+def seml_executable() -> list[str]:
+    exe = Path(sys.executable).with_name("seml")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "seml"]
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    workdir: Path
+    parties: tuple[str, ...] = ("alice", "bob")
+    dataset: str = "iris"  # iris (150 rows), iris-large (Iris x factor), or synthetic
+    factor: int = 100  # iris-large: 100 gives the paper's 15,000 rows
+    rows: int = 0  # synthetic only
+    tasks: tuple[str, ...] = ("classification", "regression")
+    storage: str | None = None  # default: file://<workdir>/cloud/storage
+    s3_endpoint: str | None = None
+    holdout: int = 5  # rows per party kept back for the model runner
+    seed: int = 0
+    session: str = "iris"
+    n_estimators: int = 100
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    phase: str
+    step: StepResult
+
+
+@dataclass
+class Flow:
+    config: FlowConfig
+    mode: Mode = "confidential"
+    on_step: Callable[[str, str, StepResult], None] | None = None
+    seml: list[str] = field(default_factory=seml_executable)
+
+    def __post_init__(self) -> None:
+        if len(self.config.parties) < 2:
+            raise UsageError("the flow needs at least two parties")
+        self.layout = FlowLayout(self.config.workdir.resolve(), self.config.parties)
+        self.storage = self.config.storage or f"file://{self.layout.storage}"
+        self.s3_args = ["--s3-endpoint", self.config.s3_endpoint] if self.config.s3_endpoint else []
+        self.cas: LocalCas | None = None
+        self.session_hash = ""
+        self.measurement = ""
+        self.phases: list[PhaseResult] = []
+        self.metrics: dict[str, dict[str, Any]] = {}
+
+    # -- running steps -----------------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        extra = dict(self.cas.env) if self.cas else {}
+        return environment(extra)
+
+    def step(
+        self, label: str, args: Sequence[str], *, phase: str | None = None, cwd: Path | None = None
+    ) -> StepResult:
+        result = run_measured([*self.seml, *args], env=self._env(), cwd=cwd)
+        if phase is not None:
+            self.phases.append(PhaseResult(phase, result))
+        if self.on_step is not None:
+            self.on_step(label, phase or "", result)
+        return result
+
+    def service(self, session: str, service: str, phase: str, *, machine: str) -> StepResult:
+        """Run one service under `seml run` on `machine` (a party's name, or "cloud")."""
+        lay = self.layout
+        if machine == "cloud":
+            volumes, platform_key = lay.cloud_volumes, lay.cloud_platform_key
+        else:
+            volumes, platform_key = lay.party_volumes(machine), lay.platform_key(machine)
+        return self.step(
+            f"{service} runs attested on {machine}'s machine",
+            [
+                "run",
+                "--session",
+                session,
+                "--service",
+                service,
+                "--volumes-dir",
+                str(volumes),
+                "--platform-key",
+                str(platform_key),
+            ],
+            phase=phase,
+        )
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Each party's plaintext shard and holdout rows on its own machine."""
+        from seml.ml import enlarge, holdout, iris_frame, split_parties, synthetic
+
+        c = self.config
+        if c.dataset in ("iris", "iris-large"):
+            frame = iris_frame("classification")
+            if c.dataset == "iris-large":
+                frame = enlarge(frame, c.factor)
+        elif c.dataset == "synthetic":
+            frame = synthetic(c.rows or 10_000, "classification", c.seed)
+        else:
+            raise UsageError(f"unknown dataset {c.dataset!r}: iris, iris-large or synthetic")
+        rest, held = holdout(frame, c.holdout * len(c.parties), c.seed)
+        shards = split_parties(rest, len(c.parties), c.seed)
+        held_shards = split_parties(held, len(c.parties), c.seed)
+        for name, shard, mine in zip(c.parties, shards, held_shards, strict=True):
+            self.layout.data(name).mkdir(parents=True, exist_ok=True)
+            shard.to_csv(self.layout.data(name) / f"{name}.csv", index=False)
+            mine.to_csv(self.layout.holdout(name), index=False)
+
+    def specs(self) -> dict[str, str]:
+        c = self.config
+        return training_specs(c.tasks, dataset=c.dataset, seed=c.seed, n_estimators=c.n_estimators)
+
+    def start_cas(self) -> LocalCas:
+        self.cas = LocalCas(self.seml, self.layout.cas, environment({}))
+        self.cas.start()
+        return self.cas
+
+    def agree(self) -> None:
+        """Keys, sessions with measured values, both parties sign, submission."""
+        lay, c = self.layout, self.config
+        lay.sessions.mkdir(parents=True, exist_ok=True)
+        publics: dict[str, str] = {}
+        platforms: dict[str, str] = {}
+        for p in c.parties:
+            lay.party(p).mkdir(parents=True, exist_ok=True)
+            if not lay.key(p).exists():
+                self.step(f"{p} creates a key pair", ["keys", "new", p, "--dir", str(lay.party(p))])
+            publics[p] = (lay.party(p) / f"{p}.pub").read_text().strip()
+        for machine, key in [
+            *((p, lay.platform_key(p)) for p in c.parties),
+            ("cloud", lay.cloud_platform_key),
+        ]:
+            args = ["platform", "init" if not key.exists() else "id", "--platform-key", str(key)]
+            out = self.step(f"{machine}'s machine gets its (simulated) platform id", args)
+            platforms[machine] = out.stdout.strip()
+        self.measurement = self.step("measure the services", ["measure"]).stdout.strip()
+        seml = self.seml[0] if len(self.seml) == 1 else "seml"
+        doc = collaboration_session(
+            name=c.session,
+            parties=publics,
+            measurement=self.measurement,
+            storage=self.storage,
+            layout=lay,
+            specs=self.specs(),
+            seml=seml,
+            platforms=platforms,
+            s3_args=self.s3_args,
+        )
+        shared = lay.sessions / f"{c.session}.yaml"
+        shared.write_text(dump_session(doc))
+        check = self.step("check the collaboration session", ["session", "check", str(shared)])
+        self.session_hash = next(
+            line.split()[1] for line in check.stdout.splitlines() if line.startswith("hash:")
+        )
+        signatures: list[str] = []
+        for p in c.parties:
+            sig = lay.sessions / f"{c.session}.{p}.sig"
+            self.step(
+                f"{p} signs the collaboration session",
+                ["session", "sign", str(shared), "--key", str(lay.key(p)), "-o", str(sig)],
+            )
+            signatures += ["-s", str(sig)]
+        self.step(
+            "submit the collaboration session", ["session", "submit", str(shared), *signatures]
+        )
+        for p in c.parties:
+            private = private_session(
+                collaboration=c.session,
+                collaboration_hash=self.session_hash,
+                party=p,
+                public_key=publics[p],
+                measurement=self.measurement,
+                storage=self.storage,
+                layout=lay,
+                seml=seml,
+                platform=platforms[p],
+                s3_args=self.s3_args,
+            )
+            path = lay.party(p) / f"{c.session}-{p}.yaml"
+            path.write_text(dump_session(private))
+            sig = lay.party(p) / f"{c.session}-{p}.{p}.sig"
+            self.step(
+                f"{p} signs its private session",
+                ["session", "sign", str(path), "--key", str(lay.key(p)), "-o", str(sig)],
+            )
+            self.step(
+                f"{p} submits its private session", ["session", "submit", str(path), "-s", str(sig)]
+            )
+
+    # -- the phases --------------------------------------------------------------------------
+
+    def run_confidential(self) -> None:
+        c = self.config
+        for p in c.parties:
+            self.service(f"{c.session}-{p}", "upload", f"upload-{p}", machine=p)
+        for name in ("fetch", "train", "publish"):
+            self.service(c.session, name, name, machine="cloud")
+        for p in c.parties:
+            self.service(c.session, f"pull-{p}", f"pull-{p}", machine=p)
+        for p in c.parties:
+            self.service(c.session, f"run-{p}", f"run-{p}", machine=p)
+        self._read_metrics_confidential()
+
+    def _read_metrics_confidential(self) -> None:
+        # The model runner hands each party the metrics of the model it ran (they travel with
+        # the encrypted model); read the first party's copy.
+        out = self.layout.predictions(self.config.parties[0])
+        self.metrics = {
+            task: json.loads((out / f"{task}.metrics.json").read_text())
+            for task in self.config.tasks
+        }
+
+    def run_native(self) -> None:
+        lay, c = self.layout, self.config
+        native = lay.root / "native"
+        store = remote(self.storage, "native")
+        for p in c.parties:
+            self.step(
+                f"{p} copies its data (plain)",
+                ["flow", "copy-in", str(lay.data(p)), remote(store, "datasets", p), *self.s3_args],
+                phase=f"upload-{p}",
+            )
+        sources = [f"{p}={remote(store, 'datasets', p)}" for p in c.parties]
+        self.step(
+            "fetch (plain)",
+            [
+                "flow",
+                "fetch",
+                "--plain",
+                str(native / "training" / "datasets"),
+                *self.s3_args,
+                *sources,
+            ],
+            phase="fetch",
+        )
+        spec_dir = native / "specs"
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        spec_paths = []
+        for task, text in self.specs().items():
+            (spec_dir / f"{task}.yaml").write_text(text)
+            spec_paths.append(str(spec_dir / f"{task}.yaml"))
+        self.step(
+            "train (plain)",
+            [
+                "flow",
+                "train",
+                "--data",
+                str(native / "training" / "datasets"),
+                "--out",
+                str(native / "training" / "model"),
+                *spec_paths,
+            ],
+            phase="train",
+        )
+        self.step(
+            "publish (plain)",
+            [
+                "flow",
+                "copy-in",
+                str(native / "training" / "model"),
+                remote(store, "model"),
+                *self.s3_args,
+            ],
+            phase="publish",
+        )
+        for p in c.parties:
+            self.step(
+                f"{p} pulls the model (plain)",
+                [
+                    "flow",
+                    "copy-out",
+                    remote(store, "model"),
+                    str(native / p / "model"),
+                    *self.s3_args,
+                ],
+                phase=f"pull-{p}",
+            )
+        for p in c.parties:
+            self.step(
+                f"{p} runs the model (plain)",
+                [
+                    "flow",
+                    "predict",
+                    "--models",
+                    str(native / p / "model"),
+                    "--input",
+                    str(lay.holdout(p)),
+                    "--out",
+                    str(native / p / "predictions"),
+                ],
+                phase=f"run-{p}",
+            )
+        out = native / c.parties[0] / "predictions"
+        self.metrics = {
+            task: json.loads((out / f"{task}.metrics.json").read_text()) for task in c.tasks
+        }
+
+    def predictions_dir(self, party: str) -> Path:
+        if self.mode == "native":
+            return self.layout.root / "native" / party / "predictions"
+        return self.layout.predictions(party)
+
+    def close(self) -> None:
+        if self.cas is not None:
+            self.cas.stop()
+            self.cas = None

@@ -1,0 +1,369 @@
+"""The SEML flow's sessions and folders, as data: who holds what, and which service does what.
+
+Pure: builds documents and paths, touches nothing. `seml demo` and `seml bench` write these
+documents, and `examples/iris/` shows the same sessions for several machines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seml.errors import UsageError
+from seml.flow._programs import key_variable
+
+__all__ = [
+    "FlowLayout",
+    "collaboration_session",
+    "dump_session",
+    "private_session",
+    "remote",
+    "training_specs",
+]
+
+REGRESSION_FEATURES = ("sepal_length", "sepal_width", "petal_length")
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """YAML without anchors and aliases: a session is read by people before they sign it."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_session(document: Mapping[str, Any]) -> str:
+    return yaml.dump(dict(document), Dumper=_PlainDumper, sort_keys=False, width=100)
+
+
+def training_specs(
+    tasks: Sequence[str], *, dataset: str = "iris", seed: int = 0, n_estimators: int = 100
+) -> dict[str, str]:
+    """The training specs (YAML text by task) the flow's train service gets from the session.
+
+    Classification predicts the Iris species from the four measures; regression predicts petal
+    width from the other three (so one table serves both).
+    """
+    specs: dict[str, str] = {}
+    for task in tasks:
+        if task == "classification":
+            doc: dict[str, Any] = {
+                "task": "classification",
+                "target": "target" if dataset == "synthetic" else "species",
+                "estimator": "sklearn.ensemble.RandomForestClassifier",
+                "params": {"n_estimators": n_estimators},
+            }
+        elif task == "regression":
+            if dataset == "synthetic":
+                raise UsageError("the synthetic dataset is for classification only")
+            doc = {
+                "task": "regression",
+                "target": "petal_width",
+                "features": list(REGRESSION_FEATURES),
+                "estimator": "sklearn.ensemble.RandomForestRegressor",
+                "params": {"n_estimators": n_estimators},
+            }
+        else:
+            raise UsageError(f"unknown task {task!r}: classification or regression")
+        doc.update({"split": 0.2, "seed": seed})
+        specs[task] = yaml.safe_dump(doc, sort_keys=False)
+    return specs
+
+
+def remote(storage: str, *parts: str) -> str:
+    """`storage` (file://..., s3://bucket/prefix or a path) joined with `parts`."""
+    return "/".join([storage.rstrip("/"), *parts])
+
+
+@dataclass(frozen=True)
+class FlowLayout:
+    """The work folder: each top-level folder stands for one machine or role.
+
+    parties/<name>/   that party's machine: its keys, plaintext data, predictions
+    cloud/storage/    the object store (when file://): encrypted objects only
+    cloud/volumes/    the cloud machine's protected volumes: encrypted only
+    cas/              the attestation service's state (its master key encrypts the secrets)
+    sessions/         the agreed collaboration session and the parties' signatures
+    """
+
+    root: Path
+    parties: tuple[str, ...]
+
+    def party(self, name: str) -> Path:
+        return self.root / "parties" / name
+
+    def key(self, name: str) -> Path:
+        return self.party(name) / f"{name}.key"
+
+    def platform_key(self, name: str) -> Path:
+        return self.party(name) / "platform.key"
+
+    def data(self, name: str) -> Path:
+        return self.party(name) / "data"
+
+    def holdout(self, name: str) -> Path:
+        return self.party(name) / "holdout.csv"
+
+    def predictions(self, name: str) -> Path:
+        return self.party(name) / "predictions"
+
+    def party_volumes(self, name: str) -> Path:
+        return self.party(name) / "volumes"
+
+    def party_state(self, name: str) -> Path:
+        return self.party(name) / "state"
+
+    @property
+    def cloud(self) -> Path:
+        return self.root / "cloud"
+
+    @property
+    def storage(self) -> Path:
+        return self.cloud / "storage"
+
+    @property
+    def cloud_volumes(self) -> Path:
+        return self.cloud / "volumes"
+
+    @property
+    def cloud_platform_key(self) -> Path:
+        return self.cloud / "platform.key"
+
+    @property
+    def cas(self) -> Path:
+        return self.root / "cas"
+
+    @property
+    def sessions(self) -> Path:
+        return self.root / "sessions"
+
+
+def _service(
+    name: str,
+    measurement: str,
+    command: Sequence[str],
+    *,
+    environment: Mapping[str, str] | None = None,
+    files: Mapping[str, str] | None = None,
+    volumes: Mapping[str, str] | None = None,
+    platforms: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    service: dict[str, Any] = {
+        "name": name,
+        "measurements": [measurement],
+        "command": list(command),
+        "environment": dict(environment or {}),
+        "files": dict(files or {}),
+        "volumes": dict(volumes or {}),
+    }
+    if platforms:
+        service["platforms"] = list(platforms)
+    return service
+
+
+def collaboration_session(
+    *,
+    name: str,
+    parties: Mapping[str, str],
+    measurement: str,
+    storage: str,
+    layout: FlowLayout,
+    specs: Mapping[str, str],
+    seml: str = "seml",
+    platforms: Mapping[str, str] | None = None,
+    s3_args: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The session every party signs: fetch, train, publish in the cloud; pull and run at each
+    party. Data keys are imported from each party's private session; the model key is
+    generated by the service and readable only by publish and the parties' model services.
+
+    `platforms` maps a party name (and "cloud") to its platform id; with it, each service
+    only gets its keys on the machine it belongs to.
+    """
+    names = list(parties)
+    plat = platforms or {}
+
+    def on(machine: str) -> list[str] | None:
+        return [plat[machine]] if machine in plat else None
+
+    sync_state = ["--state-dir", "training/.sync-state"]
+    services = [
+        _service(
+            "fetch",
+            measurement,
+            [
+                seml,
+                "flow",
+                "fetch",
+                "training/datasets",
+                *sync_state,
+                *s3_args,
+                *(f"{p}={remote(storage, 'datasets', p)}" for p in names),
+            ],
+            environment={key_variable(p): f"$$SEML::{p}_data_key$$" for p in names},
+            volumes={"training": "/training"},
+            platforms=on("cloud"),
+        ),
+        _service(
+            "train",
+            measurement,
+            [
+                seml,
+                "flow",
+                "train",
+                "--data",
+                "training/datasets",
+                "--out",
+                "training/model",
+                *(f"specs/{task}.yaml" for task in specs),
+            ],
+            files={f"/specs/{task}.yaml": text for task, text in specs.items()},
+            volumes={"training": "/training"},
+            platforms=on("cloud"),
+        ),
+        _service(
+            "publish",
+            measurement,
+            [
+                seml,
+                "push",
+                "training/model",
+                remote(storage, "model"),
+                "--quiet",
+                *sync_state,
+                *s3_args,
+            ],
+            environment={"SEML_CRYPT_PASSWORD": "$$SEML::model_key$$"},
+            volumes={"training": "/training"},
+            platforms=on("cloud"),
+        ),
+    ]
+    for p in names:
+        services.append(
+            _service(
+                f"pull-{p}",
+                measurement,
+                [
+                    seml,
+                    "pull",
+                    remote(storage, "model"),
+                    "model/published",
+                    "--quiet",
+                    "--state-dir",
+                    "model/.sync-state",
+                    *s3_args,
+                ],
+                environment={"SEML_CRYPT_PASSWORD": "$$SEML::model_key$$"},
+                volumes={f"model-{p}": "/model"},
+                platforms=on(p),
+            )
+        )
+        services.append(
+            _service(
+                f"run-{p}",
+                measurement,
+                [
+                    seml,
+                    "flow",
+                    "predict",
+                    "--models",
+                    "model/published",
+                    "--input",
+                    str(layout.holdout(p)),
+                    "--out",
+                    str(layout.predictions(p)),
+                ],
+                volumes={f"model-{p}": "/model"},
+                platforms=on(p),
+            )
+        )
+    return {
+        "version": 1,
+        "name": name,
+        "predecessor": None,
+        "parties": dict(parties),
+        "approval": {"create": names, "update": names},
+        "security": {"tolerate": ["simulation"], "ignore_advisories": []},
+        "secrets": [
+            *(
+                {
+                    "name": f"{p}_data_key",
+                    "import": {"session": f"{name}-{p}", "secret": "data_key"},
+                    "readers": ["fetch"],
+                }
+                for p in names
+            ),
+            {
+                "name": "model_key",
+                "kind": "ascii",
+                "size": 32,
+                "readers": ["publish", *(f"pull-{p}" for p in names)],
+            },
+        ],
+        "volumes": [{"name": "training"}, *({"name": f"model-{p}"} for p in names)],
+        "services": services,
+        "storage": {"location": storage},
+    }
+
+
+def private_session(
+    *,
+    collaboration: str,
+    collaboration_hash: str,
+    party: str,
+    public_key: str,
+    measurement: str,
+    storage: str,
+    layout: FlowLayout,
+    seml: str = "seml",
+    platform: str | None = None,
+    s3_args: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A party's own session: its data key (generated by the service, never seen by anyone)
+    and its uploader; the key is exported only to the collaboration's fetch service, pinned to
+    the collaboration session's hash."""
+    return {
+        "version": 1,
+        "name": f"{collaboration}-{party}",
+        "predecessor": None,
+        "parties": {party: public_key},
+        "approval": {"create": [party], "update": [party]},
+        "security": {"tolerate": ["simulation"], "ignore_advisories": []},
+        "secrets": [
+            {
+                "name": "data_key",
+                "kind": "ascii",
+                "size": 32,
+                "readers": ["upload"],
+                "export": [
+                    {
+                        "session": collaboration,
+                        "session_hash": collaboration_hash,
+                        "services": ["fetch"],
+                    }
+                ],
+            }
+        ],
+        "services": [
+            _service(
+                "upload",
+                measurement,
+                [
+                    seml,
+                    "push",
+                    str(layout.data(party)),
+                    remote(storage, "datasets", party),
+                    "--quiet",
+                    "--state-dir",
+                    str(layout.party_state(party)),
+                    *s3_args,
+                ],
+                environment={"SEML_CRYPT_PASSWORD": "$$SEML::data_key$$"},
+                platforms=[platform] if platform else None,
+            )
+        ],
+        "storage": {"location": storage},
+    }

@@ -1,0 +1,112 @@
+"""Run one step of the flow as a separate process and measure it as the OS sees it."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from seml.errors import SemlError
+
+__all__ = ["StepFailed", "StepResult", "run_measured"]
+
+
+class StepFailed(SemlError):
+    """A step of the flow exited non-zero; the message carries what it printed last."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    argv: tuple[str, ...]
+    returncode: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+
+    @property
+    def cpu_percent(self) -> float:
+        return 100.0 * self.cpu_seconds / self.seconds if self.seconds > 0 else 0.0
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def run_measured(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    check: bool = True,
+    poll: float = 0.02,
+) -> StepResult:
+    """Run `argv` to completion; wall time, CPU time of the whole process tree (user + system,
+    from the kernel's accounting of waited-for descendants) and its peak summed RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        list(argv),
+        env=dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        try:
+            ps = psutil.Process(proc.pid)
+        except psutil.Error:
+            return
+        while not done.is_set():
+            peak = max(peak, _tree_rss(ps))
+            done.wait(poll)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    done.set()
+    sampler.join()
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # A process shorter than one sample still has its own peak in the kernel's accounting.
+    peak = max(peak, after.ru_maxrss * 1024 if after.ru_maxrss > before.ru_maxrss else 0)
+    result = StepResult(
+        tuple(argv), proc.returncode, seconds, cpu, peak / (1 << 20), stdout, stderr
+    )
+    if check and proc.returncode != 0:
+        tail = "\n".join((stderr or stdout).strip().splitlines()[-6:])
+        raise StepFailed(
+            f"step failed (exit {proc.returncode}): {' '.join(argv[:6])}"
+            f"{' ...' if len(argv) > 6 else ''}\n{tail}"
+        )
+    return result
+
+
+def environment(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEML_")}
+    env.update(extra)
+    return env

@@ -1,0 +1,190 @@
+"""The whole SEML flow, and the security questions of DESIGN.md, as tests.
+
+One confidential flow (two parties, Iris, file:// storage, simulated evidence) runs once per
+module; the tests then look at what it left and try what a curious party or operator would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from seml.flow import Flow, FlowConfig, verify_flow
+from seml.flow._demo import _plaintext_markers, _scan
+from seml.policy import load_private_key, parse_session, session_hash, sign_session
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
+    config = FlowConfig(workdir=tmp_path_factory.mktemp("flow"), holdout=5)
+    f = Flow(config, "confidential")
+    f.prepare_data()
+    f.start_cas()
+    try:
+        f.agree()
+        f.run_confidential()
+        yield f
+    finally:
+        f.close()
+
+
+def _run(
+    flow: Flow, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    assert flow.cas is not None
+    return subprocess.run(
+        [*flow.seml, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **flow.cas.env, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def _attempt(
+    flow: Flow, session: str, service: str, machine: str
+) -> subprocess.CompletedProcess[str]:
+    lay = flow.layout
+    key = lay.cloud_platform_key if machine == "cloud" else lay.platform_key(machine)
+    volumes = lay.cloud_volumes if machine == "cloud" else lay.party_volumes(machine)
+    return _run(
+        flow,
+        "run",
+        "--session",
+        session,
+        "--service",
+        service,
+        "--volumes-dir",
+        str(volumes),
+        "--platform-key",
+        str(key),
+    )
+
+
+def test_confidential_predictions_equal_native_scikit_learn(flow: Flow) -> None:
+    checks = verify_flow(flow)
+    assert checks, "verify_flow checked nothing"
+    failed = [c for c in checks if not c.ok]
+    assert not failed, failed
+    names = " ".join(c.name for c in checks)
+    assert "classification" in names and "regression" in names
+
+
+def test_predictions_exist_for_every_party_and_task(flow: Flow) -> None:
+    for p in flow.config.parties:
+        for task in flow.config.tasks:
+            rows = (flow.layout.predictions(p) / f"{task}.csv").read_text().splitlines()
+            assert len(rows) == flow.config.holdout + 1
+
+
+def test_nothing_readable_at_rest_in_storage_or_volumes(flow: Flow) -> None:
+    markers = _plaintext_markers(flow)
+    assert len(markers) > 10
+    for folder in (
+        flow.layout.storage,
+        flow.layout.cloud_volumes,
+        *(flow.layout.party_volumes(p) for p in flow.config.parties),
+    ):
+        files, hits = _scan(folder, markers)
+        assert files > 0, folder
+        assert hits == [], hits
+    # The scan can fail: the parties' own plaintext does contain the markers.
+    _, own = _scan(flow.layout.data(flow.config.parties[0]), markers)
+    assert own
+
+
+def test_party_cannot_get_another_partys_data_key_or_run_its_uploader(flow: Flow) -> None:
+    # alice, on her machine, asks for bob's uploader (which holds bob's data key).
+    result = _attempt(flow, "iris-bob", "upload", "alice")
+    assert result.returncode != 0
+    assert "platform" in result.stderr
+    # ... or for the cloud's fetch service, which holds both data keys.
+    result = _attempt(flow, "iris", "fetch", "alice")
+    assert result.returncode != 0
+    assert "platform" in result.stderr
+
+
+def test_no_party_can_change_the_session_alone(flow: Flow, tmp_path: Path) -> None:
+    shared = flow.layout.sessions / "iris.yaml"
+    doc = yaml.safe_load(shared.read_text())
+    doc["predecessor"] = flow.session_hash
+    doc["security"]["tolerate"] = ["simulation", "debug"]  # alice alone weakens the session
+    changed = tmp_path / "iris-v2.yaml"
+    changed.write_text(yaml.safe_dump(doc))
+    session = parse_session(changed.read_text())
+    alice = load_private_key(flow.layout.key("alice"))
+    sig = tmp_path / "alice.sig"
+    sig.write_text(sign_session(session, "alice", alice).to_json())
+    result = _run(flow, "session", "submit", str(changed), "-s", str(sig))
+    assert result.returncode != 0
+    assert "bob" in result.stderr
+    assert session_hash(session) != flow.session_hash
+
+
+def test_modified_model_runner_gets_no_key(flow: Flow, tmp_path: Path) -> None:
+    import seml
+
+    package = Path(seml.__file__).parent
+    copy = tmp_path / "src" / "seml"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    predict = copy / "ml" / "_predict.py"
+    predict.write_text(predict.read_text() + "\n# one changed line\n")
+    lay = flow.layout
+    env = {"PYTHONPATH": str(tmp_path / "src")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seml",
+            "run",
+            "--session",
+            "iris",
+            "--service",
+            "run-alice",
+            "--volumes-dir",
+            str(lay.party_volumes("alice")),
+            "--platform-key",
+            str(lay.platform_key("alice")),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(flow.cas.env if flow.cas else {}), **env},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "measurement" in result.stderr and "not allowed" in result.stderr
+
+
+def test_unmodified_runner_still_works(flow: Flow) -> None:
+    # The refusals above are not an artefact of a broken set-up: the real services still run.
+    result = _attempt(flow, "iris", "run-alice", "alice")
+    assert result.returncode == 0, result.stderr
+
+
+def test_model_swapped_in_storage_is_refused_at_pull(flow: Flow) -> None:
+    store = flow.layout.storage / "model"
+    big = sorted((p for p in store.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    a, b = big[-1], big[-2]  # the two model files (classification, regression)
+    saved_a, saved_b = a.read_bytes(), b.read_bytes()
+    try:
+        a.write_bytes(saved_b)
+        b.write_bytes(saved_a)
+        result = _attempt(flow, "iris", "pull-bob", "bob")
+        assert result.returncode != 0
+        assert "seml: error:" in result.stderr
+    finally:
+        a.write_bytes(saved_a)
+        b.write_bytes(saved_b)
+    result = _attempt(flow, "iris", "pull-bob", "bob")
+    assert result.returncode == 0, result.stderr
