@@ -1,5 +1,3 @@
-import sys
+from seml.cli import entry
 
-from seml.cli import main
-
-sys.exit(main())
+entry()

@@ -5,11 +5,35 @@ Server side: `init_state_dir`, `serve` (HTTPS, SQLite WAL state, signed audit lo
 Client side: `CasClient` (pinned certificate), `ServiceConfig` (what an attested service gets).
 """
 
-from seml.cas._audit import AuditEntry, verify_audit_chain
+from typing import TYPE_CHECKING, Any
+
 from seml.cas._client import CasClient, client_from_env
-from seml.cas._identity import CasIdentity, cert_fingerprint, init_state_dir, load_identity
-from seml.cas._protocol import ServiceConfig, VolumeGrant
-from seml.cas._serve import serve
+from seml.cas._protocol import ServiceConfig, VolumeGrant, cert_fingerprint
+
+if TYPE_CHECKING:
+    from seml.cas._audit import AuditEntry, verify_audit_chain
+    from seml.cas._identity import CasIdentity, init_state_dir, load_identity
+    from seml.cas._serve import serve
+
+# The server side (x509, SQLite, FastAPI) loads on first use: a workload under `seml run` only
+# needs the client, and pays for every import at each start.
+_LAZY = {
+    "AuditEntry": "seml.cas._audit",
+    "verify_audit_chain": "seml.cas._audit",
+    "CasIdentity": "seml.cas._identity",
+    "init_state_dir": "seml.cas._identity",
+    "load_identity": "seml.cas._identity",
+    "serve": "seml.cas._serve",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'seml.cas' has no attribute {name!r}")
+
 
 __all__ = [
     "AuditEntry",

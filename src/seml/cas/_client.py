@@ -14,17 +14,14 @@ import socket
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import httpx
 from nacl.public import PrivateKey, SealedBox
 
 from seml.attest import EvidenceProvider, report_data_for
-from seml.cas._audit import AuditEntry, verify_audit_chain
-from seml.cas._identity import cert_fingerprint
-from seml.cas._protocol import ServiceConfig, read_challenge
-from seml.cas._provided import seal_provided
+from seml.cas._httpx import httpx
+from seml.cas._protocol import ServiceConfig, cert_fingerprint, read_challenge
 from seml.errors import (
     AttestationError,
     IntegrityError,
@@ -34,7 +31,10 @@ from seml.errors import (
     StorageError,
     UsageError,
 )
-from seml.policy import PartyKey, Session, SessionSignature
+
+if TYPE_CHECKING:
+    from seml.cas._audit import AuditEntry
+    from seml.policy import PartyKey, Session, SessionSignature
 
 __all__ = ["CasClient", "client_from_env"]
 
@@ -152,6 +152,8 @@ class CasClient:
         """Seal a provided secret's value to this service, signed by its providing party (see
         `seml.cas._provided`). The result can travel through anyone's hands to `submit_session`."""
         box_key = base64.b64decode(self.info()["box_key"])
+        from seml.cas._provided import seal_provided
+
         return _b64(seal_provided(box_key, session, secret, value, key))
 
     def submit_session(
@@ -268,6 +270,8 @@ class CasClient:
 
     def audit(self, *, verify: bool = True) -> list[AuditEntry]:
         """Every audit entry; with `verify`, check the chain and signatures (IntegrityError)."""
+        from seml.cas._audit import AuditEntry, verify_audit_chain
+
         entries: list[AuditEntry] = []
         key = base64.b64decode(self.info()["identity_key"])
         after = 0

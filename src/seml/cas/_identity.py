@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from nacl.public import PrivateKey
 
+from seml.cas._protocol import cert_fingerprint
 from seml.errors import StorageError, UsageError
 from seml.policy import write_private_key
 
@@ -33,10 +34,6 @@ IDENTITY_KEY = "identity.key"
 TLS_KEY = "tls.key"
 TLS_CERT = "tls.crt"
 DATABASE = "cas.sqlite"
-
-
-def cert_fingerprint(der: bytes) -> str:
-    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def _derive(master: bytes, purpose: str) -> bytes:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ServiceConfig", "VolumeGrant", "read_challenge", "volume_subject"]
+__all__ = ["ServiceConfig", "VolumeGrant", "cert_fingerprint", "read_challenge", "volume_subject"]
+
+
+def cert_fingerprint(der: bytes) -> str:
+    """The pin of a certificate: ``sha256:`` and the hex SHA-256 of its DER bytes."""
+    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def read_challenge(name: str, nonce: bytes) -> bytes:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from seml.attest import EvidenceProvider, SimulationProvider, select_provider
 from seml.cas import CasClient, ServiceConfig, VolumeGrant
@@ -34,7 +34,10 @@ from seml.runtime._layout import (
 )
 from seml.runtime._measure import measure
 from seml.runtime._platform import load_platform_key
-from seml.volume import FuseMount, Volume, private_workspace
+from seml.volume import Volume, private_workspace
+
+if TYPE_CHECKING:
+    from seml.volume import FuseMount
 
 __all__ = ["RunOptions", "RunResult", "run_service"]
 
@@ -134,6 +137,8 @@ def _mount_volumes(
         m.target.mkdir(parents=True, exist_ok=True)
         where = f"volume {m.grant.volume} v{m.volume.version}"
         if fuse:
+            from seml.volume import FuseMount
+
             m.fuse = FuseMount(
                 _volume_dir(root, m.grant),
                 bytes.fromhex(m.grant.key),

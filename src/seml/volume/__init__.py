@@ -9,12 +9,30 @@ A command sees a volume either unsealed into a `private_workspace` (tmpfs) or, f
 than memory, through a `FuseMount` that decrypts on read and seals on unmount.
 """
 
-from seml.volume._fuse import fuse_available
+from typing import TYPE_CHECKING, Any
+
 from seml.volume._inspect import VolumeInfo, inspect
 from seml.volume._manifest import KEY_SIZE, VolumeFile
-from seml.volume._mount import FuseMount
 from seml.volume._volume import SealSource, Volume
 from seml.volume._workspace import private_workspace, sweep_stale_workspaces
+
+if TYPE_CHECKING:
+    from seml.volume._fuse import fuse_available
+    from seml.volume._mount import FuseMount
+
+
+def __getattr__(name: str) -> Any:
+    # The FUSE parts load a C binding; only `--mount fuse` needs them (keeps `seml run` fast).
+    if name == "FuseMount":
+        from seml.volume._mount import FuseMount
+
+        return FuseMount
+    if name == "fuse_available":
+        from seml.volume._fuse import fuse_available
+
+        return fuse_available
+    raise AttributeError(f"module 'seml.volume' has no attribute {name!r}")
+
 
 __all__ = [
     "KEY_SIZE",
