@@ -329,3 +329,38 @@ def test_secret_is_not_in_seml_output(tmp_path: Path, cas_server: CasProcess, al
     # We cannot see the secret, but we can check no 40-char token hashing to it was printed.
     for token in (result.stderr + result.stdout).split():
         assert hashlib.sha256(token.encode()).hexdigest() != digest
+
+
+def test_fuse_mount_mode_reads_and_seals_the_volume(
+    tmp_path: Path, cas_server: CasProcess, alice: Party
+) -> None:
+    from seml.volume import fuse_available
+
+    problem = fuse_available()
+    if problem:
+        pytest.skip(f"FUSE is not usable here: {problem}")
+    code, command, _ = _setup(tmp_path, cas_server, alice, "run-fuse")
+    volumes = tmp_path / "volumes"
+    first = _run(cas_server, "run-fuse", code, command, volumes)
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "started").unlink()
+    fused = seml_run(
+        cas_server,
+        "run-fuse",
+        "app",
+        "--mount",
+        "fuse",
+        "--code",
+        str(code),
+        "--",
+        *command,
+        volumes=volumes,
+    )
+    assert fused.returncode == 0, fused.stderr
+    assert "mounted (FUSE)" in fused.stderr
+    assert "lines 2" in fused.stdout
+    assert "sealed as v2" in fused.stderr
+    (tmp_path / "started").unlink()
+    third = _run(cas_server, "run-fuse", code, command, volumes)
+    assert third.returncode == 0, third.stderr
+    assert "lines 3" in third.stdout  # what the FUSE run wrote was sealed
