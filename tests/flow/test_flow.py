@@ -131,16 +131,23 @@ def test_no_party_can_change_the_session_alone(flow: Flow, tmp_path: Path) -> No
     assert session_hash(session) != flow.session_hash
 
 
-def test_modified_model_runner_gets_no_key(flow: Flow, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("service", "machine", "module"),
+    [("run-alice", "alice", "ml/_predict.py"), ("train", "cloud", "ml/_train.py")],
+)
+def test_modified_trainer_or_model_runner_gets_no_key(
+    flow: Flow, tmp_path: Path, service: str, machine: str, module: str
+) -> None:
     import seml
 
     package = Path(seml.__file__).parent
     copy = tmp_path / "src" / "seml"
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    predict = copy / "ml" / "_predict.py"
-    predict.write_text(predict.read_text() + "\n# one changed line\n")
+    changed = copy / module
+    changed.write_text(changed.read_text() + "\n# one changed line\n")
     lay = flow.layout
-    env = {"PYTHONPATH": str(tmp_path / "src")}
+    key = lay.cloud_platform_key if machine == "cloud" else lay.platform_key(machine)
+    volumes = lay.cloud_volumes if machine == "cloud" else lay.party_volumes(machine)
     result = subprocess.run(
         [
             sys.executable,
@@ -150,15 +157,19 @@ def test_modified_model_runner_gets_no_key(flow: Flow, tmp_path: Path) -> None:
             "--session",
             "iris",
             "--service",
-            "run-alice",
+            service,
             "--volumes-dir",
-            str(lay.party_volumes("alice")),
+            str(volumes),
             "--platform-key",
-            str(lay.platform_key("alice")),
+            str(key),
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, **(flow.cas.env if flow.cas else {}), **env},
+        env={
+            **os.environ,
+            **(flow.cas.env if flow.cas else {}),
+            "PYTHONPATH": str(tmp_path / "src"),
+        },
         timeout=120,
         check=False,
     )
