@@ -112,3 +112,12 @@ def test_demo_refuses_a_non_empty_workdir(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "not empty" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["iris.example.yaml", "iris-alice.example.yaml"])
+def test_example_sessions_are_valid(name: str) -> None:
+    from seml.policy import parse_session
+
+    session = parse_session((REPO / "examples" / "iris" / name).read_text(), source=name)
+    assert session.security.tolerate == ["simulation"]
+    assert all(s.platforms for s in session.services)
