@@ -97,7 +97,9 @@ class Flow:
             self.on_step(label, phase or "", result)
         return result
 
-    def service(self, session: str, service: str, phase: str, *, machine: str) -> StepResult:
+    def service(
+        self, session: str, service: str, phase: str, *, machine: str, label: str = ""
+    ) -> StepResult:
         """Run one service under `seml run` on `machine` (a party's name, or "cloud")."""
         lay = self.layout
         if machine == "cloud":
@@ -105,7 +107,7 @@ class Flow:
         else:
             volumes, platform_key = lay.party_volumes(machine), lay.platform_key(machine)
         return self.step(
-            f"{service} runs attested on {machine}'s machine",
+            label or f"{service} runs attested on {machine}'s machine",
             [
                 "run",
                 "--session",
@@ -228,14 +230,53 @@ class Flow:
 
     def run_confidential(self) -> None:
         c = self.config
+        parties = " and ".join(c.parties)
+        tasks = " and ".join(c.tasks)
         for p in c.parties:
-            self.service(f"{c.session}-{p}", "upload", f"upload-{p}", machine=p)
-        for name in ("fetch", "train", "publish"):
-            self.service(c.session, name, name, machine="cloud")
+            self.service(
+                f"{c.session}-{p}",
+                "upload",
+                f"upload-{p}",
+                machine=p,
+                label=f"{p}'s uploader encrypts and pushes {p}'s data",
+            )
+        self.service(
+            c.session,
+            "fetch",
+            "fetch",
+            machine="cloud",
+            label=f"cloud: fetch, verify, decrypt {parties}'s data into a protected volume",
+        )
+        self.service(
+            c.session,
+            "train",
+            "train",
+            machine="cloud",
+            label=f"cloud: train {tasks} on the combined data",
+        )
+        self.service(
+            c.session,
+            "publish",
+            "publish",
+            machine="cloud",
+            label="cloud: encrypt and push the model",
+        )
         for p in c.parties:
-            self.service(c.session, f"pull-{p}", f"pull-{p}", machine=p)
+            self.service(
+                c.session,
+                f"pull-{p}",
+                f"pull-{p}",
+                machine=p,
+                label=f"{p} pulls and verifies the model into its protected volume",
+            )
         for p in c.parties:
-            self.service(c.session, f"run-{p}", f"run-{p}", machine=p)
+            self.service(
+                c.session,
+                f"run-{p}",
+                f"run-{p}",
+                machine=p,
+                label=f"{p} runs the model on its held-out rows",
+            )
         self._read_metrics_confidential()
 
     def _read_metrics_confidential(self) -> None:
