@@ -92,8 +92,8 @@ def run_measured(
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # A process shorter than one sample still has its own peak in the kernel's accounting.
-    peak = max(peak, after.ru_maxrss * 1024 if after.ru_maxrss > before.ru_maxrss else 0)
+    # Peak memory comes from sampling only: the kernel's ru_maxrss of a fresh child counts the
+    # parent's memory before exec, which over-reports small commands started from a big parent.
     result = StepResult(
         tuple(argv), proc.returncode, seconds, cpu, peak / (1 << 20), stdout, stderr
     )

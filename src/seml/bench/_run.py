@@ -1,0 +1,216 @@
+"""`seml bench`: run the scenarios, repetition by repetition, and write the results folder."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from seml.bench._plots import plot_phases, plot_resources
+from seml.bench._report import machine, render_report
+from seml.bench._results import Row, scenario_stats, total_row, write_csv
+from seml.bench._scenarios import Dataset, Scenario
+from seml.bench._setup import FastAgreement, current_measurement
+from seml.errors import SemlError, UsageError
+from seml.flow import Flow, FlowConfig, remote
+from seml.flow._flow import seml_executable
+from seml.flow._local_cas import LocalCas
+from seml.flow._runner import environment
+
+__all__ = ["BenchOptions", "BenchResult", "RunDone", "run_bench"]
+
+# Runs refused because the runtime's source changed under them are retried this often in all.
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    out: Path
+    scenarios: Sequence[Scenario]
+    repetitions: int = 20
+    storage: str | None = None  # default: file://OUT/work/storage
+    s3_endpoint: str | None = None
+    keep_work: bool = False
+
+
+@dataclass(frozen=True)
+class RunDone:
+    """One run finished (ok or not): for progress display."""
+
+    index: int
+    total: int
+    scenario: Scenario
+    repetition: int
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class BenchResult:
+    out: Path
+    rows: list[Row] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _rows(flow: Flow, scenario: Scenario, repetition: int) -> list[Row]:
+    phases = [
+        Row(
+            mode=scenario.mode,
+            task=scenario.task,
+            dataset=scenario.dataset.label,
+            rows=scenario.dataset.rows,
+            repetition=repetition,
+            phase=p.phase,
+            seconds=p.step.seconds,
+            cpu_seconds=p.step.cpu_seconds,
+            cpu_percent=p.step.cpu_percent,
+            peak_rss_mb=p.step.peak_rss_mb,
+        )
+        for p in flow.phases
+    ]
+    return [*phases, total_row(phases)]
+
+
+class _Bench:
+    def __init__(self, options: BenchOptions, on_run: Callable[[RunDone], None]) -> None:
+        self.o = options
+        self.on_run = on_run
+        self.work = options.out / "work"
+        self.storage = options.storage or f"file://{self.work / 'storage'}"
+        self.token = secrets.token_hex(3)
+        self.configs: dict[str, FlowConfig] = {}
+        self.cas: LocalCas | None = None
+        self.agreement: FastAgreement | None = None
+        self.count = 0
+
+    def config(self, dataset: Dataset) -> FlowConfig:
+        """One work folder per dataset: its parties' data is prepared once (not measured)."""
+        if dataset.label not in self.configs:
+            config = FlowConfig(
+                workdir=self.work / dataset.label,
+                dataset=dataset.flow_dataset,
+                factor=dataset.factor,
+                storage=self.storage,
+                s3_endpoint=self.o.s3_endpoint,
+            )
+            Flow(config).prepare_data()
+            self.configs[dataset.label] = config
+        return self.configs[dataset.label]
+
+    def start(self) -> None:
+        self.cas = LocalCas(seml_executable(), self.work / "cas", environment({}))
+        self.cas.start()
+        self.agreement = FastAgreement(self.cas.url, self.cas.fingerprint)
+
+    def stop(self) -> None:
+        if self.agreement is not None:
+            self.agreement.close()
+        if self.cas is not None:
+            self.cas.stop()
+
+    def flow(self, scenario: Scenario) -> Flow:
+        """A new flow for one run: its own storage prefix and session (hence new volumes)."""
+        self.count += 1
+        name = f"b{self.token}-{self.count:04d}"
+        config = replace(
+            self.config(scenario.dataset),
+            tasks=(scenario.task,),
+            storage=remote(self.storage, name),
+            session=name,
+        )
+        flow = Flow(config, "confidential" if scenario.mode == "confidential" else "native")
+        flow.cas = self.cas
+        # Fresh local state: an earlier run's sync state or native copies must not make this
+        # one incremental.
+        shutil.rmtree(flow.layout.root / "native", ignore_errors=True)
+        for p in config.parties:
+            shutil.rmtree(flow.layout.party_state(p), ignore_errors=True)
+            shutil.rmtree(flow.layout.predictions(p), ignore_errors=True)
+        return flow
+
+    def cleanup(self, flow: Flow) -> None:
+        """Drop what a finished run left (its volumes and, on file://, its objects)."""
+        name = flow.config.session
+        lay = flow.layout
+        for volumes in [lay.cloud_volumes, *(lay.party_volumes(p) for p in lay.parties)]:
+            shutil.rmtree(volumes / name, ignore_errors=True)
+        if flow.storage.startswith("file://"):
+            shutil.rmtree(flow.storage.removeprefix("file://"), ignore_errors=True)
+
+    def run_once(self, scenario: Scenario, repetition: int) -> list[Row]:
+        if self.agreement is None:
+            raise UsageError("the benchmark was not started")
+        flow = self.flow(scenario)
+        try:
+            if flow.mode == "confidential":
+                self.agreement.agree(flow, current_measurement())
+                flow.run_confidential()
+            else:
+                flow.run_native()
+            return _rows(flow, scenario, repetition)
+        finally:
+            self.cleanup(flow)
+
+    def run(self, result: BenchResult) -> None:
+        runs = [(rep, s) for rep in range(1, self.o.repetitions + 1) for s in self.o.scenarios]
+        for dataset in dict.fromkeys(s.dataset for s in self.o.scenarios):
+            self.config(dataset)
+        self.start()
+        try:
+            for index, (rep, scenario) in enumerate(runs, 1):
+                started = time.perf_counter()
+                error = None
+                try:
+                    result.rows += self.run_once(scenario, rep)
+                except SemlError as e:
+                    error = str(e).splitlines()[0]
+                    result.failures.append(f"{scenario.name} repetition {rep}: {e}")
+                write_csv(self.o.out / "results.csv", result.rows)
+                self.on_run(
+                    RunDone(index, len(runs), scenario, rep, time.perf_counter() - started, error)
+                )
+        finally:
+            self.stop()
+
+
+def run_bench(options: BenchOptions, on_run: Callable[[RunDone], None]) -> BenchResult:
+    """Run every scenario `options.repetitions` times (interleaved: repetition 1 of each
+    scenario, then repetition 2, ... so machine noise spreads over all of them) and write
+    results.csv (after every run), phases.png, resources.png and report.md to `options.out`."""
+    if options.repetitions < 1:
+        raise UsageError(f"--repetitions {options.repetitions}: give at least 1")
+    if not options.scenarios:
+        raise UsageError("no scenario left after the filters")
+    out = options.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out} is not empty: give a new or empty folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {out}: {e.strerror or e}") from e
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    result = BenchResult(out)
+    bench = _Bench(options, on_run)
+    try:
+        bench.run(result)
+    finally:
+        if not options.keep_work:
+            shutil.rmtree(bench.work, ignore_errors=True)
+    if result.rows:
+        stats = scenario_stats(result.rows)
+        plot_phases(stats, out / "phases.png")
+        plot_resources(result.rows, out / "resources.png")
+    report = render_report(
+        result.rows,
+        started=started,
+        repetitions=options.repetitions,
+        storage=bench.storage,
+        host=machine(),
+        failures=result.failures,
+    )
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(report)
+    tmp.replace(out / "report.md")
+    return result
