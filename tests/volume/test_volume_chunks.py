@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from seml.crypt import Cipher
 from seml.errors import IntegrityError
-from seml.volume._chunks import CHUNK, ObjectReader, ScratchFile
+from seml.volume._chunks import CHUNK, ObjectReader, ScratchFile, open_small, seal_small
 
 _ops = st.lists(
     st.one_of(
@@ -95,3 +95,46 @@ def test_object_reader_refuses_wrong_object_or_tampering(tmp_path: Path) -> None
     with pytest.raises(IntegrityError, match="chunk 1 does not authenticate"):
         reader.read(CHUNK, 10)
     reader.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 7])
+def test_small_objects_are_byte_identical_to_the_crypt_format(size: int) -> None:
+    data, key, nonce = os.urandom(size), os.urandom(32), os.urandom(24)
+    cipher = Cipher.from_keys(key, bytes(32), bytes(16))
+    reference = io.BytesIO()
+    cipher.encrypt_stream(io.BytesIO(data), reference, nonce=nonce)
+    sealed = seal_small(data, key, nonce)
+    assert sealed == reference.getvalue()
+    assert open_small(sealed, key, nonce, size, label="f") == data
+    back = io.BytesIO()
+    cipher.decrypt_stream(io.BytesIO(sealed), back, name="f")
+    assert back.getvalue() == data
+
+
+def test_open_small_refuses_every_kind_of_wrong_object() -> None:
+    data, key, nonce = os.urandom(2 * CHUNK + 5), os.urandom(32), os.urandom(24)
+    sealed = seal_small(data, key, nonce)
+    cases = {
+        "not the object": [
+            (sealed, bytes(24), len(data)),  # another nonce: swapped or an old copy
+            (b"", nonce, len(data)),
+            (b"XCLONE\x00\x00" + sealed[8:], nonce, len(data)),
+        ],
+        "truncated": [
+            (sealed[: 32 + CHUNK + 16], nonce, len(data)),  # cut at a chunk boundary
+            (sealed[:-1], nonce, len(data)),
+            (sealed + b"x", nonce, len(data)),
+            (sealed, nonce, len(data) - 1),
+        ],
+    }
+    for reason, variants in cases.items():
+        for blob, pinned, size in variants:
+            with pytest.raises(IntegrityError, match=reason):
+                open_small(blob, key, pinned, size, label="f")
+    for position in (32, 32 + CHUNK + 16 + 3, len(sealed) - 1):
+        changed = bytearray(sealed)
+        changed[position] ^= 1
+        with pytest.raises(IntegrityError, match="f: authentication failed"):
+            open_small(bytes(changed), key, nonce, len(data), label="f")
+    with pytest.raises(IntegrityError, match="authentication failed at chunk 0"):
+        open_small(sealed, os.urandom(32), nonce, len(data), label="f")

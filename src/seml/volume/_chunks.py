@@ -1,4 +1,4 @@
-"""Random access to encrypted data, for the FUSE mount: sealed objects and scratch files.
+"""Sealed objects, whole (seal and unseal) or by random access (the FUSE mount), and scratch files.
 
 A sealed object is in rclone's format (a 32-byte header with the object's nonce, then 64 KiB
 chunks each sealed with XSalsa20-Poly1305 under nonce + chunk index), so any chunk can be
@@ -11,25 +11,183 @@ when a chunk is rewritten).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from nacl import bindings as sodium
 from nacl.exceptions import CryptoError
 
-from seml.errors import IntegrityError
+from seml.crypt import Cipher
+from seml.errors import IntegrityError, StorageError
+from seml.volume._io import (
+    HashingReader,
+    RawWriter,
+    file_identity,
+    read_upto,
+    regular_fd,
+    sha256_fd,
+    write_all,
+)
 
-__all__ = ["CHUNK", "ObjectReader", "ScratchFile"]
+__all__ = [
+    "CHUNK",
+    "SMALL",
+    "ObjectReader",
+    "ScratchFile",
+    "open_small",
+    "seal_object",
+    "seal_small",
+    "sealed_size",
+    "unseal_object",
+]
 
 CHUNK = 64 * 1024
 _TAG = 16
 _NONCE = 24
 _HEADER = 8 + _NONCE
 _SEALED_CHUNK = CHUNK + _TAG
+_MAGIC = b"RCLONE\x00\x00"
+_NONCE_MOD = 1 << (8 * _NONCE)
+# Files below this size are sealed and opened whole, here: the parallel file path of the crypt
+# package sets up megabyte batch buffers per file, which costs more than a small file's crypto.
+SMALL = 1 << 20
 _LEN = 4  # a slot's record length: a shorter rewrite must not read stale bytes behind it
 _SLOT = _LEN + _NONCE + _SEALED_CHUNK
+
+
+def sealed_size(size: int) -> int:
+    return _HEADER + size + -(-size // CHUNK) * _TAG
+
+
+def seal_small(plain: bytes, key: bytes, nonce: bytes) -> bytes:
+    """The whole sealed object (rclone's format) for `plain`: header, then each 64 KiB chunk
+    sealed under nonce + its index."""
+    base = int.from_bytes(nonce, "little")
+    out = [_MAGIC, nonce]
+    for index, offset in enumerate(range(0, len(plain), CHUNK)):
+        chunk_nonce = ((base + index) % _NONCE_MOD).to_bytes(_NONCE, "little")
+        out.append(sodium.crypto_secretbox(plain[offset : offset + CHUNK], chunk_nonce, key))
+    return b"".join(out)
+
+
+def open_small(sealed: bytes, key: bytes, nonce: bytes, size: int, *, label: str) -> bytes:
+    """The plaintext of a whole sealed object that must hold `size` bytes under `nonce`;
+    IntegrityError naming `label` if it does not, in any way."""
+    if sealed[:_HEADER] != _MAGIC + nonce:
+        raise IntegrityError(
+            f"{label} is not the object its manifest entry pins (swapped, replaced or an old copy)"
+        )
+    if len(sealed) != sealed_size(size):
+        raise IntegrityError(
+            f"{label} is {len(sealed)} bytes sealed, not the {sealed_size(size)} its "
+            f"{size} bytes need (truncated, swapped or replaced)"
+        )
+    base = int.from_bytes(nonce, "little")
+    out = []
+    for index, offset in enumerate(range(_HEADER, len(sealed), _SEALED_CHUNK)):
+        chunk_nonce = ((base + index) % _NONCE_MOD).to_bytes(_NONCE, "little")
+        try:
+            out.append(
+                sodium.crypto_secretbox_open(
+                    sealed[offset : offset + _SEALED_CHUNK], chunk_nonce, key
+                )
+            )
+        except CryptoError:
+            raise IntegrityError(
+                f"{label}: authentication failed at chunk {index} (the object was changed)"
+            ) from None
+    return b"".join(out)
+
+
+def seal_object(
+    cipher: Cipher, key: bytes, raw: BinaryIO, out: int, hasher: ThreadPoolExecutor
+) -> tuple[int, str, bytes]:
+    """Encrypt all of `raw` into the empty file `out` (not synced) under a fresh nonce;
+    return (plaintext size, its SHA-256, the nonce). `key` is `cipher`'s data key and `hasher`
+    a pool for hashing alongside the encryption.
+
+    The digest is always that of the bytes encrypted: a small file is read once; a large one is
+    read twice, concurrently (encrypted in parallel batches, hashed on `hasher`), and encrypted
+    once more as a stream if it was written in between.
+    """
+    fd = regular_fd(raw)
+    done = None
+    if fd is not None:
+        done = _seal_small_file(fd, out, key)
+        if done is None:
+            done = _seal_large_file(cipher, raw, fd, out, hasher)
+        if done is None:
+            os.ftruncate(out, 0)
+            raw.seek(0)
+    if done is None:
+        with (
+            contextlib.closing(HashingReader(raw)) as reader,
+            open(out, "wb", buffering=0, closefd=False) as sink,
+        ):
+            cipher.encrypt_stream(cast(BinaryIO, reader), cast(BinaryIO, RawWriter(sink)))
+            done = reader.size, reader.hexdigest()
+    header = os.pread(out, _HEADER, 0)
+    return done[0], done[1], header[8:_HEADER]
+
+
+def _seal_small_file(fd: int, out: int, key: bytes) -> tuple[int, str] | None:
+    plain = read_upto(fd, SMALL)
+    if len(plain) >= SMALL:
+        return None
+    write_all(out, seal_small(plain, key, secrets.token_bytes(_NONCE)))
+    return len(plain), hashlib.sha256(plain).hexdigest()
+
+
+def _seal_large_file(
+    cipher: Cipher, raw: BinaryIO, fd: int, out: int, hasher: ThreadPoolExecutor
+) -> tuple[int, str] | None:
+    """Parallel batches at fixed offsets, hashed from the same descriptor on another thread (no
+    block is copied for the hash); None if the file was written meanwhile."""
+    before = os.fstat(fd)
+    hashing = hasher.submit(sha256_fd, fd, before.st_size)
+    try:
+        with open(out, "wb", buffering=0, closefd=False) as sink:
+            cipher.encrypt_file(raw, sink)
+    except BaseException as e:
+        if not hashing.cancel():
+            hashing.exception()  # let it finish before the caller closes the source
+        if isinstance(e, StorageError) and file_identity(os.fstat(fd)) != file_identity(before):
+            return None  # it shrank while it was read
+        raise
+    digest, hashed = hashing.result()
+    if hashed != before.st_size or file_identity(os.fstat(fd)) != file_identity(before):
+        return None
+    return before.st_size, digest
+
+
+def unseal_object(
+    cipher: Cipher,
+    key: bytes,
+    src: BinaryIO,
+    raw: io.FileIO,
+    *,
+    nonce: bytes,
+    size: int,
+    thorough: bool,
+    label: str,
+) -> tuple[int, str | None]:
+    """Decrypt the sealed object `src` (pinned `nonce`, header already checked) into the empty
+    file `raw` (opened for reading too); return (plaintext size, its SHA-256 if `thorough`).
+    Every chunk is authenticated; IntegrityError naming `label` otherwise."""
+    if size < SMALL:  # whole, in memory
+        sealed = src.read(sealed_size(size) + 1)  # one more: a longer object is refused
+        plain = open_small(sealed, key, nonce, size, label=label)
+        write_all(raw.fileno(), plain)
+        return len(plain), hashlib.sha256(plain).hexdigest() if thorough else None
+    # Parallel and positional: batches of chunks are opened and written at their offsets.
+    done = cipher.decrypt_file(src, raw, name=label)
+    return done, sha256_fd(raw.fileno(), done)[0] if thorough else None
 
 
 class ObjectReader:
@@ -41,7 +199,7 @@ class ObjectReader:
         self._size = size
         self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         header = self._file.read(_HEADER)
-        expected = _HEADER + size + -(-size // CHUNK) * _TAG
+        expected = sealed_size(size)
         if header[8:] != nonce or os.fstat(self._file.fileno()).st_size != expected:
             self._file.close()
             raise IntegrityError(f"{label} is not the object its manifest entry pins")

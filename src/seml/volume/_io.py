@@ -10,27 +10,43 @@ import io
 import os
 import shutil
 import signal
+import stat
+import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 __all__ = [
     "CRASH_ENV",
     "HashingReader",
     "HashingWriter",
+    "Identity",
     "RawWriter",
+    "Syncer",
     "checkpoint",
+    "file_identity",
     "fsync_dir",
     "locked",
+    "map_in_order",
+    "read_upto",
+    "regular_fd",
     "remove_tree",
+    "sha256_fd",
+    "write_all",
 ]
 
 # Test hook: kill this process with SIGKILL at the named step of a seal, to prove that a volume
 # is never left half-sealed. Has no effect unless the variable is set.
 CRASH_ENV = "SEML_TEST_VOLUME_CRASH_AT"
 _HASH_DEPTH = 8  # blocks (of up to 1 MiB) waiting to be hashed
+_HASH_BLOCK = 1 << 20
+_SYNC_WORKERS = 8  # fsyncs in flight: the journal commits several together
+_SYNC_DEPTH = 32  # files written but not yet durable (each holds an open descriptor)
 HEADER_KEEP = 32  # rclone's header: magic (8) and the object's random nonce (24)
 
 
@@ -82,15 +98,14 @@ class HashingReader(io.RawIOBase):
 class HashingWriter:
     """A write-only sink that hashes and (optionally) writes everything to a raw file."""
 
-    def __init__(self, raw: Any | None, *, hashing: bool) -> None:
+    def __init__(self, raw: Any | None = None) -> None:
         self._raw = raw
-        self.digest = hashlib.sha256() if hashing else None
+        self.digest = hashlib.sha256()
         self.size = 0
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        if self.digest is not None:
-            self.digest.update(view)
+        self.digest.update(view)
         self.size += len(view)
         if self._raw is not None:
             while view:
@@ -180,3 +195,107 @@ class RawWriter:
             n = self._raw.write(view) or 0
             view = view[n:]
         return total
+
+
+def sha256_fd(fd: int, size: int) -> tuple[str, int]:
+    """SHA-256 of the first `size` bytes of an open regular file, read with pread (so it can run
+    on its own thread while the same descriptor is encrypted); returns (hex digest, bytes read)."""
+    h = hashlib.sha256()
+    buf = bytearray(min(_HASH_BLOCK, max(size, 1)))
+    view = memoryview(buf)
+    done = 0
+    while done < size:
+        n = os.preadv(fd, [view[: min(len(buf), size - done)]], done)
+        if n == 0:
+            break
+        h.update(view[:n])
+        done += n
+    return h.hexdigest(), done
+
+
+class Syncer:
+    """fsyncs and closes written files on helper threads, so the disk flushes one file while
+    the next is encrypted. `wait` returns once every file handed over is durable (or raises the
+    first fsync error); leaving the context waits too and always closes every descriptor."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=_SYNC_WORKERS, thread_name_prefix="seml-fsync")
+        self._pending: deque[Future[None]] = deque()
+        self._lock = threading.Lock()  # files may be handed over from several threads
+
+    def __enter__(self) -> Syncer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)  # every queued job runs and closes its descriptor
+
+    def submit(self, fd: int) -> None:
+        """Take ownership of `fd`: fsync it, then close it."""
+        with self._lock:
+            self._pending.append(self._pool.submit(_fsync_close, fd))
+        while (oldest := self._oldest(_SYNC_DEPTH)) is not None:
+            oldest.result()
+
+    def wait(self) -> None:
+        while (oldest := self._oldest(0)) is not None:
+            oldest.result()
+
+    def _oldest(self, keep: int) -> Future[None] | None:
+        with self._lock:
+            return self._pending.popleft() if len(self._pending) > keep else None
+
+
+def _fsync_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def map_in_order(fn: Callable[[_T], _R], items: Sequence[_T], *, workers: int) -> list[_R]:
+    """`[fn(x) for x in items]` with up to `workers` calls at a time. On the first failure (in
+    item order) the calls not started are dropped, the running ones finish, and it is raised."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seml-volume")
+    try:
+        futures = [pool.submit(fn, item) for item in items]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# What tells whether a file was written: size, modification and change times, inode.
+Identity = tuple[int, int, int, int]
+
+
+def file_identity(st: os.stat_result) -> Identity:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def regular_fd(raw: BinaryIO) -> int | None:
+    """The descriptor of a regular file on disk, or None for anything else (a stream)."""
+    try:
+        fd = raw.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+    return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_upto(fd: int, limit: int) -> bytes:
+    """Up to `limit` bytes from the start of a regular file (fewer: the whole file)."""
+    parts = []
+    done = 0
+    while done < limit:
+        part = os.pread(fd, limit - done, done)
+        if not part:
+            break
+        parts.append(part)
+        done += len(part)
+    return b"".join(parts)

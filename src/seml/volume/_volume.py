@@ -21,21 +21,25 @@ import os
 import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from seml.crypt import Cipher, CryptOptions
 from seml.errors import IntegrityError, StorageError, UsageError
-from seml.volume._chunks import ObjectReader
+from seml.volume._chunks import ObjectReader, seal_object, unseal_object
 from seml.volume._io import (
-    HashingReader,
     HashingWriter,
-    RawWriter,
+    Identity,
+    Syncer,
     checkpoint,
+    file_identity,
     fsync_dir,
     locked,
+    map_in_order,
     remove_tree,
+    write_all,
 )
 from seml.volume._layout import (
     HEADER_FILE,
@@ -63,16 +67,9 @@ from seml.volume._manifest import (
 __all__ = ["SealSource", "Volume"]
 
 _BUFFER = 1 << 20
+_FILE_WORKERS = 2  # files sealed or unsealed at a time (this is I/O and GIL-free crypto)
 _MAGIC_SIZE = 8  # rclone's "RCLONE\0\0"
 _HEADER_SIZE = _MAGIC_SIZE + 24  # magic + the object's random nonce
-
-# A workspace file's identity right after unseal (or seal): if it still matches at seal time, it was
-# not written since and its sealed object can be reused as is.
-_Snapshot = tuple[int, int, int, int]
-
-
-def _snapshot(st: os.stat_result) -> _Snapshot:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,9 @@ class Volume:
             keys.data_key, keys.name_key, keys.name_tweak, CryptOptions()
         )
         self._manifest = manifest
-        self._unsealed: dict[str, _Snapshot] = {}
+        # Each workspace file's identity right after unseal (or seal): if it still matches at
+        # seal time, it was not written since and its sealed object can be reused as is.
+        self._unsealed: dict[str, Identity] = {}
         self._unsealed_into: Path | None = None
 
     def __repr__(self) -> str:
@@ -199,9 +198,9 @@ class Volume:
             self._check_object_set()
             for entry in self._manifest.files:
                 with self._open_object(entry) as src:
-                    sink = HashingWriter(None, hashing=True)
-                    self._decrypt(entry, src, sink)
-                self._check_digest(entry, sink)
+                    sink = HashingWriter()
+                    self._cipher.decrypt_stream(src, cast(BinaryIO, sink), name=self._label(entry))
+                self._check_digest(entry, sink.size, sink.digest.hexdigest())
 
     def unseal(self, workspace: Path, *, thorough: bool = False) -> None:
         """Decrypt every file into `workspace`, verifying each before it gets its final name.
@@ -210,24 +209,36 @@ class Volume:
         have the recorded size, which proves its content; `thorough` also recomputes SHA-256.
         On any failure, what this call wrote is removed and IntegrityError names the file.
         """
-        written: list[Path] = []
-        snapshot: dict[str, _Snapshot] = {}
+        written: list[Path] = []  # appended to by the workers: removed on failure
+
+        def unseal_one(entry: VolumeFile) -> tuple[str, Identity]:
+            target = workspace.joinpath(*entry.path.split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + PARTIAL_SUFFIX)
+            written.append(partial)
+            with self._open_object(entry) as src, open(partial, "w+b", buffering=0) as raw:
+                size, digest = unseal_object(
+                    self._cipher,
+                    self._keys.data_key,
+                    src,
+                    raw,
+                    nonce=bytes.fromhex(entry.nonce),
+                    size=entry.size,
+                    thorough=thorough,
+                    label=self._label(entry),
+                )
+            self._check_digest(entry, size, digest)
+            partial.chmod(entry.mode & 0o777)
+            partial.replace(target)
+            written.append(target)
+            return entry.path, file_identity(target.stat())
+
         try:
             with self._guard("unseal"), locked(self.path, exclusive=False):
                 self._check_object_set()
-                for entry in self._manifest.files:
-                    target = workspace.joinpath(*entry.path.split("/"))
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    partial = target.with_name(target.name + PARTIAL_SUFFIX)
-                    written.append(partial)
-                    with self._open_object(entry) as src, open(partial, "wb", buffering=0) as raw:
-                        sink = HashingWriter(raw, hashing=thorough)
-                        self._decrypt(entry, src, sink)
-                    self._check_digest(entry, sink)
-                    partial.chmod(entry.mode & 0o777)
-                    partial.replace(target)
-                    written[-1] = target
-                    snapshot[entry.path] = _snapshot(target.stat())
+                snapshot = dict(
+                    map_in_order(unseal_one, self._manifest.files, workers=_FILE_WORKERS)
+                )
         except BaseException:
             for p in written:
                 with contextlib.suppress(OSError):
@@ -259,15 +270,18 @@ class Volume:
                     ),
                 )
             )
-        version = self.seal_sources(sources)
+        version = self.seal_sources(sources, workers=_FILE_WORKERS)
         # What was just sealed is what the scan saw (a file written since then has a new
         # ctime), so the next seal of this workspace can reuse objects without hashing.
-        self._unsealed = {rel: _snapshot(st) for rel, st in found}
+        self._unsealed = {rel: file_identity(st) for rel, st in found}
         self._unsealed_into = workspace.resolve()
         return version
 
-    def seal_sources(self, sources: Iterable[SealSource]) -> int:
-        """Seal the given files as the next version (what `seal` and the FUSE mount use)."""
+    def seal_sources(self, sources: Iterable[SealSource], *, workers: int = 1) -> int:
+        """Seal the given files as the next version (what `seal` and the FUSE mount use).
+
+        `workers` files are encrypted at a time (each in parallel batches already): more than
+        one pays off for many small files, whose fixed costs then overlap."""
         with self._guard("seal"), locked(self.path, exclusive=True):
             current = self._current_header()
             if current != self._manifest.header:
@@ -278,30 +292,27 @@ class Volume:
             staging = self.path / f"{STAGING_PREFIX}{secrets.token_hex(4)}"
             staging.mkdir()
             try:
-                return self._seal_into(staging, sources, self.version + 1)
+                return self._seal_into(staging, sources, self.version + 1, workers=workers)
             except BaseException:
                 remove_tree(staging)
                 raise
 
-    def _seal_into(self, staging: Path, sources: Iterable[SealSource], version: int) -> int:
+    def _seal_into(
+        self, staging: Path, sources: Iterable[SealSource], version: int, *, workers: int
+    ) -> int:
         """Fill `staging` with the new version's objects and manifest, then commit it."""
         previous = {f.path: f for f in self._manifest.files}
-        entries = []
-        for source in sorted(sources, key=lambda s: s.path):
-            old = previous.get(source.path)
-            obj = self._cipher.encrypt_name(source.path)
-            dst = staging / obj
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            reuse = source.same_as
-            if reuse is None and old is not None and source.unchanged(old):
-                reuse = old
-            if reuse is not None:
-                link_or_copy(self._generation / reuse.object, dst)
-                entries.append(
-                    VolumeFile(source.path, reuse.size, reuse.sha256, obj, reuse.nonce, source.mode)
-                )
-            else:
-                entries.append(self._encrypt(source, dst, obj))
+        ordered = sorted(sources, key=lambda s: s.path)
+        with (
+            Syncer() as syncer,
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seml-sha256") as hasher,
+        ):
+
+            def seal_one(source: SealSource) -> VolumeFile:
+                return self._seal_one(source, staging, previous.get(source.path), syncer, hasher)
+
+            entries = map_in_order(seal_one, ordered, workers=workers)
+            syncer.wait()  # every new object is durable before the manifest names it
         checkpoint("objects-written")
         manifest = Manifest(
             self.name,
@@ -315,21 +326,19 @@ class Volume:
 
     def _commit(self, staging: Path, manifest: Manifest, *, previous: str | None) -> None:
         """Make `staging` (with its objects) the volume's current generation, atomically."""
-        with open(staging / MANIFEST_FILE, "wb") as f:
-            f.write(seal_manifest(manifest, self._keys))
-            f.flush()
-            os.fsync(f.fileno())
-        for root, _dirs, _files in os.walk(staging, topdown=False):
-            fsync_dir(Path(root))
+        tmp = self.path / f"{HEADER_FILE}.tmp"
+        # Independent writes, flushed together: the manifest, the staging directories (with
+        # their entries) and the next header (a leftover, unused until the rename below).
+        with Syncer() as syncer:
+            syncer.submit(_write_new(staging / MANIFEST_FILE, seal_manifest(manifest, self._keys)))
+            syncer.submit(_write_new(tmp, manifest.header.to_bytes()))
+            for root, _dirs, _files in os.walk(staging):
+                syncer.submit(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+            syncer.wait()
         generation = self.path / manifest.generation
         staging.rename(generation)
         fsync_dir(self.path)
         checkpoint("generation-renamed")
-        tmp = self.path / f"{HEADER_FILE}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(manifest.header.to_bytes())
-            f.flush()
-            os.fsync(f.fileno())
         tmp.replace(self.path / HEADER_FILE)
         fsync_dir(self.path)
         checkpoint("header-replaced")
@@ -337,21 +346,49 @@ class Volume:
         if previous is not None:
             remove_tree(self.path / previous)
 
-    def _encrypt(self, source: SealSource, dst: Path, obj: str) -> VolumeFile:
+    def _seal_one(
+        self,
+        source: SealSource,
+        staging: Path,
+        old: VolumeFile | None,
+        syncer: Syncer,
+        hasher: ThreadPoolExecutor,
+    ) -> VolumeFile:
+        """One file of a seal: a link to its current object when unchanged, else encrypted."""
+        obj = self._cipher.encrypt_name(source.path)
+        dst = staging / obj
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        reuse = source.same_as
+        if reuse is None and old is not None and source.unchanged(old):
+            reuse = old
+        if reuse is None:
+            return self._encrypt(source, dst, obj, syncer, hasher)
+        link_or_copy(self._generation / reuse.object, dst)
+        return VolumeFile(source.path, reuse.size, reuse.sha256, obj, reuse.nonce, source.mode)
+
+    def _encrypt(
+        self,
+        source: SealSource,
+        dst: Path,
+        obj: str,
+        syncer: Syncer,
+        hasher: ThreadPoolExecutor,
+    ) -> VolumeFile:
+        """Encrypt one file into `dst`; `syncer` makes it durable (the caller waits for it)."""
         try:
-            with (
-                source.open() as raw,
-                open(dst, "wb", buffering=0) as out,
-                contextlib.closing(HashingReader(raw)) as reader,
-            ):
-                writer = RawWriter(out)
-                self._cipher.encrypt_stream(cast(BinaryIO, reader), cast(BinaryIO, writer))
-                os.fsync(out.fileno())
-                digest = reader.hexdigest()
+            with source.open() as raw:
+                out = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                try:
+                    size, digest, nonce = seal_object(
+                        self._cipher, self._keys.data_key, raw, out, hasher
+                    )
+                except BaseException:
+                    os.close(out)
+                    raise
+                syncer.submit(out)
         except OSError as e:
             raise StorageError(f"volume {self.name!r}: cannot seal {source.path}: {e}") from e
-        nonce = writer.header[_MAGIC_SIZE:_HEADER_SIZE].hex()
-        return VolumeFile(source.path, reader.size, digest, obj, nonce, source.mode)
+        return VolumeFile(source.path, size, digest, obj, nonce.hex(), source.mode)
 
     def _unchanged(
         self, old: VolumeFile, *, source: Path, st: os.stat_result, trust_snapshot: bool
@@ -360,7 +397,7 @@ class Volume:
             return False
         if trust_snapshot and old.path in self._unsealed:
             # Written since unseal (or not): encrypting beats hashing first to find out.
-            return self._unsealed[old.path] == _snapshot(st)
+            return self._unsealed[old.path] == file_identity(st)
         return sha256_file(source) == old.sha256
 
     # -- helpers -----------------------------------------------------------------------------
@@ -431,17 +468,16 @@ class Volume:
             f.seek(0)
             yield f
 
-    def _decrypt(self, entry: VolumeFile, src: BinaryIO, sink: HashingWriter) -> None:
-        name = f"volume {self.name!r}: file {entry.path}"
-        self._cipher.decrypt_stream(src, cast(BinaryIO, sink), name=name)
+    def _label(self, entry: VolumeFile) -> str:
+        return f"volume {self.name!r}: file {entry.path}"
 
-    def _check_digest(self, entry: VolumeFile, sink: HashingWriter) -> None:
-        if sink.size != entry.size:
+    def _check_digest(self, entry: VolumeFile, size: int, digest: str | None) -> None:
+        if size != entry.size:
             raise IntegrityError(
-                f"volume {self.name!r}: file {entry.path} is {sink.size} bytes, the manifest "
+                f"volume {self.name!r}: file {entry.path} is {size} bytes, the manifest "
                 f"says {entry.size} (truncated, swapped or replaced)"
             )
-        if sink.digest is not None and sink.digest.hexdigest() != entry.sha256:
+        if digest is not None and digest != entry.sha256:
             raise IntegrityError(
                 f"volume {self.name!r}: file {entry.path} does not match its manifest digest "
                 "(swapped or replaced)"
@@ -454,6 +490,17 @@ class Volume:
             yield
         except OSError as e:
             raise StorageError(f"volume {self.name!r} at {self.path}: {action} failed: {e}") from e
+
+
+def _write_new(path: Path, data: bytes) -> int:
+    """Create (or truncate) `path` with `data`; return its descriptor, still to be fsynced."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        write_all(fd, data)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _open_plain(path: Path) -> BinaryIO:
