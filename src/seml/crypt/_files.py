@@ -85,12 +85,18 @@ def _run(
             progress(done)
         return
     pool = c._executor()
-    free = [(bytearray(in_size), bytearray(out_size)) for _ in range(c._DEPTH)]
+    # No more buffer pairs than batches: zero-filling _DEPTH pairs for a file of two batches
+    # cost more than encrypting it.
+    free: list[tuple[bytearray, bytearray]] = []
+    allocated = 0
     pending: deque[tuple[Future[int], bytearray, bytearray]] = deque()
     nxt = 0
     try:
         while nxt < batches or pending:
-            while nxt < batches and free:
+            while nxt < batches and (free or allocated < c._DEPTH):
+                if not free:
+                    free.append((bytearray(in_size), bytearray(out_size)))
+                    allocated += 1
                 inb, outb = free.pop()
                 pending.append((pool.submit(job, nxt, inb, outb), inb, outb))
                 nxt += 1
