@@ -102,6 +102,9 @@ def test_s3_multipart_large_object(s3_env: None) -> None:
     data = os.urandom(1 << 20) * 12 + b"tail"  # 12 MiB + 4 bytes: three parts
     assert store.put("big", io.BytesIO(data)) == len(data)
     assert store.stat("big").size == len(data)
+    # Streamed in parts (a multipart ETag), never read whole into memory.
+    etag = store._client.head_object(Bucket=bucket, Key="big")["ETag"]
+    assert etag.strip('"').endswith("-3"), etag
     with store.open("big", start=(5 << 20) - 2, length=4) as f:
         assert f.read() == data[(5 << 20) - 2 : (5 << 20) + 2]
     with store.open("big") as f:
@@ -131,3 +134,39 @@ def test_open_store_urls(tmp_path: Path) -> None:
     for bad in ("", "s3://", "ftp://x/y", "file://host/x"):
         with pytest.raises(UsageError):
             open_store(bad)
+
+
+@pytest.mark.integration
+def test_s3_plain_http_reads_skip_botocore_and_fall_back(
+    s3_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = S3Store(f"store-test-{next(_buckets)}", "p")
+    data = os.urandom(300_000)
+    store.put("obj", io.BytesIO(data))
+
+    def no_botocore(*a: object, **kw: object) -> None:
+        raise AssertionError("a plain-http GET should not go through botocore")
+
+    with monkeypatch.context() as m:
+        m.setattr(store._client, "get_object", no_botocore)
+        with store.open("obj") as f:
+            assert f.read() == data
+        with store.open("obj", start=70_000, length=100_000) as f:
+            assert f.read() == data[70_000:170_000]
+        with store.open("obj", start=1000, length=10) as f:  # read partly: connection dropped
+            assert f.read(3) == data[1000:1003]
+    # Small objects go up in one plain PUT, with rclone's mtime metadata; larger ones and
+    # the boundary through s3transfer.
+    for n in (0, 1 << 20, (1 << 20) + 1):
+        blob = os.urandom(n)
+        with monkeypatch.context() as m:
+            if n <= 1 << 20:
+                m.setattr(store._manager, "upload", no_botocore)
+            assert store.put(f"put-{n}", io.BytesIO(blob), mtime=1234.5) == n
+        head = store._client.head_object(Bucket=store.bucket, Key=f"p/put-{n}")
+        assert head["Metadata"] == {"mtime": "1234.500000000"} and head["ContentLength"] == n
+        with store.open(f"put-{n}") as f:
+            assert f.read() == blob
+    # A missing object answers 404: the botocore path repeats it and names the object.
+    with pytest.raises(ObjectNotFound, match="p/missing"):
+        store.open("missing")

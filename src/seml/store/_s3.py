@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from seml.errors import SemlError, StorageError
 from seml.store._base import ObjectInfo, ObjectNotFound, check_name
+from seml.store._s3fast import Prefixed, fast_body, read_up_to
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -24,6 +25,7 @@ __all__ = ["S3Store"]
 ENDPOINT_ENV = "SEML_S3_ENDPOINT"
 _MiB = 1 << 20
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_SMALL_PUT = 1 * _MiB  # objects up to this size skip s3transfer on a plain-http endpoint
 
 
 class S3Store:
@@ -85,6 +87,18 @@ class S3Store:
         self._client: S3Client = session.client(
             "s3", endpoint_url=self.endpoint, region_name=region, config=config
         )
+        # Downloads from a plain-http endpoint (MinIO, SeaweedFS next to the job) go through
+        # presigned URLs on a bare urllib3 pool: a botocore get_object costs about 1 ms of CPU,
+        # which dominates a pull of many small objects. Anything unusual falls back to botocore.
+        self._http: Any = None
+        if self.endpoint and self.endpoint.lower().startswith("http://"):
+            import urllib3
+
+            self._http = urllib3.PoolManager(
+                maxsize=64,
+                retries=False,
+                timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            )
         # One transfer manager for the whole store: every upload in flight shares its request
         # threads and its in-memory part budget, so memory is bounded however many files move.
         self._manager = TransferManager(
@@ -152,11 +166,17 @@ class S3Store:
     def put(self, name: str, src: BinaryIO, *, mtime: float | None = None) -> int:
         key = self._key(name)
         self._ensure_bucket()
-        counted = _Counting(src)
         extra: dict[str, Any] = {}
         if mtime is not None:
             # The metadata rclone's S3 backend reads the modification time from.
             extra["Metadata"] = {"mtime": f"{mtime:.9f}"}
+        head = b""
+        if self._http is not None:
+            # A small object (most of a dataset tree) goes up in one plain PUT when it can.
+            head = read_up_to(src, _SMALL_PUT + 1)
+            if len(head) <= _SMALL_PUT and self._fast_put(key, head, extra):
+                return len(head)
+        counted = _Counting(cast(BinaryIO, Prefixed(head, src)) if head else src)
         try:
             self._manager.upload(
                 cast(BinaryIO, counted), self.bucket, key, extra_args=extra
@@ -166,6 +186,20 @@ class S3Store:
         except Exception as e:  # botocore, s3transfer, urllib3 and OS errors alike
             raise self._error(name, "upload", e) from e
         return counted.count
+
+    def _fast_put(self, key: str, data: bytes, extra: dict[str, Any]) -> bool:
+        """PUT `data` through a presigned URL on the urllib3 pool; False (nothing to undo:
+        S3 stores an object only when a PUT completes) when anything is unusual, and the
+        caller uploads through botocore, with its retries and error mapping."""
+        try:
+            url = self._client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": key, **extra}, ExpiresIn=900
+            )
+            headers = {f"x-amz-meta-{k}": v for k, v in extra.get("Metadata", {}).items()}
+            resp = self._http.request("PUT", url, body=data, headers=headers, redirect=False)
+        except Exception:
+            return False
+        return bool(resp.status == 200)
 
     def open(
         self, name: str, *, start: int = 0, length: int | None = None
@@ -179,11 +213,41 @@ class S3Store:
                 return _empty()
             end = "" if length is None else str(start + length - 1)
             args["Range"] = f"bytes={start}-{end}"
+        fast = self._fast_get(key, args.get("Range"))
+        if fast is not None:
+            return fast_body(fast, f"{self.url}{name}")
         try:
             resp = self._client.get_object(**args)
         except (BotoCoreError, ClientError) as e:
             raise self._error(name, "download", e) from e
         return _body(resp["Body"], self, name)
+
+    def _fast_get(self, key: str, byte_range: str | None) -> Any:
+        """The streaming urllib3 response of a GET through a presigned URL, or None when the
+        fast path is off or the answer is anything but the expected 200/206 (then the caller
+        repeats the request through botocore: retries with backoff, error codes mapped)."""
+        if self._http is None:
+            return None
+        try:
+            url = self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=900
+            )
+            resp = self._http.request(
+                "GET",
+                url,
+                headers={"Range": byte_range} if byte_range else None,
+                preload_content=False,
+                decode_content=False,
+                redirect=False,
+            )
+        except Exception:  # no credentials, connection refused, ...: botocore says it properly
+            return None
+        encoding = resp.headers.get("Content-Encoding", "") or "identity"
+        if resp.status != (206 if byte_range else 200) or encoding.lower() != "identity":
+            resp.close()
+            resp.release_conn()
+            return None
+        return resp
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         from botocore.exceptions import BotoCoreError, ClientError
