@@ -10,86 +10,19 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import Any
 
-import typer
-
-try:  # typer 0.2x vendors click as typer._click; older typer raises the click package's errors
-    from typer._click.exceptions import ClickException as _ClickException
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import ClickException as _ClickException  # type: ignore[assignment,unused-ignore]
-
-from seml import __version__
 from seml.errors import SemlError
 
 __all__ = ["app", "entry", "main"]
 
-app = typer.Typer(
-    name="seml",
-    help=(
-        "SEML: train one model on several parties' data in an untrusted cloud.\n\n"
-        "Data is encrypted client-side (rclone-compatible), keys are released only to "
-        "attested workloads whose measurement every party signed."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
-_state = {"verbose": False}
+def __getattr__(name: str) -> Any:
+    if name == "app":  # typer loads only when a command needs it (not for `seml run`)
+        from seml.cli._app import app
 
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"seml {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show the full traceback when a command fails."
-    ),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    _state["verbose"] = verbose
-
-
-# Which module provides each top-level command. Only the module of the command being run is
-# loaded and registered (building every group's signatures costs tens of milliseconds on each
-# call, which `seml run` pays per service); `seml --help` and unknown commands load them all.
-_COMMANDS = {
-    "demo": "_flow",
-    "flow": "_flow",
-    "bench": "_bench",
-    "run": "_run",
-    "measure": "_run",
-    "platform": "_run",
-    "push": "_sync",
-    "pull": "_sync",
-    "ls": "_sync",
-    "keys": "_keys",
-    "session": "_session",
-    "cas": "_cas",
-    "attest": "_attest",
-    "volume": "_volume",
-    "crypt": "_crypt",
-    "ml": "_ml",
-}
-_ORDER = tuple(dict.fromkeys(_COMMANDS.values()))
-_registered: set[str] = set()
-
-
-def _register(modules: tuple[str, ...] = _ORDER) -> None:
-    """Attach command groups (each module's `register(app)`), once each, in help order."""
-    import importlib
-
-    for name in modules:
-        if name not in _registered:
-            importlib.import_module(f"seml.cli.{name}").register(app)
-            _registered.add(name)
+        return app
+    raise AttributeError(f"module 'seml.cli' has no attribute {name!r}")
 
 
 def _command_of(args: list[str]) -> str | None:
@@ -99,30 +32,54 @@ def _command_of(args: list[str]) -> str | None:
     return None
 
 
+def _asks_help(args: list[str]) -> bool:
+    before = args[: args.index("--")] if "--" in args else args
+    return any(a in ("-h", "--help") for a in before)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a console script, exit with) the process status."""
     args = sys.argv[1:] if argv is None else argv
-    _state["verbose"] = "--verbose" in args or "-v" in args
-    module = _COMMANDS.get(_command_of(args) or "")
-    _register((module,) if module else _ORDER)
+    verbose = "--verbose" in args or "-v" in args
+    command = _command_of(args)
     try:
-        result = app(args=args, prog_name="seml", standalone_mode=False)
+        if command == "run" and not _asks_help(args):
+            from seml.cli import _run_fast
+
+            return _run_fast.run(args[args.index("run") + 1 :])
+        return _typer_main(args, command)
     except SemlError as e:
-        if _state["verbose"]:
+        if verbose:
             traceback.print_exc()
         print(f"seml: error: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:
+        print("seml: interrupted", file=sys.stderr)
+        return 130
+
+
+def _typer_main(args: list[str], command: str | None) -> int:
+    import typer
+
+    try:  # typer 0.2x vendors click as typer._click; older typer raises the click package's
+        from typer._click.exceptions import ClickException
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        from click import ClickException  # type: ignore[assignment,unused-ignore]
+
+    from seml.cli._app import COMMANDS, ORDER, app, register
+
+    module = COMMANDS.get(command or "")
+    register((module,) if module else ORDER)
+    try:
+        result = app(args=args, prog_name="seml", standalone_mode=False)
     except typer.Exit as e:
         return int(e.exit_code)
     except typer.Abort:
         print("seml: aborted", file=sys.stderr)
         return 130
-    except _ClickException as e:
+    except ClickException as e:
         e.show()
         return e.exit_code
-    except KeyboardInterrupt:
-        print("seml: interrupted", file=sys.stderr)
-        return 130
     return result if isinstance(result, int) else 0
 
 

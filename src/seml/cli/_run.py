@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -123,23 +124,19 @@ def run(
     The command only starts if the attestation service accepted the evidence; its exit status
     becomes seml's. Volumes are sealed as a new version only when the command succeeds.
     """
-    from seml.cas import client_from_env
-    from seml.errors import UsageError
-    from seml.runtime import RunOptions, default_platform_key, run_service
+    from seml.cli._run_fast import execute
 
-    if mount not in ("auto", "namespace", "workspace", "fuse"):
-        raise UsageError(f"--mount must be auto, namespace, workspace or fuse, not {mount!r}")
-    options = RunOptions(
+    status = execute(
         session=session,
         service=service,
-        code=tuple(code or ()),
-        command=tuple(command or ()),
+        command=command or [],
+        code=code or [],
         volumes_dir=volumes_dir,
         session_hash=session_hash,
-        simulation=simulation,
         mount=mount,
-        platform_key=platform_key or default_platform_key(),
+        simulation=simulation,
+        platform_key=platform_key,
+        cas_url=cas_url or os.environ.get("SEML_CAS"),
+        cas_fingerprint=cas_fingerprint or os.environ.get("SEML_CAS_FINGERPRINT"),
     )
-    with client_from_env(cas_url, cas_fingerprint) as cas:
-        result = run_service(options, cas)
-    raise typer.Exit(result.status)
+    raise typer.Exit(status)
