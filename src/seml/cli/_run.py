@@ -102,9 +102,10 @@ def run(
         typer.Option(
             "--mount",
             help="How volumes appear: namespace (decrypted into a tmpfs workspace, bind-mounted "
-            "at the session's paths; needs root), workspace (same, paths relative to the "
-            "working directory), fuse (decrypted on access through FUSE, for data larger than "
-            "memory; relative paths), or auto (namespace when possible, else workspace).",
+            "at the session's paths, creating missing top-level folders; needs root), auto "
+            "(the same, but only onto folders that already exist), workspace (paths relative "
+            "to the working directory), fuse (decrypted on access through FUSE, for data "
+            "larger than memory; relative paths).",
         ),
     ] = "auto",
     simulation: Annotated[

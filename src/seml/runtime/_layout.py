@@ -3,8 +3,9 @@
 Paths in a session (`/app/main.py`, `/data`) are paths inside the service's private workspace,
 which is also the command's working directory, so `data/x` always works. When the runtime can
 create a private mount namespace (Linux, root, `unshare` present), each top-level folder of
-those paths is also bind-mounted at its absolute path for the child only, so `/data/x` works
-too; nothing is mounted for anyone else. System folders are never shadowed.
+those paths that exists on the host is also bind-mounted at its absolute path for the child
+only, so `/data/x` works too; nothing is mounted for anyone else. `--mount namespace` also
+creates missing top-level folders (empty) to mount on. System folders are never shadowed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,15 @@ class MountPlan:
     skipped: tuple[str, ...]  # top-level names not bound (system folders, files at the root)
 
 
-def plan_mounts(workspace: Path, paths: Sequence[str]) -> MountPlan:
+def plan_mounts(
+    workspace: Path, paths: Sequence[str], *, create: bool = False, root: Path = Path("/")
+) -> MountPlan:
+    """Which workspace folders to bind at their absolute paths for the child.
+
+    A mount point must be a folder on the host. Without `create`, only folders that already
+    exist there are used (nothing on the host changes); with it (`--mount namespace`), missing
+    top-level folders are made, empty, at the host's root.
+    """
     tops: dict[str, bool] = {}  # top-level name -> is a folder in the workspace
     for p in paths:
         parts = PurePosixPath(p).parts
@@ -56,7 +65,7 @@ def plan_mounts(workspace: Path, paths: Sequence[str]) -> MountPlan:
     binds: list[tuple[Path, str]] = []
     skipped: list[str] = []
     for top, is_dir in sorted(tops.items()):
-        if top in _SYSTEM or not is_dir:
+        if top in _SYSTEM or not is_dir or not (create or (root / top).is_dir()):
             skipped.append("/" + top)
         else:
             binds.append((workspace / top, "/" + top))

@@ -240,7 +240,11 @@ def run_service(
     with private_workspace(size_hint=plaintext) as ws, contextlib.ExitStack() as stack:
         _mount_volumes(mounted, ws, err, stack, root=options.volumes_dir, fuse=mode == "fuse")
         _inject_files(config, ws)
-        plan = plan_mounts(ws, [*config.files, *(g.path for g in config.volumes.values())])
+        plan = plan_mounts(
+            ws,
+            [*config.files, *(g.path for g in config.volumes.values())],
+            create=options.mount == "namespace",
+        )
         if mode == "namespace":
             argv = wrap_command(command, plan)
         else:
