@@ -180,11 +180,8 @@ def test_failed_command_leaves_volume_at_last_sealed_version(
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-fail")
     volumes = tmp_path / "volumes"
     assert _run(cas_server, "run-fail", code, command, volumes).returncode == 0
-    bad = [*command[:2], str(tmp_path / "no-such-dir" / "marker")]
-    # Same code, different argument: measured differently, so give it its own service entry?
-    # No: the measurement covers argv, so use the session's exact command and make it fail by
-    # removing write permission on the marker's folder instead.
-    del bad
+    # The measurement covers argv, so the failing run keeps the session's exact command and
+    # fails by finding a folder where it writes its marker file.
     marker_dir = tmp_path / "started"
     marker_dir.unlink()
     marker_dir.mkdir()  # writing to a folder path fails: the program exits non-zero

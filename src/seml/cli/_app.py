@@ -6,7 +6,7 @@ import typer
 
 from seml import __version__
 
-__all__ = ["COMMANDS", "ORDER", "app", "register", "state"]
+__all__ = ["COMMANDS", "ORDER", "app", "register"]
 
 app = typer.Typer(
     name="seml",
@@ -20,9 +20,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-state = {"verbose": False}
-
 
 def _version(value: bool) -> None:
     if value:
@@ -39,7 +36,9 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    state["verbose"] = verbose
+    # `seml.cli.main` reads --verbose from the arguments itself (`seml run` never reaches
+    # typer); declaring it here makes typer accept it and list it in --help.
+    del verbose, version
 
 
 # Which module provides each top-level command. Only the module of the command being run is
