@@ -6,13 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from _attest_quotes import SGX, TDX, TDX_RTMR0
 
 from seml.attest import SimulationProvider, report_data_for
 from seml.cli import main
-
-pytestmark = pytest.mark.usefixtures("shared_testdata")
-
+from vectors import vector_path
+from vectors.dcap import SGX, TDX, TDX_RTMR0
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, dict[str, object]]:
     code = main(["attest", "verify", *map(str, args)])
@@ -20,13 +18,14 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, di
     return code, json.loads(out) if out.strip() else {}
 
 
-def _files(testdata: Path, name: str) -> tuple[Path, Path]:
-    quotes = testdata / "quotes"
-    return quotes / f"{name}_quote", quotes / f"{name}_quote_collateral.json"
+def _files(name: str) -> tuple[Path, Path]:
+    return vector_path("quotes", f"{name}_quote"), vector_path(
+        "quotes", f"{name}_quote_collateral.json"
+    )
 
 
-def test_sgx_verdict_as_json(shared_testdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    quote, collateral = _files(shared_testdata, "sgx")
+def test_sgx_verdict_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    quote, collateral = _files("sgx")
     code, out = _run(capsys, quote, "--collateral", collateral, "--at", SGX.verify_at)
     assert code == 0
     assert out["valid"] is True
@@ -39,8 +38,8 @@ def test_sgx_verdict_as_json(shared_testdata: Path, capsys: pytest.CaptureFixtur
     assert out["accepted"] is False
 
 
-def test_strict_acceptance(shared_testdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    quote, collateral = _files(shared_testdata, "sgx")
+def test_strict_acceptance(capsys: pytest.CaptureFixture[str]) -> None:
+    quote, collateral = _files("sgx")
     base = (quote, "--collateral", collateral, "--at", SGX.verify_at, "--strict")
     code, out = _run(capsys, *base)
     assert (code, out["accepted"]) == (5, False)
@@ -53,8 +52,8 @@ def test_strict_acceptance(shared_testdata: Path, capsys: pytest.CaptureFixture[
     assert (code, out["accepted"]) == (0, True)
 
 
-def test_tdx_auto_detected(shared_testdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    quote, collateral = _files(shared_testdata, "tdx")
+def test_tdx_auto_detected(capsys: pytest.CaptureFixture[str]) -> None:
+    quote, collateral = _files("tdx")
     code, out = _run(capsys, quote, "--collateral", collateral, "--at", TDX.verify_at, "--strict")
     assert code == 0
     assert out["tee"] == "tdx-dcap"
@@ -64,9 +63,9 @@ def test_tdx_auto_detected(shared_testdata: Path, capsys: pytest.CaptureFixture[
 
 
 def test_expired_collateral_exits_non_zero(
-    shared_testdata: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str]
 ) -> None:
-    quote, collateral = _files(shared_testdata, "sgx")
+    quote, collateral = _files("sgx")
     code = main(["attest", "verify", str(quote), "--collateral", str(collateral)])
     captured = capsys.readouterr()
     assert code == 5
@@ -75,9 +74,9 @@ def test_expired_collateral_exits_non_zero(
 
 
 def test_wrong_tee_and_tampered_quote(
-    shared_testdata: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    quote, collateral = _files(shared_testdata, "sgx")
+    quote, collateral = _files("sgx")
     code, out = _run(
         capsys, quote, "--collateral", collateral, "--at", SGX.verify_at, "--tee", "tdx"
     )

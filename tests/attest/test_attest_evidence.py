@@ -6,7 +6,6 @@ import base64
 import contextlib
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -24,6 +23,7 @@ from seml.attest import (
     report_data_for,
 )
 from seml.errors import AttestationError, UsageError
+from vectors.dcap import SGX
 
 NONCE = bytes(range(32))
 KEY = bytes(range(100, 132))
@@ -135,9 +135,8 @@ def test_garbage_envelopes_verify_cleanly(
 
 
 @given(cut=st.integers(min_value=0, max_value=6000), junk=st.binary(max_size=40))
-def test_mangled_real_quote_fails_cleanly(shared_testdata: Path, cut: int, junk: bytes) -> None:
-    quote = (shared_testdata / "quotes" / "sgx_quote").read_bytes()
-    collateral = (shared_testdata / "quotes" / "sgx_quote_collateral.json").read_text()
+def test_mangled_real_quote_fails_cleanly(cut: int, junk: bytes) -> None:
+    quote, collateral = SGX.quote(), SGX.collateral()
     mangled = quote[:cut] + junk
     if mangled == quote or not mangled:
         return
