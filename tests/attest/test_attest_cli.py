@@ -12,6 +12,7 @@ from seml.cli import main
 from vectors import vector_path
 from vectors.dcap import SGX, TDX, TDX_RTMR0
 
+
 def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, dict[str, object]]:
     code = main(["attest", "verify", *map(str, args)])
     out = capsys.readouterr().out
@@ -62,9 +63,7 @@ def test_tdx_auto_detected(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["details"]["rtmr0"] == TDX_RTMR0  # type: ignore[index]
 
 
-def test_expired_collateral_exits_non_zero(
-    capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_expired_collateral_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
     quote, collateral = _files("sgx")
     code = main(["attest", "verify", str(quote), "--collateral", str(collateral)])
     captured = capsys.readouterr()
@@ -73,9 +72,7 @@ def test_expired_collateral_exits_non_zero(
     assert "CRL of Intel SGX Root CA" in captured.err
 
 
-def test_wrong_tee_and_tampered_quote(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_wrong_tee_and_tampered_quote(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     quote, collateral = _files("sgx")
     code, out = _run(
         capsys, quote, "--collateral", collateral, "--at", SGX.verify_at, "--tee", "tdx"

@@ -19,6 +19,7 @@ from seml.attest._dcap import _verdict
 from seml.errors import AttestationError
 from vectors.dcap import QUOTES, SGX, SGX_MRSIGNER, TDX, TDX_RTMR0, QuoteVector
 
+
 @pytest.mark.parametrize("vector", QUOTES, ids=lambda v: v.name)
 def test_verdict_matches_readme(vector: QuoteVector) -> None:
     verdict = default_verifier().verify(vector.evidence(), now=vector.verify_at)
@@ -78,9 +79,7 @@ def _sample_positions(vector: QuoteVector) -> list[int]:
 
 
 @pytest.mark.parametrize("vector", QUOTES, ids=lambda v: v.name)
-def test_every_flipped_byte_in_signed_body_is_refused(
-    vector: QuoteVector
-) -> None:
+def test_every_flipped_byte_in_signed_body_is_refused(vector: QuoteVector) -> None:
     quote = vector.quote()
     collateral = vector.collateral()
     verifier = default_verifier()
@@ -97,9 +96,7 @@ def test_every_flipped_byte_in_signed_body_is_refused(
 
 
 @pytest.mark.parametrize("vector", QUOTES, ids=lambda v: v.name)
-def test_expired_collateral_is_refused_naming_the_crl(
-    vector: QuoteVector
-) -> None:
+def test_expired_collateral_is_refused_naming_the_crl(vector: QuoteVector) -> None:
     today = int(time.time())
     with pytest.raises(AttestationError) as caught:
         default_verifier().verify(vector.evidence(), now=today)
@@ -122,9 +119,7 @@ def test_missing_collateral_without_fetch_is_refused() -> None:
 
 
 def test_collateral_of_another_platform_is_refused() -> None:
-    evidence = SGX.evidence().model_copy(
-        update={"collateral": TDX.collateral()}
-    )
+    evidence = SGX.evidence().model_copy(update={"collateral": TDX.collateral()})
     with pytest.raises(AttestationError, match="sgx-dcap quote refused"):
         default_verifier().verify(evidence, now=SGX.verify_at)
 
