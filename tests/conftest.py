@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 
+from seml.cas import LocalCas
+
 if TYPE_CHECKING:
     from _seaweedfs import SeaweedFS
 
@@ -35,3 +37,11 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def cas_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCas]:
+    """A real `seml cas serve` over HTTPS on a free loopback port, one per test module
+    (`seml.cas.LocalCas`: `.url`, `.fingerprint`, `.env`, `.client()`, `.output`)."""
+    with LocalCas(tmp_path_factory.mktemp("cas") / "state") as cas:
+        yield cas

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from _casdata import GOOD, Parties, session_of, shared_document, update_of
 
-from _cas import running_cas
 from seml.attest import SimulationProvider
+from seml.cas import LocalCas
 from seml.cli import main
 from seml.errors import AttestationError, IntegrityError
 
@@ -21,7 +21,7 @@ MARKER = b"provided-3c1d-never-logged"
 def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parties = Parties("alice", "bob")
     s = session_of(shared_document("durable", parties))
-    with running_cas(tmp_path / "cas") as cas:
+    with LocalCas(tmp_path / "cas") as cas:
         with cas.client() as client:
             v1 = client.submit_session(s, parties.sign(s), parties.provide(client, s, MARKER))
             s2 = update_of(s, storage={"location": "s3://v2"})

@@ -14,9 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from _cas import CasProcess
 from seml.attest import SimulationProvider, report_data_for
-from seml.cas import CasClient
+from seml.cas import CasClient, LocalCas
 from seml.cas._provided import provided_message
 from seml.errors import AttestationError, IntegrityError, PolicyError, UsageError
 from seml.policy import session_hash
@@ -27,7 +26,7 @@ PROVIDED = b"pw-7f3a9c-provided-marker"
 
 
 @pytest.fixture(scope="module")
-def client(cas_server: CasProcess) -> Iterator[CasClient]:
+def client(cas_server: LocalCas) -> Iterator[CasClient]:
     with cas_server.client() as c:
         yield c
 
@@ -44,7 +43,7 @@ def shared(client: CasClient, parties: Parties) -> dict[str, Any]:
     return client.submit_session(s, parties.sign(s), parties.provide(client, s, PROVIDED))
 
 
-def test_pinning(cas_server: CasProcess) -> None:
+def test_pinning(cas_server: LocalCas) -> None:
     with pytest.raises(IntegrityError, match="not the pinned"):
         CasClient(cas_server.url, "sha256:" + "0" * 64)
     with pytest.raises(UsageError, match="must be https"):
@@ -322,7 +321,7 @@ def test_volume_versions_compare_and_set(client: CasClient, shared: Any) -> None
 
 
 def test_audit_log_records_and_verifies(
-    cas_server: CasProcess, client: CasClient, shared: Any
+    cas_server: LocalCas, client: CasClient, shared: Any
 ) -> None:
     run = client.attest("shared", "run", SimulationProvider(GOOD))
     model_key = base64.b64decode(run.environment["MODEL_KEY"])

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from _cas import CasProcess, seml_command
 from runtime.conftest import Party, seml_run, session_document, submit
+from seml.cas import LocalCas
+from seml.cli import seml_command
 from seml.runtime import measure
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ def _service(name: str, measurement: str, volume: str = "data") -> dict[str, obj
 
 
 def _setup(
-    tmp_path: Path, cas: CasProcess, alice: Party, session: str
+    tmp_path: Path, cas: LocalCas, alice: Party, session: str
 ) -> tuple[Path, list[str], str]:
     code = _code(tmp_path)
     marker = tmp_path / "started"
@@ -69,12 +70,12 @@ def _setup(
     return code, command, m
 
 
-def _run(cas: CasProcess, session: str, code: Path, command: list[str], volumes: Path):  # type: ignore[no-untyped-def]
+def _run(cas: LocalCas, session: str, code: Path, command: list[str], volumes: Path):  # type: ignore[no-untyped-def]
     return seml_run(cas, session, "app", "--code", str(code), "--", *command, volumes=volumes)
 
 
 def test_matching_code_gets_its_secret_and_volume_grows(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-ok")
     volumes = tmp_path / "volumes"
@@ -96,7 +97,7 @@ def test_matching_code_gets_its_secret_and_volume_grows(
 
 
 def test_one_byte_change_to_code_is_refused_before_the_command_starts(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-tamper-code")
     app = code / "app.py"
@@ -108,7 +109,7 @@ def test_one_byte_change_to_code_is_refused_before_the_command_starts(
 
 
 def test_untolerated_simulation_is_refused(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code = _code(tmp_path)
     command = [sys.executable, str(code / "app.py"), str(tmp_path / "started")]
@@ -139,7 +140,7 @@ def _objects(vol: Path) -> list[Path]:
 
 @pytest.mark.parametrize("attack", ["modify", "truncate", "delete", "add", "rollback"])
 def test_tampered_or_rolled_back_volume_is_refused(
-    tmp_path: Path, cas_server: CasProcess, alice: Party, attack: str
+    tmp_path: Path, cas_server: LocalCas, alice: Party, attack: str
 ) -> None:
     session = f"run-vol-{attack}"
     code, command, _ = _setup(tmp_path, cas_server, alice, session)
@@ -175,7 +176,7 @@ def test_tampered_or_rolled_back_volume_is_refused(
 
 
 def test_failed_command_leaves_volume_at_last_sealed_version(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-fail")
     volumes = tmp_path / "volumes"
@@ -196,7 +197,7 @@ def test_failed_command_leaves_volume_at_last_sealed_version(
 
 @pytest.mark.parametrize("step", ["objects-written", "generation-renamed"])
 def test_kill_9_of_runtime_mid_seal_then_next_run_works(
-    tmp_path: Path, cas_server: CasProcess, alice: Party, step: str
+    tmp_path: Path, cas_server: LocalCas, alice: Party, step: str
 ) -> None:
     session = f"run-kill-seal-{step}"
     code, command, _ = _setup(tmp_path, cas_server, alice, session)
@@ -232,7 +233,7 @@ def test_kill_9_of_runtime_mid_seal_then_next_run_works(
 
 
 def test_kill_9_of_the_child_leaves_the_volume_sealed_as_before(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code = _code(tmp_path)
     (code / "slow.py").write_text(
@@ -296,7 +297,7 @@ def test_kill_9_of_the_child_leaves_the_volume_sealed_as_before(
 
 
 def test_services_of_different_sessions_cannot_open_each_others_volumes(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code, command, m = _setup(tmp_path, cas_server, alice, "run-iso-a")
     volumes = tmp_path / "volumes"
@@ -318,7 +319,7 @@ def test_services_of_different_sessions_cannot_open_each_others_volumes(
     assert not (tmp_path / "started").exists()
 
 
-def test_secret_is_not_in_seml_output(tmp_path: Path, cas_server: CasProcess, alice: Party) -> None:
+def test_secret_is_not_in_seml_output(tmp_path: Path, cas_server: LocalCas, alice: Party) -> None:
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-quiet")
     result = _run(cas_server, "run-quiet", code, command, tmp_path / "volumes")
     assert result.returncode == 0, result.stderr
@@ -329,7 +330,7 @@ def test_secret_is_not_in_seml_output(tmp_path: Path, cas_server: CasProcess, al
 
 
 def test_fuse_mount_mode_reads_and_seals_the_volume(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     from seml.volume import fuse_available
 

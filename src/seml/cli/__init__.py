@@ -14,7 +14,7 @@ from typing import Any
 
 from seml.errors import SemlError
 
-__all__ = ["app", "entry", "main"]
+__all__ = ["app", "entry", "main", "seml_command"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,6 +23,14 @@ def __getattr__(name: str) -> Any:
 
         return app
     raise AttributeError(f"module 'seml.cli' has no attribute {name!r}")
+
+
+def seml_command() -> list[str]:
+    """The argv that runs this installation's `seml` (for child processes)."""
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("seml")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "seml"]
 
 
 def _command_of(args: list[str]) -> str | None:

@@ -12,14 +12,14 @@ type, so what is measured is what a user feels. `Flow` runs in two modes:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from seml.cas import LocalCas
+from seml.cli import seml_command
 from seml.errors import UsageError
-from seml.flow._local_cas import LocalCas
 from seml.flow._plan import (
     FlowLayout,
     collaboration_session,
@@ -33,11 +33,6 @@ from seml.flow._runner import StepResult, environment, run_measured
 __all__ = ["Flow", "FlowConfig", "Mode", "PhaseResult"]
 
 Mode = Literal["confidential", "native"]
-
-
-def seml_executable() -> list[str]:
-    exe = Path(sys.executable).with_name("seml")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "seml"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +62,7 @@ class Flow:
     config: FlowConfig
     mode: Mode = "confidential"
     on_step: Callable[[str, str, StepResult], None] | None = None
-    seml: list[str] = field(default_factory=seml_executable)
+    seml: list[str] = field(default_factory=seml_command)
 
     def __post_init__(self) -> None:
         if len(self.config.parties) < 2:
@@ -150,7 +145,7 @@ class Flow:
         return training_specs(c.tasks, dataset=c.dataset, seed=c.seed, n_estimators=c.n_estimators)
 
     def start_cas(self) -> LocalCas:
-        self.cas = LocalCas(self.seml, self.layout.cas, environment({}))
+        self.cas = LocalCas(self.layout.cas, env=environment({}), seml=self.seml)
         self.cas.start()
         return self.cas
 
