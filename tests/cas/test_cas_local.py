@@ -22,7 +22,7 @@ def test_starts_initialises_logs_and_stops(tmp_path: Path) -> None:
         assert cas.running and cas.url.startswith("https://127.0.0.1:")
         assert cas.env == {"SEML_CAS": cas.url, "SEML_CAS_FINGERPRINT": cas.fingerprint}
         with cas.client() as client:
-            assert client.info()["identity_key"]
+            assert client.info().identity_key
         ready = f"serving {cas.url} fingerprint {cas.fingerprint}"
         assert ready in cas.output
         assert ready in (directory / "serve.log").read_text()
@@ -44,7 +44,7 @@ def test_kill_and_restart_keep_the_identity(tmp_path: Path) -> None:
         cas.restart()
         assert cas.fingerprint == fingerprint and cas.running
         with cas.client() as client:
-            assert client.info()["fingerprint"] == fingerprint
+            assert client.info().fingerprint == fingerprint
     assert log.read_text().count("serving https://") == 3
     assert first in cas.output
 

@@ -32,8 +32,8 @@ def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         cas.kill()
         cas.start()
         with cas.client() as client:
-            history = client.history("durable", hash_=v2["hash"])
-            assert [h["hash"] for h in history] == [v1["hash"], v2["hash"]]
+            history = client.history("durable", hash_=v2.hash)
+            assert [h.hash for h in history] == [v1.hash, v2.hash]
             after = client.attest("durable", "run", SimulationProvider(GOOD))
             assert after.environment == before.environment
             assert after.environment["PW"] == MARKER.decode()

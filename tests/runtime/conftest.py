@@ -58,7 +58,7 @@ def submit(cas: LocalCas, document: dict[str, Any], party: Party) -> str:
     session = session_from_document(document)
     with cas.client() as client:
         answer = client.submit_session(session, [sign_session(session, party.name, party.key)])
-    return str(answer["hash"])
+    return answer.hash
 
 
 def seml_run(

@@ -4,7 +4,8 @@ releases a service's configuration only to evidence the session allows.
 Server side: `init_state_dir`, `serve` (HTTPS, SQLite WAL state, signed audit log), and
 `LocalCas`, which runs `seml cas serve` as a child process on this machine (the demo, the bench,
 the benchmarks and the tests all start their service through it).
-Client side: `CasClient` (pinned certificate), `ServiceConfig` (what an attested service gets).
+Client side: `CasClient` (pinned certificate; typed answers: `ServiceInfo`, `SessionSummary`,
+`SessionVersion`, `AuditEntry`), `ServiceConfig` (what an attested service gets).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from seml.cas._audit import AuditEntry, verify_audit_chain
     from seml.cas._identity import CasIdentity, init_state_dir, load_identity
     from seml.cas._local import LocalCas
+    from seml.cas._results import ServiceInfo, SessionSummary, SessionVersion
     from seml.cas._serve import serve
 
 # The server side (x509, SQLite, FastAPI) loads on first use: a workload under `seml run` only
@@ -27,6 +29,9 @@ _LAZY = {
     "init_state_dir": "seml.cas._identity",
     "load_identity": "seml.cas._identity",
     "LocalCas": "seml.cas._local",
+    "ServiceInfo": "seml.cas._results",
+    "SessionSummary": "seml.cas._results",
+    "SessionVersion": "seml.cas._results",
     "serve": "seml.cas._serve",
 }
 
@@ -45,6 +50,9 @@ __all__ = [
     "CasIdentity",
     "LocalCas",
     "ServiceConfig",
+    "ServiceInfo",
+    "SessionSummary",
+    "SessionVersion",
     "VolumeGrant",
     "cert_fingerprint",
     "client_from_env",

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,6 +14,7 @@ from seml.cli._cas import AsJson, CasFingerprint, CasUrl
 from seml.errors import StorageError, UsageError
 
 if TYPE_CHECKING:
+    from seml.cas._results import SessionVersion
     from seml.policy import PartyKey, Session
 
 __all__ = ["register"]
@@ -185,7 +186,7 @@ def submit(
             key = load_private_key(provider_key)
             provided.update({n: client.seal_provided(s, n, v, key) for n, v in values})
         result = client.submit_session(s, sigs, provided)
-    typer.echo(f"accepted {result['name']} version {result['version']}: {result['hash']}")
+    typer.echo(f"accepted {result.name} version {result.version}: {result.hash}")
 
 
 def seal_secret(
@@ -221,7 +222,7 @@ def _versions(
     party: str | None,
     cas_url: str | None,
     cas_fingerprint: str | None,
-) -> list[dict[str, Any]]:
+) -> list[SessionVersion]:
     from seml.cas import client_from_env
     from seml.policy import load_private_key
 
@@ -244,14 +245,13 @@ def show(
     """Print a session as accepted (the latest version, or the one with --hash)."""
     import yaml
 
-    versions = _versions(name, hash_, key, party, cas_url, cas_fingerprint)
-    v = next((x for x in versions if x["hash"] == hash_), versions[-1])
+    v = _versions(name, hash_, key, party, cas_url, cas_fingerprint)[-1]
     if as_json:
-        typer.echo(json.dumps(v, indent=2))
+        typer.echo(json.dumps(v.to_json(), indent=2))
         return
-    signers = ", ".join(v["signers"])
-    typer.echo(f"# {v['name']} version {v['version']} {v['hash']} signed by {signers}")
-    typer.echo(yaml.safe_dump(v["document"], sort_keys=False), nl=False)
+    signers = ", ".join(v.signers)
+    typer.echo(f"# {v.name} version {v.version} {v.hash} signed by {signers}")
+    typer.echo(yaml.safe_dump(v.document.document(), sort_keys=False), nl=False)
 
 
 def history(
@@ -266,12 +266,8 @@ def history(
     """List every accepted version of a session, oldest first."""
     versions = _versions(name, hash_, key, party, cas_url, cas_fingerprint)
     if as_json:
-        typer.echo(
-            json.dumps(
-                [{k: v for k, v in x.items() if k != "document"} for x in versions], indent=2
-            )
-        )
+        typer.echo(json.dumps([x.to_json(document=False) for x in versions], indent=2))
         return
     for x in versions:
-        when = dt.datetime.fromtimestamp(x["accepted"], dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        typer.echo(f"{x['version']:4d} {when} {x['hash']} signed by {', '.join(x['signers'])}")
+        when = dt.datetime.fromtimestamp(x.accepted, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        typer.echo(f"{x.version:4d} {when} {x.hash} signed by {', '.join(x.signers)}")
