@@ -33,6 +33,20 @@ def test_round_trip_file_store(tmp_path: Path, tree, cipher: Cipher) -> None:  #
     assert (out / "one.txt").stat().st_mtime == pytest.approx((src / "one.txt").stat().st_mtime)
 
 
+def test_pull_flushes_every_file_and_folder_before_it_counts(  # type: ignore[no-untyped-def]
+    tmp_path: Path, tree, cipher: Cipher, fsyncs: list[str]
+) -> None:
+    src, files = tree
+    store = FileStore(tmp_path / "remote")
+    push(src, store, cipher, state_dir=tmp_path / "state")
+    fsyncs.clear()
+    out = tmp_path / "out"
+    pull(store, out, cipher, state_dir=tmp_path / "state2")
+    folders = {(out / rel).parent for rel in files}
+    assert fsyncs.count("file") >= len(files)
+    assert fsyncs.count("dir") >= len(folders)
+
+
 def test_no_plaintext_at_rest(tmp_path: Path, tree, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
     src, files = tree
     remote = tmp_path / "remote"

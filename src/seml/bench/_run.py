@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from seml._fs import write_atomic
 from seml.bench._plots import plot_phases, plot_resources
 from seml.bench._report import machine, render_report
 from seml.bench._results import Row, scenario_stats, total_row, write_csv
@@ -209,7 +210,5 @@ def run_bench(options: BenchOptions, on_run: Callable[[RunDone], None]) -> Bench
         host=machine(),
         failures=result.failures,
     )
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(report)
-    tmp.replace(out / "report.md")
+    write_atomic(out / "report.md", report)
     return result

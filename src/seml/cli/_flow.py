@@ -185,6 +185,7 @@ def sessions(
     The private sessions export each party's data key to the collaboration's fetch service,
     pinned to the collaboration session's hash, so they are written after it.
     """
+    from seml._fs import write_atomic
     from seml.errors import UsageError
     from seml.flow._plan import (
         FlowLayout,
@@ -222,7 +223,7 @@ def sessions(
     )
     shared_hash = session_hash(session_from_document(doc, source=f"{name}.yaml"))
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.yaml").write_text(dump_session(doc))
+    write_atomic(out / f"{name}.yaml", dump_session(doc))
     typer.echo(f"{out / f'{name}.yaml'}: {shared_hash}")
     for p, public in publics.items():
         private = private_session(
@@ -238,5 +239,5 @@ def sessions(
             s3_args=s3,
         )
         path = out / f"{name}-{p}.yaml"
-        path.write_text(dump_session(private))
+        write_atomic(path, dump_session(private))
         typer.echo(f"{path}: private session of {p}")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from seml._fs import write_atomic
 from seml.cli._cas import AsJson, CasFingerprint, CasUrl
-from seml.errors import StorageError, UsageError
+from seml.errors import UsageError
 
 if TYPE_CHECKING:
     from seml.cas._results import SessionVersion
@@ -62,16 +62,6 @@ def _load_session(path: Path) -> Session:
     return parse_session(_read(path), source=str(path))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {e.strerror}") from e
-
-
 def check(file: SessionFile, as_json: AsJson = False) -> None:
     """Validate a session; print its canonical hash (what parties sign)."""
     from seml.policy import session_hash
@@ -114,7 +104,7 @@ def sign(
             raise UsageError(f"key {key} ({k.fingerprint}) is not a party of session {s.name}")
     signature = sign_session(s, party, k)
     out = output or file.with_name(f"{file.stem}.{party}.sig")
-    _write_atomic(out, signature.to_json())
+    write_atomic(out, signature.to_json())
     typer.echo(f"{party} signed {signature.hash}: {out}")
 
 
@@ -211,7 +201,7 @@ def seal_secret(
     value = _read_bytes(value_file, f"secret {name}")
     with client_from_env(cas_url, cas_fingerprint) as client:
         blob = client.seal_provided(s, name, value, load_private_key(key))
-    _write_atomic(output, blob + "\n")
+    write_atomic(output, blob + "\n")
     typer.echo(f"sealed {name} for {s.name} to the service: {output}")
 
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from seml._fs import atomic_writer, is_temp
 from seml.errors import StorageError
 from seml.store._base import ObjectInfo, ObjectNotFound, check_name
 
 __all__ = ["FileStore"]
 
-# Temporary files live beside their final name so os.replace is atomic; listings skip them.
-_TMP_MARK = ".seml-tmp-"
 _COPY_BUFFER = 1 << 20
 
 
@@ -37,23 +35,18 @@ class FileStore:
 
     def put(self, name: str, src: BinaryIO, *, mtime: float | None = None) -> int:
         path = self._path(name)
-        tmp: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}{_TMP_MARK}", dir=path.parent)
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, _COPY_BUFFER)
-                size = out.tell()
-            if mtime is not None:
-                os.utime(tmp, (mtime, mtime))
-            Path(tmp).replace(path)
-            tmp = None
-            return size
         except OSError as e:
             raise StorageError(f"{self.url}{name}: cannot write object: {e.strerror or e}") from e
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+        # Atomic, not flushed (like rclone's local backend): push writes its manifest last, and
+        # pull refuses any object the manifest does not vouch for.
+        with atomic_writer(path, mode=0o600, sync=False) as out:
+            shutil.copyfileobj(src, out, _COPY_BUFFER)
+            size = out.tell()
+            if mtime is not None:
+                os.utime(out.fileno(), (mtime, mtime))
+        return size
 
     def open(
         self, name: str, *, start: int = 0, length: int | None = None
@@ -77,7 +70,7 @@ class FileStore:
                 base = "" if rel == "." else rel + "/"
                 for fn in sorted(filenames):
                     name = base + fn
-                    if _TMP_MARK in fn or not name.startswith(prefix):
+                    if is_temp(fn) or not name.startswith(prefix):
                         continue
                     try:
                         size = (Path(dirpath) / fn).stat().st_size

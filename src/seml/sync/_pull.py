@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 
+from seml._fs import fsync_dirs, place
 from seml.crypt import Cipher
 from seml.errors import IntegrityError, SemlError, StorageError, UsageError
 from seml.store import FileStore, ObjectStore
@@ -252,7 +253,8 @@ def _fetch_all(
         unverified = [sf.entry.path for sf in split if not sf.ok]
         if unverified:  # defensive: every part ran, so each file was verified or refused
             raise _refuse([f"{p}: not completely verified" for p in unverified], store)
-        # Everything authenticated and matched: only now do files get their final names.
+        # Everything authenticated, matched and flushed (by the workers): only now do files
+        # get their final names, and then the folders holding those names are flushed.
         made: set[Path] = set()
         for i, (entry, final) in enumerate(zip(plan, finals, strict=True)):
             tmp = _staged(staging, i, buckets)
@@ -262,9 +264,10 @@ def _fetch_all(
                     made.add(final.parent)
                 if entry.mtime:
                     os.utime(tmp, (entry.mtime, entry.mtime))
-                tmp.replace(final)
+                place(tmp, final)
             except OSError as e:
                 raise StorageError(f"{final}: cannot place pulled file: {e.strerror}") from e
+        fsync_dirs(made)
         if verify and version is not None and sealed is not None:
             state.record(rid, key_id, version, manifest_digest(sealed))
     finally:
@@ -304,6 +307,11 @@ def _fetch_one(
             with lock:
                 problems.append(str(e))
             return
+        try:
+            out.flush()
+            os.fsync(out.fileno())  # durable before it gets its final name
+        except OSError as e:
+            raise StorageError(f"{tmp}: cannot flush: {e.strerror}") from e
     problem = None
     if writer.size != entry.size:
         problem = f"{entry.path}: decrypted to {writer.size} bytes, expected {entry.size}"

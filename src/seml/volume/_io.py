@@ -30,7 +30,6 @@ __all__ = [
     "Syncer",
     "checkpoint",
     "file_identity",
-    "fsync_dir",
     "locked",
     "map_in_order",
     "read_upto",
@@ -112,14 +111,6 @@ class HashingWriter:
                 n = self._raw.write(view)
                 view = view[n:]
         return self.size
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from seml._fs import commit
 from seml.crypt import Cipher, CryptOptions
 from seml.errors import IntegrityError, StorageError, UsageError
 from seml.volume._chunks import ObjectReader, seal_object, unseal_object
@@ -35,7 +36,6 @@ from seml.volume._io import (
     Syncer,
     checkpoint,
     file_identity,
-    fsync_dir,
     locked,
     map_in_order,
     remove_tree,
@@ -335,12 +335,9 @@ class Volume:
             for root, _dirs, _files in os.walk(staging):
                 syncer.submit(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             syncer.wait()
-        generation = self.path / manifest.generation
-        staging.rename(generation)
-        fsync_dir(self.path)
+        commit(staging, self.path / manifest.generation, synced=True)
         checkpoint("generation-renamed")
-        tmp.replace(self.path / HEADER_FILE)
-        fsync_dir(self.path)
+        commit(tmp, self.path / HEADER_FILE, synced=True)
         checkpoint("header-replaced")
         self._manifest = manifest
         if previous is not None:
