@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _crash import crash_command
 from runtime.conftest import Party, seml_run, session_document, submit
 from seml.cas import LocalCas
 from seml.cli import seml_command
@@ -203,10 +204,11 @@ def test_kill_9_of_runtime_mid_seal_then_next_run_works(
     code, command, _ = _setup(tmp_path, cas_server, alice, session)
     volumes = tmp_path / "volumes"
     assert _run(cas_server, session, code, command, volumes).returncode == 0
-    env = {**os.environ, **cas_server.env, "SEML_TEST_VOLUME_CRASH_AT": step}
+    env = {**os.environ, **cas_server.env}
     killed = subprocess.run(
         [
-            *seml_command(),
+            *crash_command(step),
+            "seml",
             "run",
             "--session",
             session,

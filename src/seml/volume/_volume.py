@@ -34,7 +34,6 @@ from seml.volume._io import (
     HashingWriter,
     Identity,
     Syncer,
-    checkpoint,
     file_identity,
     locked,
     map_in_order,
@@ -313,7 +312,6 @@ class Volume:
 
             entries = map_in_order(seal_one, ordered, workers=workers)
             syncer.wait()  # every new object is durable before the manifest names it
-        checkpoint("objects-written")
         manifest = Manifest(
             self.name,
             self.volume_id,
@@ -336,9 +334,7 @@ class Volume:
                 syncer.submit(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             syncer.wait()
         commit(staging, self.path / manifest.generation, synced=True)
-        checkpoint("generation-renamed")
         commit(tmp, self.path / HEADER_FILE, synced=True)
-        checkpoint("header-replaced")
         self._manifest = manifest
         if previous is not None:
             remove_tree(self.path / previous)
