@@ -194,7 +194,7 @@ def sessions(
         private_session,
         training_specs,
     )
-    from seml.policy import session_from_document, session_hash
+    from seml.policy import session_hash
     from seml.runtime import measure
 
     keys = _pairs(party, "--party")
@@ -221,7 +221,7 @@ def sessions(
         platforms=platforms,
         s3_args=s3,
     )
-    shared_hash = session_hash(session_from_document(doc, source=f"{name}.yaml"))
+    shared_hash = session_hash(doc)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / f"{name}.yaml", dump_session(doc))
     typer.echo(f"{out / f'{name}.yaml'}: {shared_hash}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from seml._fs import write_atomic
 from seml.cas import LocalCas
 from seml.cli import seml_command
 from seml.errors import UsageError
@@ -29,6 +30,7 @@ from seml.flow._plan import (
     training_specs,
 )
 from seml.flow._runner import StepResult, environment, run_measured
+from seml.policy import session_hash
 
 __all__ = ["Flow", "FlowConfig", "Mode", "PhaseResult"]
 
@@ -181,11 +183,9 @@ class Flow:
             s3_args=self.s3_args,
         )
         shared = lay.sessions / f"{c.session}.yaml"
-        shared.write_text(dump_session(doc))
-        check = self.step("check the collaboration session", ["session", "check", str(shared)])
-        self.session_hash = next(
-            line.split()[1] for line in check.stdout.splitlines() if line.startswith("hash:")
-        )
+        write_atomic(shared, dump_session(doc))
+        self.step("check the collaboration session", ["session", "check", str(shared)])
+        self.session_hash = session_hash(doc)
         signatures: list[str] = []
         for p in c.parties:
             sig = lay.sessions / f"{c.session}.{p}.sig"
@@ -211,7 +211,7 @@ class Flow:
                 s3_args=self.s3_args,
             )
             path = lay.party(p) / f"{c.session}-{p}.yaml"
-            path.write_text(dump_session(private))
+            write_atomic(path, dump_session(private))
             sig = lay.party(p) / f"{c.session}-{p}.{p}.sig"
             self.step(
                 f"{p} signs its private session",
