@@ -12,7 +12,7 @@ from _seaweedfs import SeaweedFS
 from seml.cli import main
 from seml.crypt import Cipher
 from seml.errors import StorageError
-from seml.store import S3Store
+from seml.store import S3Config, S3Store
 from seml.sync import MANIFEST_NAME, pull, push
 
 pytestmark = pytest.mark.integration
@@ -204,7 +204,10 @@ def test_server_dies_mid_push_then_push_resumes(  # type: ignore[no-untyped-def]
             monkeypatch.setenv(k, v)
 
         def store() -> S3Store:
-            return S3Store("fault", "p", max_attempts=2, connect_timeout=1, read_timeout=5)
+            config = S3Config(
+                endpoint=server.endpoint, max_attempts=2, connect_timeout=1, read_timeout=5
+            )
+            return S3Store("fault", "p", config)
 
         state = tmp_path / "state"
         t = time.monotonic()
