@@ -35,7 +35,9 @@ def _die() -> None:
 
 def install(step: str) -> None:
     from seml.volume import _volume
+    from seml.volume._layout import HEADER_FILE
 
+    volume_module: Any = _volume  # patched in this process only
     if step == "none":
         return
     if step not in STEPS:
@@ -47,17 +49,17 @@ def install(step: str) -> None:
 
         _volume.Volume._commit = no_commit  # type: ignore[method-assign]
         return
-    real_commit = _volume.commit
+    real_commit = volume_module.commit
 
     def commit(tmp: Path, final: Path, **kwargs: Any) -> None:
-        header = final.name == _volume.HEADER_FILE
+        header = final.name == HEADER_FILE
         if header and step == "generation-renamed":
             _die()
         real_commit(tmp, final, **kwargs)
         if header and step == "header-replaced":
             _die()
 
-    _volume.commit = commit  # type: ignore[assignment]
+    volume_module.commit = commit
 
 
 def main(argv: list[str]) -> int:

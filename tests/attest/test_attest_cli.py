@@ -13,7 +13,7 @@ from vectors import vector_path
 from vectors.dcap import SGX, TDX, TDX_RTMR0
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, dict[str, object]]:
+def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, dict[str, object]]:
     code = main(["attest", "verify", *map(str, args)])
     out = capsys.readouterr().out
     return code, json.loads(out) if out.strip() else {}

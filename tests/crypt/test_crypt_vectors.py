@@ -76,7 +76,7 @@ def test_name_vector_decodes(case: tuple[str, str, str]) -> None:
 
 
 def test_name_vectors_cover_all_five_configurations() -> None:
-    remotes = {p.values[0][0] for p in name_params()}  # type: ignore[index]
+    remotes = {p.values[0][0] for p in name_params()}
     assert remotes == {"vcrypt", "vcrypt_b64", "vcrypt_obf", "vcrypt_off", "vcrypt_nosalt"}
     modes = {_cipher(r).options.filename_encryption for r in remotes}
     assert modes == {"standard", "obfuscate", "off"}

@@ -46,7 +46,8 @@ def test_written_sessions_parse_back_to_the_same_session(parties: dict[str, str]
         layout=FlowLayout(Path("/work"), ("alice", "bob")),
     )
     assert parse_session(dump_session(private)) == private
-    assert private.secret("data_key").export[0].session_hash == session_hash(shared)  # type: ignore[union-attr]
+    data_key = private.secret("data_key")
+    assert data_key is not None and data_key.export[0].session_hash == session_hash(shared)
     fetch = shared.service("fetch")
     assert fetch is not None and fetch.platforms == [PLATFORM]
     assert [s.import_.session for s in shared.secrets if s.import_] == ["iris-alice", "iris-bob"]

@@ -71,7 +71,9 @@ def _setup(
     return code, command, m
 
 
-def _run(cas: LocalCas, session: str, code: Path, command: list[str], volumes: Path):  # type: ignore[no-untyped-def]
+def _run(
+    cas: LocalCas, session: str, code: Path, command: list[str], volumes: Path
+) -> subprocess.CompletedProcess[str]:
     return seml_run(cas, session, "app", "--code", str(code), "--", *command, volumes=volumes)
 
 

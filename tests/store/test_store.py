@@ -90,7 +90,7 @@ def test_bad_names_are_refused(store: ObjectStore, name: str) -> None:
 
 
 class _Exploding(io.RawIOBase):
-    def readinto(self, b):  # type: ignore[no-untyped-def]
+    def readinto(self, b: Any) -> int:
         raise StorageError("source broke")
 
 
