@@ -53,7 +53,7 @@ def test_total_sums_time_weights_cpu_and_takes_the_peak() -> None:
 
 
 def test_total_of_nothing_is_refused() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="a run without phases has no total"):
         total_row([])
 
 

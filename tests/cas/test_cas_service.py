@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _casdata import GOOD, OTHER, Parties, session_of, shared_document, update_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from _cas_inprocess import InProcessCas, in_process_cas
+from _casdata import GOOD, OTHER, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider, report_data_for
 from seml.cas import CasClient, SessionSummary
 from seml.cas._provided import provided_message
@@ -376,5 +377,15 @@ _json_values = st.recursive(
 def test_garbage_attestation_requests_get_clean_refusals(
     client: CasClient, body: dict[str, Any]
 ) -> None:
-    with pytest.raises((UsageError, AttestationError, PolicyError)):
+    with pytest.raises((UsageError, AttestationError, PolicyError)) as caught:
         client._call("POST", "/v1/attest", json=body)
+    assert re.match(_GARBAGE_REFUSAL, str(caught.value)), str(caught.value)
+
+
+# What a garbage attestation request is refused for: its shape first, then its nonce, key and
+# session, in the order the service checks them.
+_GARBAGE_REFUSAL = (
+    r"attestation service refused: (malformed request: |nonce is not base64|"
+    r"public_key is not base64|nonce was not issued by this service|"
+    r"public_key must be a 32-byte|no session named )"
+)

@@ -87,9 +87,9 @@ def test_unknown_command_and_version(capsys: pytest.CaptureFixture[str]) -> None
 def test_library_error_prints_one_line_and_its_exit_code(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["volume", "inspect", str(tmp_path / "missing")]) != 0
+    assert main(["volume", "inspect", str(tmp_path / "missing")]) == UsageError.exit_code
     err = capsys.readouterr().err
-    assert err.startswith("seml: error:")
+    assert err.startswith("seml: error: no protected volume at ")
     assert "Traceback" not in err
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from _crash import crash_command
 from runtime.conftest import Party, seml_run, session_document, submit
 from seml.cas import LocalCas
 from seml.cli import seml_command
+from seml.errors import AttestationError, IntegrityError
 from seml.runtime import measure
 
 pytestmark = pytest.mark.integration
@@ -106,8 +108,8 @@ def test_one_byte_change_to_code_is_refused_before_the_command_starts(
     app = code / "app.py"
     app.write_bytes(app.read_bytes().replace(b"import", b"import ", 1))
     result = _run(cas_server, "run-tamper-code", code, command, tmp_path / "volumes")
-    assert result.returncode != 0
-    assert "measurement" in result.stderr
+    assert result.returncode == AttestationError.exit_code, result.stderr
+    assert re.search(r"seml: error: .*measurement [0-9a-f]+ is not allowed", result.stderr)
     assert not (tmp_path / "started").exists(), "the command must never start"
 
 
@@ -126,8 +128,8 @@ def test_untolerated_simulation_is_refused(
     )
     submit(cas_server, doc, alice)
     result = _run(cas_server, "run-no-sim", code, command, tmp_path / "volumes")
-    assert result.returncode != 0
-    assert "simulation" in result.stderr
+    assert result.returncode == AttestationError.exit_code, result.stderr
+    assert "weaknesses the session does not tolerate: simulation" in result.stderr
     assert not (tmp_path / "started").exists()
 
 
@@ -141,9 +143,22 @@ def _objects(vol: Path) -> list[Path]:
     )
 
 
-@pytest.mark.parametrize("attack", ["modify", "truncate", "delete", "add", "rollback"])
+@pytest.mark.parametrize(
+    ("attack", "reason"),
+    [
+        ("modify", "file log.txt: authentication failed at chunk 0 (the object was changed)"),
+        ("truncate", "file log.txt is 57 bytes sealed, not the 58 its 10 bytes need"),
+        ("delete", "file log.txt is missing (deleted from the volume)"),
+        (
+            "add",
+            "file <undecryptable object 0123456789abcdefghijklmnop> is not in the manifest "
+            "(added to the volume)",
+        ),
+        ("rollback", "volume data rolled back: version 1 < 2 known to the attestation service"),
+    ],
+)
 def test_tampered_or_rolled_back_volume_is_refused(
-    tmp_path: Path, cas_server: LocalCas, alice: Party, attack: str
+    tmp_path: Path, cas_server: LocalCas, alice: Party, attack: str, reason: str
 ) -> None:
     session = f"run-vol-{attack}"
     code, command, _ = _setup(tmp_path, cas_server, alice, session)
@@ -171,10 +186,9 @@ def test_tampered_or_rolled_back_volume_is_refused(
         shutil.rmtree(vol)
         shutil.copytree(old_copy, vol)
     result = _run(cas_server, session, code, command, volumes)
-    assert result.returncode != 0
-    assert "seml: error:" in result.stderr
-    if attack == "rollback":
-        assert "rolled back" in result.stderr
+    assert result.returncode == IntegrityError.exit_code, result.stderr
+    where = "" if attack == "rollback" else "volume 'data': "
+    assert f"seml: error: {where}{reason}" in result.stderr
     assert not (tmp_path / "started").exists(), "the command must not start on a bad volume"
 
 
@@ -190,7 +204,7 @@ def test_failed_command_leaves_volume_at_last_sealed_version(
     marker_dir.unlink()
     marker_dir.mkdir()  # writing to a folder path fails: the program exits non-zero
     failed = _run(cas_server, "run-fail", code, command, volumes)
-    assert failed.returncode != 0
+    assert failed.returncode == 1, failed.stderr  # the command's own status
     assert "not sealed" in failed.stderr
     marker_dir.rmdir()
     ok = _run(cas_server, "run-fail", code, command, volumes)
@@ -318,8 +332,8 @@ def test_services_of_different_sessions_cannot_open_each_others_volumes(
     shutil.copytree(_volume_dir(volumes, "run-iso-a"), _volume_dir(volumes, "run-iso-b"))
     (tmp_path / "started").unlink()
     result = _run(cas_server, "run-iso-b", code, command, volumes)
-    assert result.returncode != 0
-    assert "volume" in result.stderr
+    assert result.returncode == IntegrityError.exit_code, result.stderr
+    assert "the manifest does not authenticate: wrong volume key" in result.stderr
     assert not (tmp_path / "started").exists()
 
 

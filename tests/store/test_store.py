@@ -147,8 +147,13 @@ def test_open_store_urls(tmp_path: Path) -> None:
     s = open_store("s3://bucket/a/b", s3_endpoint="http://127.0.0.1:1")
     assert isinstance(s, S3Store) and (s.bucket, s.prefix) == ("bucket", "a/b")
     assert s.url == "s3://bucket/a/b/"
-    for bad in ("", "s3://", "ftp://x/y", "file://host/x"):
-        with pytest.raises(UsageError):
+    for bad, reason in [
+        ("", "empty remote"),
+        ("s3://", "s3:// URL needs a bucket name"),
+        ("ftp://x/y", "unsupported scheme 'ftp'"),
+        ("file://host/x", "file:// URL must name a local path"),
+    ]:
+        with pytest.raises(UsageError, match=reason):
             open_store(bad)
 
 

@@ -281,7 +281,8 @@ def test_round_trip_with_every_name_option(
     push(src, store, cipher, state_dir=tmp_path / "s")
     pull(store, tmp_path / "out", cipher, state_dir=tmp_path / "s")
     assert read_tree(tmp_path / "out") == files
-    with pytest.raises(IntegrityError):  # and a swap is still caught in every mode
+    # ... and a swap is still caught in every mode
+    with pytest.raises(IntegrityError, match=r"twins/[ab]\.txt: content does not match"):
         a, b = cipher.encrypt_name("twins/a.txt"), cipher.encrypt_name("twins/b.txt")
         store.objects[a], store.objects[b] = store.objects[b], store.objects[a]
         pull(store, tmp_path / "out2", cipher, state_dir=tmp_path / "s")
