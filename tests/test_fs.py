@@ -3,12 +3,22 @@ from the first byte; nothing is left under a temporary name."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from seml._fs import atomic_writer, commit, is_temp, staged, temp_path, write_atomic
+import seml._fs as fs
+from seml._fs import (
+    atomic_writer,
+    commit,
+    is_temp,
+    staged,
+    sync_filesystem,
+    temp_path,
+    write_atomic,
+)
 from seml.errors import StorageError
 
 
@@ -81,3 +91,17 @@ def test_temporary_names_are_recognisable_and_short_enough(tmp_path: Path) -> No
     assert tmp.parent == tmp_path and len(tmp.name) < 255
     assert is_temp(tmp.name) and is_temp(temp_path(tmp_path / "a.csv").name)
     assert not is_temp("a.csv") and not is_temp(".hidden.tmp") and not is_temp("x.0123abcd4567.tmp")
+
+
+def test_sync_filesystem_flushes_with_syncfs_else_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(os, "sync", lambda: calls.append("sync"))
+    sync_filesystem(tmp_path)
+    assert calls == []  # syncfs(2) did it (Linux)
+    monkeypatch.setattr(fs, "_syncfs", lambda fd: -1)
+    sync_filesystem(tmp_path)
+    assert calls == ["sync"]
+    with pytest.raises(StorageError, match=r"cannot write .*missing"):
+        sync_filesystem(tmp_path / "missing")

@@ -10,11 +10,13 @@ from typing import Any, BinaryIO
 
 import pytest
 
+import seml._fs as fs
 from _sync_helpers import MARKER, PushedTree, Tree, make_tree, read_tree
 from seml.crypt import Cipher, CryptOptions
 from seml.errors import IntegrityError, StorageError, UsageError
 from seml.store import FileStore, MemoryStore, ObjectStore
 from seml.sync import MANIFEST_NAME, ls, pull, push
+from seml.sync import _pull as pull_module
 
 BLOCK = 64 * 1024 + 16  # one encrypted chunk
 HEADER = 32
@@ -33,18 +35,26 @@ def test_round_trip_file_store(tmp_path: Path, tree: Tree, cipher: Cipher) -> No
     assert (out / "one.txt").stat().st_mtime == pytest.approx((src / "one.txt").stat().st_mtime)
 
 
-def test_pull_flushes_every_file_and_folder_before_it_counts(
-    tmp_path: Path, tree: Tree, cipher: Cipher, fsyncs: list[str]
+def test_pull_flushes_every_file_before_naming_it_then_its_folders(
+    tmp_path: Path, tree: Tree, cipher: Cipher, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src, files = tree
     store = FileStore(tmp_path / "remote")
     push(src, store, cipher, state_dir=tmp_path / "state")
-    fsyncs.clear()
     out = tmp_path / "out"
+    flushed: list[list[str]] = []  # what had a final name when the data was flushed
+
+    def sync_filesystem(folder: Path) -> None:
+        flushed.append([rel for rel in files if (out / rel).exists()])
+        real(folder)
+
+    real = fs.sync_filesystem
+    monkeypatch.setattr(pull_module, "sync_filesystem", sync_filesystem)
+    fsyncs.clear()
     pull(store, out, cipher, state_dir=tmp_path / "state2")
-    folders = {(out / rel).parent for rel in files}
-    assert fsyncs.count("file") >= len(files)
-    assert fsyncs.count("dir") >= len(folders)
+    assert read_tree(out) == files
+    assert flushed == [[]]  # once, before any file got its final name
+    assert fsyncs.count("dir") >= len({(out / rel).parent for rel in files})
 
 
 def test_no_plaintext_at_rest(tmp_path: Path, tree: Tree, cipher: Cipher) -> None:

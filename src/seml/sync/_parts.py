@@ -181,10 +181,6 @@ class SplitFile:
         if problem:
             self._problem(problem)
             return
-        try:
-            os.fsync(fd)  # durable before it gets its final name
-        except OSError as e:
-            raise StorageError(f"{self.tmp}: cannot flush: {e.strerror}") from e
         self.ok = True
         if self._progress is not None:
             self._progress.file_done(entry.path, "verified" if self._verify else "decrypted")

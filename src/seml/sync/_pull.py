@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from seml._fs import fsync_dirs, place
+from seml._fs import fsync_dirs, place, sync_filesystem
 from seml.crypt import Cipher
 from seml.errors import IntegrityError, SemlError, StorageError, UsageError
 from seml.store import FileStore, ObjectStore
@@ -253,8 +253,9 @@ def _fetch_all(
         unverified = [sf.entry.path for sf in split if not sf.ok]
         if unverified:  # defensive: every part ran, so each file was verified or refused
             raise _refuse([f"{p}: not completely verified" for p in unverified], store)
-        # Everything authenticated, matched and flushed (by the workers): only now do files
-        # get their final names, and then the folders holding those names are flushed.
+        # Everything authenticated and matched: flushed to disk (all files in one go), and only
+        # then do files get their final names; then the folders holding those names are flushed.
+        sync_filesystem(staging)
         made: set[Path] = set()
         for i, (entry, final) in enumerate(zip(plan, finals, strict=True)):
             tmp = _staged(staging, i, buckets)
@@ -307,11 +308,6 @@ def _fetch_one(
             with lock:
                 problems.append(str(e))
             return
-        try:
-            out.flush()
-            os.fsync(out.fileno())  # durable before it gets its final name
-        except OSError as e:
-            raise StorageError(f"{tmp}: cannot flush: {e.strerror}") from e
     problem = None
     if writer.size != entry.size:
         problem = f"{entry.path}: decrypted to {writer.size} bytes, expected {entry.size}"
