@@ -111,8 +111,8 @@ def test_configfs_tsm_detects_a_concurrent_writer(
 def test_configfs_tsm_refuses_unsupported_provider(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    FakeTsmKernel(provider="sev_guest").install(monkeypatch)
-    with pytest.raises(AttestationError, match="provider 'sev_guest' is not supported"):
+    FakeTsmKernel(provider="arm_cca_guest").install(monkeypatch)
+    with pytest.raises(AttestationError, match="provider .arm_cca_guest. is not supported"):
         ConfigfsTsmProvider(tmp_path).evidence(REPORT_DATA)
 
 
