@@ -60,6 +60,7 @@ from seml.attest._snp import (
     verify_report,
 )
 from seml.attest._verifier import DispatchingVerifier, default_verifier
+from seml.attest._x509 import pem_certificates
 
 __all__ = [
     "AMD_ARK_FINGERPRINTS",
@@ -100,6 +101,7 @@ __all__ = [
     "parse_evidence",
     "parse_gpu_report",
     "parse_report",
+    "pem_certificates",
     "platform_id",
     "report_data_for",
     "select_gpu_provider",

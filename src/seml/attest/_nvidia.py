@@ -47,7 +47,15 @@ from seml.attest._evidence import (
     Verdict,
     collateral_fields,
 )
-from seml.attest._x509 import Cert, Scheme, check_issued_by, check_valid_at, der_items, load_certs
+from seml.attest._x509 import (
+    Cert,
+    Scheme,
+    check_issued_by,
+    check_valid_at,
+    der_items,
+    load_certs,
+    pem_certificates,
+)
 from seml.errors import AttestationError
 
 __all__ = [
@@ -444,8 +452,7 @@ def gpu_collateral(certs: bytes, rims: Sequence[bytes] = ()) -> str:
     optionally RIMs (their authenticity is checked, wherever they come from)."""
     import json
 
-    pem = b"".join(c.cert.public_bytes(Encoding.PEM) for c in load_certs(certs, "certificates"))
-    document: dict[str, Any] = {"certs": pem.decode("ascii")}
+    document: dict[str, Any] = {"certs": pem_certificates(certs).decode("ascii")}
     if rims:
         document["rims"] = [r.decode("utf-8") for r in rims]
     return json.dumps(document)

@@ -46,6 +46,7 @@ from seml.attest._x509 import (
     der_items,
     load_certs,
     load_crl,
+    pem_certificates,
 )
 from seml.errors import AttestationError
 
@@ -430,8 +431,7 @@ def snp_collateral(certs: bytes, crl: bytes | None = None, **extra: Any) -> str:
     as PEM, and optionally AMD's CRL as PEM."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    pem = b"".join(c.cert.public_bytes(Encoding.PEM) for c in load_certs(certs, "certificates"))
-    document: dict[str, Any] = {"certs": pem.decode("ascii"), **extra}
+    document: dict[str, Any] = {"certs": pem_certificates(certs).decode("ascii"), **extra}
     if crl is not None:
         document["crl"] = load_crl(crl, "CRL").public_bytes(Encoding.PEM).decode("ascii")
     return json.dumps(document, sort_keys=True)

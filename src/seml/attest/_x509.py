@@ -33,6 +33,7 @@ __all__ = [
     "der_items",
     "load_certs",
     "load_crl",
+    "pem_certificates",
     "utc",
 ]
 
@@ -129,6 +130,17 @@ def load_certs(data: bytes, what: str) -> list[Cert]:
     if not ders or len(ders) > MAX_CERTS:
         raise AttestationError(f"{what}: expected 1 to {MAX_CERTS} certificates, got {len(ders)}")
     return [_parse(der, what) for der in ders]
+
+
+def pem_certificates(*blobs: bytes) -> bytes:
+    """One PEM bundle from several PEM bundles or DER certificates, in order."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return b"".join(
+        c.cert.public_bytes(Encoding.PEM)
+        for blob in blobs
+        for c in load_certs(blob, "certificates")
+    )
 
 
 def _pem_blocks(data: bytes, label: bytes, what: str) -> Iterator[bytes]:
