@@ -234,7 +234,7 @@ class FakeGpu:
     def chain(self) -> bytes:
         return pem(self.leaf, self.root)
 
-    def report(self, nonce: bytes) -> bytes:
+    def report(self, nonce: bytes, *, driver: str | None = None) -> bytes:
         request = bytes([0x11, 0xE0, 0x01, 0xFF]) + nonce + b"\x00"
         record = b""
         for index in range(1, 5):
@@ -242,7 +242,7 @@ class FakeGpu:
             measurement = b"\x01" + len(value).to_bytes(2, "little") + value
             record += bytes([index, 0x01]) + len(measurement).to_bytes(2, "little") + measurement
         opaque = b""
-        for kind, value in ((3, self.driver.encode() + b"\x00"), (6, self.vbios)):
+        for kind, value in ((3, (driver or self.driver).encode() + b"\x00"), (6, self.vbios)):
             opaque += kind.to_bytes(2, "little") + len(value).to_bytes(2, "little") + value
         response = (
             bytes([0x11, 0x60, 0x00, 0x00, 4])
@@ -256,3 +256,58 @@ class FakeGpu:
         der = _ec_key(self.label + "-leaf").sign(signed, ec.ECDSA(hashes.SHA384()))
         sig_r, sig_s = decode_dss_signature(der)
         return signed + sig_r.to_bytes(48, "big") + sig_s.to_bytes(48, "big")
+
+
+def azure_evidence(
+    amd: FakeAmd,
+    user_data: bytes,
+    *,
+    pcrs: list[bytes] | None = None,
+    quote_nonce: bytes | None = None,
+) -> tuple[bytes, bytes, bytes, list[bytes]]:
+    """(HCL report, vTPM quote, its signature, PCR values) of a made-up Azure CVM whose claims
+    carry `user_data`, built like Azure's (see seml.attest._azure)."""
+    import base64
+    import json
+
+    from seml.attest import tpm_nonce_for
+
+    ak = _rsa_key(amd.label + "-azure-ak")
+    numbers = ak.public_key().public_numbers()
+
+    def b64url(n: int) -> str:
+        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    claims = json.dumps(
+        {
+            "keys": [
+                {"kid": "HCLAkPub", "kty": "RSA", "e": b64url(numbers.e), "n": b64url(numbers.n)}
+            ],
+            "vm-configuration": {"secure-boot": True, "tpm-enabled": True},
+            "user-data": user_data.hex().upper(),
+        }
+    ).encode()
+    report = amd.report(hashlib.sha256(claims).digest() + bytes(32), measurement=b"\x22" * 48)
+    header = b"HCLA" + (2).to_bytes(4, "little") + bytes(24)
+    claims_header = b"".join(
+        v.to_bytes(4, "little") for v in (20 + len(claims), 1, 2, 1, len(claims))
+    )
+    hcl = header + report + claims_header + claims
+    pcrs = pcrs or [hashlib.sha256(bytes([i])).digest() for i in range(24)]
+    nonce = quote_nonce if quote_nonce is not None else tpm_nonce_for(user_data)
+    quote = (
+        (0xFF544347).to_bytes(4, "big")
+        + (0x8018).to_bytes(2, "big")
+        + (0).to_bytes(2, "big")
+        + len(nonce).to_bytes(2, "big")
+        + nonce
+        + bytes(17 + 8)
+        + (1).to_bytes(4, "big")
+        + (0x000B).to_bytes(2, "big")
+        + b"\x03\xff\xff\xff"
+        + (32).to_bytes(2, "big")
+        + hashlib.sha256(b"".join(pcrs)).digest()
+    )
+    signature = ak.sign(quote, padding.PKCS1v15(), hashes.SHA256())
+    return hcl, quote, signature, pcrs

@@ -43,7 +43,10 @@ def _check_snp(service: Service, rules: SnpPlatform, verdict: Verdict) -> None:
         )
     vmpl = int(details.get("vmpl", "-1"))
     if vmpl not in rules.vmpl:
-        raise _refuse(service, f"the report comes from VMPL {vmpl}, allowed: {rules.vmpl}")
+        raise _refuse(
+            service,
+            f"the report comes from VMPL {vmpl}, allowed: {', '.join(map(str, rules.vmpl))}",
+        )
     if rules.min_tcb is not None:
         reported = Tcb(*(int(x) for x in details["reported_tcb"].split("/")))
         minimum = Tcb(**rules.min_tcb.model_dump())
@@ -87,9 +90,8 @@ def _check_gpus(service: Service, verdict: Verdict) -> None:
             continue
         driver, vbios = gpu.details.get("driver_version"), gpu.details.get("vbios_version")
         if rules.driver_versions is not None and driver not in rules.driver_versions:
-            raise _refuse(
-                service, f"GPU {i} runs driver {driver}, allowed: {rules.driver_versions}"
-            )
+            allowed = ", ".join(rules.driver_versions)
+            raise _refuse(service, f"GPU {i} runs driver {driver}, allowed: {allowed}")
         if rules.vbios_versions is not None and vbios not in rules.vbios_versions:
             allowed = ", ".join(rules.vbios_versions)
             raise _refuse(service, f"GPU {i} runs VBIOS {vbios}, allowed: {allowed}")
