@@ -88,6 +88,7 @@ def verify(
         list[Path] | None,
         typer.Option(
             "--certs",
+            metavar="FILE",
             help="SNP/Azure: the VCEK or VLEK (PEM or DER), optionally then ASK/ASVK and ARK; "
             "GPU: the device chain, leaf first (PEM). Repeatable; default chains: AMD's and "
             "NVIDIA's roots shipped with seml.",
@@ -106,6 +107,7 @@ def verify(
         list[Path] | None,
         typer.Option(
             "--rim",
+            metavar="FILE",
             help="GPU: a driver or VBIOS RIM (signed SWID XML) to compare measurements with. "
             "Repeatable; without RIMs measurements are reported unchecked.",
         ),
@@ -131,7 +133,8 @@ def verify(
         Path | None,
         typer.Option(
             "--pcrs",
-            help='Azure: the SHA-256 PCR values, JSON {"pcrs_sha256": [hex, ...]} or a list.',
+            help="Azure: the 24 SHA-256 PCR values as JSON: a list of hex strings, or an object "
+            "with that list under pcrs_sha256.",
             dir_okay=False,
         ),
     ] = None,
