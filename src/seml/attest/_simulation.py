@@ -67,6 +67,16 @@ def _measurement_bytes(measurement: str) -> bytes:
     return bytes.fromhex(measurement)
 
 
+def _platform_signing_key(platform_key: bytes | None) -> Ed25519PrivateKey:
+    """The machine's platform key, or a one-off key when there is none."""
+    if platform_key is None:
+        return Ed25519PrivateKey.generate()
+    try:
+        return Ed25519PrivateKey.from_private_bytes(platform_key)
+    except ValueError as e:
+        raise UsageError(f"a platform key must be 32 raw Ed25519 bytes: {e}") from e
+
+
 def platform_id(public_key: bytes) -> str:
     """The id a session lists in a service's `platforms` for a simulated platform key."""
     return "sha256:" + hashlib.sha256(public_key).hexdigest()
@@ -81,14 +91,7 @@ class SimulationProvider:
 
     def __init__(self, measurement: str, *, platform_key: bytes | None = None) -> None:
         self._measurement = _measurement_bytes(measurement)
-        try:
-            self._key = (
-                Ed25519PrivateKey.from_private_bytes(platform_key)
-                if platform_key is not None
-                else Ed25519PrivateKey.generate()
-            )
-        except ValueError as e:
-            raise UsageError(f"a platform key must be 32 raw Ed25519 bytes: {e}") from e
+        self._key = _platform_signing_key(platform_key)
         self._public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @property
@@ -172,14 +175,7 @@ class SimulatedGpuProvider:
         driver_version: str = "simulated",
         vbios_version: str = "simulated",
     ) -> None:
-        try:
-            self._key = (
-                Ed25519PrivateKey.from_private_bytes(platform_key)
-                if platform_key is not None
-                else Ed25519PrivateKey.generate()
-            )
-        except ValueError as e:
-            raise UsageError(f"a platform key must be 32 raw Ed25519 bytes: {e}") from e
+        self._key = _platform_signing_key(platform_key)
         self._body = json.dumps(
             {"driver_version": driver_version, "vbios_version": vbios_version}, sort_keys=True
         ).encode()
