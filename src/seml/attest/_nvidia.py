@@ -311,7 +311,7 @@ def verify_rim(
     """Verify a RIM's chain to the pinned RIM root and its XML signature; read what it signs."""
     from lxml import etree
     from signxml.algorithms import DigestAlgorithm, SignatureMethod
-    from signxml.exceptions import InvalidInput, InvalidSignature
+    from signxml.exceptions import SignXMLException
     from signxml.verifier import SignatureConfiguration, XMLVerifier
 
     if len(xml) > MAX_RIM_BYTES:
@@ -334,7 +334,7 @@ def verify_rim(
         result = XMLVerifier().verify(
             xml, x509_cert=chain[0].cert.public_bytes(Encoding.PEM).decode(), expect_config=config
         )
-    except (InvalidSignature, InvalidInput, etree.LxmlError, ValueError) as e:
+    except (SignXMLException, etree.LxmlError, ValueError) as e:
         raise AttestationError(f"RIM signature is invalid: {e}") from e
     if isinstance(result, list):  # only with expect_references > 1
         raise AttestationError("RIM has more than one signed reference")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
@@ -114,7 +114,18 @@ def _parse(der: bytes, what: str) -> Cert:
             )
             cert = x509.load_der_x509_certificate(der)
             serial = cert.serial_number
-    except ValueError as e:
+            # Parse what the checks read now, so a malformed extension or key is refused here
+            # with the certificate named, not later as a foreign exception.
+            _ = (
+                cert.subject,
+                cert.issuer,
+                cert.not_valid_before_utc,
+                cert.not_valid_after_utc,
+                cert.signature_algorithm_oid,
+                cert.extensions,
+                cert.public_key(),
+            )
+    except (ValueError, UnsupportedAlgorithm) as e:
         raise AttestationError(f"{what}: not a readable X.509 certificate ({e})") from e
     return Cert(cert=cert, der=bytes(der), serial=serial)
 
@@ -232,8 +243,14 @@ def check_issued_by(cert: Cert, issuer: Cert, scheme: Scheme, what: str) -> None
 def load_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
     try:
         if b"-----BEGIN X509 CRL-----" in data:
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
+            crl = x509.load_pem_x509_crl(data)
+        else:
+            crl = x509.load_der_x509_crl(data)
+        # Parsed lazily by cryptography: read everything checked now, while errors are ours.
+        _ = crl.issuer, crl.last_update_utc, crl.next_update_utc, crl.signature_algorithm_oid
+        for entry in crl:
+            _ = entry.serial_number, entry.revocation_date_utc
+        return crl
     except ValueError as e:
         raise AttestationError(f"{what}: not a readable X.509 CRL ({e})") from e
 
