@@ -117,6 +117,15 @@ def run(
         ),
     ] = True,
     platform_key: PlatformKey = None,
+    gpu: Annotated[
+        str,
+        typer.Option(
+            "--gpu",
+            help="GPU evidence: auto (NVIDIA GPUs in confidential-computing mode, found through "
+            "NVML, when present), required, simulate (software GPU evidence, labelled "
+            "simulation), none.",
+        ),
+    ] = "auto",
     cas_url: CasUrl = None,
     cas_fingerprint: CasFingerprint = None,
 ) -> None:
@@ -137,6 +146,7 @@ def run(
         mount=mount,
         simulation=simulation,
         platform_key=platform_key,
+        gpu=gpu,
         cas_url=cas_url or os.environ.get("SEML_CAS"),
         cas_fingerprint=cas_fingerprint or os.environ.get("SEML_CAS_FINGERPRINT"),
     )

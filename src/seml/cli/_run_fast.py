@@ -27,6 +27,7 @@ OPTIONS = (
     "--simulation",
     "--no-simulation",
     "--platform-key",
+    "--gpu",
     "--cas",
     "--cas-fingerprint",
 )
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--simulation", dest="simulation", action="store_true", default=True)
     p.add_argument("--no-simulation", dest="simulation", action="store_false")
     p.add_argument("--platform-key", type=Path)
+    p.add_argument("--gpu", default="auto", choices=("auto", "required", "simulate", "none"))
     p.add_argument("--cas")
     p.add_argument("--cas-fingerprint")
     return p
@@ -76,6 +78,7 @@ def run(args: list[str]) -> int:
         mount=options.mount,
         simulation=options.simulation,
         platform_key=options.platform_key,
+        gpu=options.gpu,
         cas_url=options.cas,
         cas_fingerprint=options.cas_fingerprint,
     )
@@ -94,6 +97,7 @@ def execute(
     platform_key: Path | None,
     cas_url: str | None,
     cas_fingerprint: str | None,
+    gpu: str = "auto",
 ) -> int:
     """What `seml run` does once its options are parsed (by typer, or by `_run_fast`)."""
     from seml.cas import client_from_env
@@ -112,6 +116,7 @@ def execute(
         simulation=simulation,
         mount=mount,
         platform_key=platform_key or default_platform_key(),
+        gpu=gpu,
     )
     with client_from_env(cas_url, cas_fingerprint) as cas:
         return run_service(options, cas).status
