@@ -53,11 +53,16 @@ if [ -f "$ca" ]; then
 fi
 
 say "building $image from $context on $base"
+previous="$(buildah images --noheading --format '{{.ID}}' "$image" 2>/dev/null | head -1 || true)"
 start=$SECONDS
 buildah bud --isolation chroot --layers=false --build-arg "BASE=$base" \
   --build-arg "VERSION=$version" "${ca_args[@]}" -f "$repo/deploy/image/Containerfile" \
   -t "$image" "$context" >&2
 elapsed=$((SECONDS - start))
+# The image this tag named before is left untagged by the rebuild: drop it (vfs copies are big).
+if [ -n "$previous" ] && [ "$previous" != "$(buildah images --noheading --format '{{.ID}}' "$image" | head -1)" ]; then
+  buildah rmi "$previous" >/dev/null 2>&1 || true
+fi
 size="$(buildah images --format '{{.Size}}' "$image" | head -1)"
 say "built $image in $elapsed s, size $size"
 echo "$image"
