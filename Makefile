@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps demo test lint typecheck pytest bench clean
+.PHONY: setup system-deps demo test lint typecheck pytest bench image clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ pytest: setup system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The OCI image (deploy/image/Containerfile), built with buildah on a Debian base made with
+# debootstrap (both installed with apt-get when missing), then checked: seml --version and the
+# whole seml demo inside it, no secret in any layer. Slow (10+ minutes): not part of `make test`.
+image: setup
+	SEML_IMAGE_TEST=1 $(BIN)/pytest tests/deploy/test_deploy_image.py -p no:cacheprovider -rA -s
 
 bench: setup system-deps
 	@for b in benchmarks/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

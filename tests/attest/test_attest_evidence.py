@@ -136,11 +136,15 @@ def test_garbage_envelopes_are_refused_with_their_reason(
         **extra,
     }
     text = json.dumps(document)
+    # Field errors first (pydantic reports them all); the envelope's shape only when the
+    # fields are fine.
     problems = [f"{key}: Extra inputs are not permitted" for key in extra]
     if tee not in {t.value for t in TeeType}:
         problems.append("tee: Input should be")
-    if not quote:
-        problems.append("quote: Data should have at least 1 byte")
+    if not problems and tee == TeeType.COMPOSITE.value:
+        problems.append("composite evidence")
+    elif not problems and not quote:
+        problems.append("quote must not be empty")
     if problems:
         with pytest.raises(AttestationError, match=r"^malformed evidence envelope: ") as caught:
             parse_evidence(text)
@@ -160,6 +164,16 @@ _GARBAGE_REASONS = {
     ),
     TeeType.SGX_DCAP.value: r"^(sgx-dcap quote cannot be parsed|envelope says sgx-dcap but)",
     TeeType.TDX_DCAP.value: r"^(tdx-dcap quote cannot be parsed|envelope says tdx-dcap but)",
+    # Random collateral is refused before the report is looked at (or the report's size is).
+    TeeType.SNP.value: (
+        r"^(snp collateral |snp evidence carries no collateral"
+        r"|an SEV-SNP attestation report is 1184 bytes)"
+    ),
+    TeeType.AZURE_SNP.value: r"^azure-snp (collateral |evidence carries no collateral)",
+    TeeType.NVIDIA_GPU.value: (
+        r"^(nvidia-gpu collateral |nvidia-gpu evidence carries no collateral"
+        r"|GPU evidence does not start with an SPDM)"
+    ),
 }
 
 

@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from _casdata import as_yaml, shared_document
 
+from _casdata import as_yaml, shared_document
 from seml.cas import LocalCas
 from seml.cli import main
 from seml.policy import load_private_key, public_key_text

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from _casdata import Parties, session_of, shared_document
 
+from _casdata import Parties, session_of, shared_document
 from seml.cas import CasClient
 from seml.cas._protocol import error_class, error_kind
 from seml.cas._service import NotFoundError

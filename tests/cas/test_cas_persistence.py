@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from _casdata import GOOD, Parties, session_of, shared_document, update_of
 
+from _casdata import GOOD, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider
 from seml.cas import LocalCas
 from seml.cli import main

@@ -1,7 +1,9 @@
 """The evidence envelope, the verdict a verifier returns, and the rules that accept or refuse it.
 
 Pure: bytes in, typed results out, no I/O. A workload wraps whatever its TEE produced (a DCAP
-quote, or a software-made simulation quote) in an `Evidence` envelope; a `Verifier` turns it into a
+quote, an SEV-SNP report, an Azure HCL report with its vTPM quote, a GPU's SPDM measurements,
+or a software-made simulation quote) in an `Evidence` envelope; a composite envelope holds a
+CPU TEE's evidence and GPU evidence bound to it. A `Verifier` turns an envelope into a
 `Verdict` or raises; `check_weaknesses` and `expect_report_data` apply a session's rules to it.
 """
 
@@ -11,6 +13,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,17 +34,23 @@ __all__ = [
     "Verdict",
     "Verifier",
     "check_weaknesses",
+    "collateral_fields",
     "expect_report_data",
+    "gpu_nonce_for",
     "parse_evidence",
     "report_data_for",
 ]
 
-# DCAP quotes are a few KiB (the PCK chain dominates); collateral JSON is tens of KiB. The limits
-# only keep a hostile envelope from costing memory; they are far above anything real.
+# DCAP quotes are a few KiB (the PCK chain dominates); collateral JSON is tens of KiB (GPU RIMs
+# are ~20 KiB each). The limits only keep a hostile envelope from costing memory; they are far
+# above anything real.
 MAX_QUOTE_BYTES = 64 * 1024
 MAX_COLLATERAL_CHARS = 1024 * 1024
+MAX_GPUS = 16
 
 _REPORT_DATA_DOMAIN = b"seml/attest/report-data/v1\x00"
+_GPU_NONCE_DOMAIN = b"seml/attest/gpu-nonce/v1\x00"
+_WORKLOAD = re.compile(r"[0-9a-f]{32,128}")
 
 WEAKNESS_SIMULATION = "simulation"
 WEAKNESS_DEBUG = "debug"
@@ -48,6 +58,10 @@ WEAKNESS_SW_HARDENING = "sw-hardening-needed"
 WEAKNESS_CONFIGURATION = "configuration-needed"
 WEAKNESS_OUT_OF_DATE = "out-of-date"
 WEAKNESS_REVOKED = "revoked"
+# Checks that need the vendor's online services and were not made: revocation (AMD's CRL,
+# NVIDIA's OCSP) and, for GPUs, the comparison with reference measurements (NVIDIA's RIMs).
+WEAKNESS_REVOCATION_UNCHECKED = "revocation-unchecked"
+WEAKNESS_MEASUREMENTS_UNCHECKED = "measurements-unchecked"
 
 # Weaknesses that come from the platform's TCB status; only these can be accepted by ignoring
 # every advisory the evidence names (the advisories *are* the reason for the status).
@@ -60,19 +74,66 @@ class TeeType(StrEnum):
     SIMULATION = "simulation"
     SGX_DCAP = "sgx-dcap"
     TDX_DCAP = "tdx-dcap"
+    SNP = "snp"  # AMD SEV-SNP attestation report
+    AZURE_SNP = "azure-snp"  # Azure confidential VM: HCL report (SNP) + vTPM quote
+    NVIDIA_GPU = "nvidia-gpu"  # NVIDIA GPU SPDM measurements
+    COMPOSITE = "composite"  # a CPU TEE's evidence plus GPU evidence bound to it
+
+
+# CPU TEEs whose evidence measures a whole confidential VM (firmware, kernel, image), not the
+# workload: the runtime inside measures the workload and binds it into the report data.
+CVM_TEES = frozenset({TeeType.SNP, TeeType.AZURE_SNP, TeeType.TDX_DCAP})
+CPU_TEES = frozenset(
+    {TeeType.SIMULATION, TeeType.SGX_DCAP, TeeType.TDX_DCAP, TeeType.SNP, TeeType.AZURE_SNP}
+)
 
 
 class Evidence(pydantic.BaseModel):
     """The envelope a workload sends: the TEE type, the raw quote and optional collateral JSON.
 
     In JSON the quote is base64 (standard alphabet, padded). From Python, pass raw bytes.
+    `workload` is the workload measurement the runtime inside a confidential VM computed and
+    bound into the report data (see `report_data_for`). A `composite` envelope has no quote of
+    its own: `parts` holds the CPU TEE's evidence first, then one or more GPUs' evidence.
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
     tee: TeeType
-    quote: bytes = pydantic.Field(min_length=1, max_length=MAX_QUOTE_BYTES)
+    quote: bytes = pydantic.Field(default=b"", max_length=MAX_QUOTE_BYTES)
     collateral: str | None = pydantic.Field(default=None, max_length=MAX_COLLATERAL_CHARS)
+    workload: str | None = None
+    parts: tuple[Evidence, ...] = pydantic.Field(default=(), max_length=1 + MAX_GPUS)
+
+    @pydantic.field_validator("workload")
+    @classmethod
+    def _workload_hex(cls, value: str | None) -> str | None:
+        if value is not None and not _WORKLOAD.fullmatch(value):
+            raise ValueError("workload must be 32 to 128 lowercase hex digits")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _shape(self) -> Evidence:
+        if self.tee is not TeeType.COMPOSITE:
+            if not self.quote:
+                raise ValueError("quote must not be empty")
+            if self.parts:
+                raise ValueError("only composite evidence has parts")
+            return self
+        if self.quote or self.collateral is not None:
+            raise ValueError("composite evidence has parts, not a quote or collateral")
+        if len(self.parts) < 2:
+            raise ValueError("composite evidence needs a CPU part and at least one GPU part")
+        cpu, *gpus = self.parts
+        if cpu.tee not in CPU_TEES:
+            raise ValueError(
+                f"the first part of composite evidence is {cpu.tee.value}, not a CPU TEE"
+            )
+        if any(g.tee is not TeeType.NVIDIA_GPU for g in gpus):
+            raise ValueError("every part after the first of composite evidence must be nvidia-gpu")
+        if any(p.workload is not None for p in self.parts):
+            raise ValueError("the workload is claimed on the composite envelope, not its parts")
+        return self
 
     @pydantic.field_validator("quote", mode="before")
     @classmethod
@@ -88,7 +149,23 @@ class Evidence(pydantic.BaseModel):
     def _encode_quote(self, value: bytes) -> str:
         return base64.b64encode(value).decode("ascii")
 
+    @pydantic.model_serializer(mode="wrap")
+    def _omit_unused(self, handler: pydantic.SerializerFunctionWrapHandler) -> Any:
+        # Envelopes of the kinds that existed before stay byte-for-byte what they were.
+        data = handler(self)
+        if isinstance(data, dict):
+            if data.get("workload") is None:
+                data.pop("workload", None)
+            if not data.get("parts"):
+                data.pop("parts", None)
+            if self.tee is TeeType.COMPOSITE:
+                data.pop("quote", None)
+                data.pop("collateral", None)
+        return data
+
     def __repr__(self) -> str:
+        if self.parts:
+            return f"Evidence(tee={self.tee.value!r}, parts={list(self.parts)!r})"
         return f"Evidence(tee={self.tee.value!r}, quote=<{len(self.quote)} bytes>)"
 
     __str__ = __repr__
@@ -106,21 +183,55 @@ def parse_evidence(data: bytes | str) -> Evidence:
         raise AttestationError(f"malformed evidence envelope: {problems}") from e
 
 
-def report_data_for(nonce: bytes, public_key: bytes) -> bytes:
+def report_data_for(nonce: bytes, public_key: bytes, workload: str | None = None) -> bytes:
     """The 64 bytes of report data that bind the service's nonce to the workload's X25519 key.
 
     Domain-separated and length-prefixed SHA-512, so no other use of the TEE's report data can
-    collide with it and no (nonce, key) split of the same bytes gives the same value.
+    collide with it and no (nonce, key) split of the same bytes gives the same value. In a
+    confidential VM, `workload` (the measurement `seml run` computed inside the VM) is bound
+    too, so the hardware-signed report vouches for it; without it the value is as before.
     """
     if not 1 <= len(nonce) <= 1024:
         raise UsageError(f"nonce must be 1 to 1024 bytes, got {len(nonce)}")
     if len(public_key) != 32:
         raise UsageError(f"public key must be a 32-byte X25519 key, got {len(public_key)} bytes")
+    parts = [nonce, public_key]
+    if workload is not None:
+        if not _WORKLOAD.fullmatch(workload):
+            raise UsageError("a workload measurement is 32 to 128 lowercase hex digits")
+        parts.append(b"workload\x00" + bytes.fromhex(workload))
     h = hashlib.sha512(_REPORT_DATA_DOMAIN)
-    for part in (nonce, public_key):
+    for part in parts:
         h.update(len(part).to_bytes(4, "big"))
         h.update(part)
     return h.digest()
+
+
+def gpu_nonce_for(report_data: bytes) -> bytes:
+    """The 32-byte nonce a GPU's SPDM request carries in composite evidence: derived from the
+    CPU TEE's report data, so the GPU's measurements belong to this attestation and no other."""
+    if len(report_data) != 64:
+        raise UsageError(f"report data must be 64 bytes, got {len(report_data)}")
+    return hashlib.sha256(_GPU_NONCE_DOMAIN + report_data).digest()
+
+
+def collateral_fields(evidence: Evidence, *required: str) -> dict[str, Any]:
+    """The envelope's collateral as a JSON object with the `required` keys present."""
+    tee = evidence.tee.value
+    if evidence.collateral is None:
+        raise AttestationError(
+            f"{tee} evidence carries no collateral (needs {', '.join(required)})"
+        )
+    try:
+        document = json.loads(evidence.collateral)
+    except ValueError as e:
+        raise AttestationError(f"{tee} collateral is not JSON") from e
+    if not isinstance(document, dict):
+        raise AttestationError(f"{tee} collateral must be a JSON object")
+    missing = [k for k in required if document.get(k) is None]
+    if missing:
+        raise AttestationError(f"{tee} collateral lacks {', '.join(missing)}")
+    return document
 
 
 @dataclass(frozen=True)
@@ -138,13 +249,23 @@ class Verdict:
     weaknesses: frozenset[str]
     advisories: tuple[str, ...] = ()
     details: dict[str, str] = field(default_factory=dict)
+    parts: tuple[Verdict, ...] = ()  # composite: the CPU TEE's verdict, then each GPU's
 
     @property
     def simulated(self) -> bool:
         return WEAKNESS_SIMULATION in self.weaknesses
 
+    @property
+    def cpu(self) -> Verdict:
+        """The CPU TEE's verdict (this one, unless composite)."""
+        return self.parts[0] if self.parts else self
+
+    @property
+    def gpus(self) -> tuple[Verdict, ...]:
+        return self.parts[1:]
+
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "tee": self.tee.value,
             "simulated": self.simulated,
             "measurement": self.measurement,
@@ -154,6 +275,9 @@ class Verdict:
             "report_data": self.report_data.hex(),
             "details": dict(sorted(self.details.items())),
         }
+        if self.parts:
+            out["parts"] = [p.to_json_dict() for p in self.parts]
+        return out
 
 
 class Verifier(Protocol):

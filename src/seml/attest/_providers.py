@@ -5,10 +5,12 @@ Thin adapters over the two interfaces Linux offers a workload for getting a quot
 * **Gramine** (SGX enclaves): write the 64 bytes of report data to
   ``/dev/attestation/user_report_data``, read the DCAP quote from ``/dev/attestation/quote``;
   ``/dev/attestation/attestation_type`` says ``dcap`` when DCAP quoting is configured.
-* **configfs-tsm** (Linux >= 6.7; TDX guests, also SEV-SNP): make a directory under
+* **configfs-tsm** (Linux >= 6.7; TDX and SEV-SNP guests): make a directory under
   ``/sys/kernel/config/tsm/report``, write the report data to ``inblob``, read the quote from
-  ``outblob``; ``provider`` names the backend (``tdx_guest``) and ``generation`` counts writes,
-  which detects another process racing on the same entry.
+  ``outblob``; ``provider`` names the backend (``tdx_guest``, ``sev_guest``) and ``generation``
+  counts writes, which detects another process racing on the same entry. For SEV-SNP,
+  ``privlevel`` (written first) is the VMPL the report is requested at, and ``auxblob`` holds
+  the certificate table the host provides (VCEK or VLEK, ASK, ARK), which the envelope carries.
 
 No machine here has a TEE, so both are tested on constructed directories only; the roots are
 parameters so tests can point them at a temporary directory.
@@ -19,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import uuid
 from pathlib import Path
 
 from seml.attest._evidence import Evidence, EvidenceProvider, TeeType
 from seml.attest._simulation import SimulationProvider
+from seml.attest._snp import REPORT_SIZE, snp_collateral
 from seml.errors import AttestationError, UsageError
 
 __all__ = [
@@ -36,7 +40,15 @@ __all__ = [
 GRAMINE_ROOT = Path("/dev/attestation")
 TSM_REPORT_ROOT = Path("/sys/kernel/config/tsm/report")
 
-_TSM_PROVIDERS = {"tdx_guest": TeeType.TDX_DCAP}
+_TSM_PROVIDERS = {"tdx_guest": TeeType.TDX_DCAP, "sev_guest": TeeType.SNP}
+# GUIDs of the SEV-SNP certificate table (GHCB spec), in the order the envelope wants them.
+_SNP_CERT_GUIDS = {
+    uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd").bytes_le: "VCEK",
+    uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1").bytes_le: "VLEK",
+    uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782").bytes_le: "ASK",
+    uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae").bytes_le: "ARK",
+}
+_SNP_CERT_ORDER = ("VCEK", "VLEK", "ASK", "ARK")
 
 
 def _check_report_data(report_data: bytes) -> None:
@@ -75,10 +87,17 @@ class GramineProvider:
 
 
 class ConfigfsTsmProvider:
-    """TDX DCAP quotes through the kernel's configfs-tsm report interface."""
+    """TDX DCAP quotes and SEV-SNP reports through the kernel's configfs-tsm interface.
 
-    def __init__(self, root: Path = TSM_REPORT_ROOT) -> None:
+    `privlevel` is the SNP VMPL to request the report at (0 = most privileged); a session
+    decides which VMPLs it accepts.
+    """
+
+    def __init__(self, root: Path = TSM_REPORT_ROOT, *, privlevel: int = 0) -> None:
+        if not 0 <= privlevel <= 3:
+            raise UsageError(f"an SEV-SNP privilege level is 0 to 3, got {privlevel}")
         self.root = root
+        self.privlevel = privlevel
 
     @classmethod
     def available(cls, root: Path = TSM_REPORT_ROOT) -> bool:
@@ -105,11 +124,14 @@ class ConfigfsTsmProvider:
         tee = _TSM_PROVIDERS.get(provider)
         if tee is None:
             raise AttestationError(
-                f"configfs-tsm provider {provider!r} is not supported (only tdx_guest)"
+                f"configfs-tsm provider {provider!r} is not supported (tdx_guest, sev_guest)"
             )
+        if tee is TeeType.SNP:
+            _write_blob(entry / "privlevel", f"{self.privlevel}\n".encode())
         before = int((entry / "generation").read_text().strip() or 0)
         _write_blob(entry / "inblob", report_data)
         quote = (entry / "outblob").read_bytes()
+        aux = (entry / "auxblob").read_bytes() if tee is TeeType.SNP else b""
         after = int((entry / "generation").read_text().strip() or 0)
         if after != before + 1:
             raise AttestationError(
@@ -118,7 +140,54 @@ class ConfigfsTsmProvider:
             )
         if not quote:
             raise AttestationError(f"configfs-tsm returned an empty quote from {entry}")
+        if tee is TeeType.SNP:
+            return _snp_evidence(quote, aux, entry)
         return Evidence(tee=tee, quote=quote)
+
+
+def _snp_evidence(outblob: bytes, auxblob: bytes, entry: Path) -> Evidence:
+    """The SNP report from outblob and the host's certificates from auxblob, as an envelope."""
+    if len(outblob) == REPORT_SIZE:
+        report = outblob
+    elif len(outblob) >= 0x20 + REPORT_SIZE and int.from_bytes(outblob[4:8], "little") == (
+        REPORT_SIZE
+    ):
+        report = outblob[0x20 : 0x20 + REPORT_SIZE]  # MSG_REPORT_RSP: status, size, reserved
+    else:
+        raise AttestationError(f"configfs-tsm {entry} returned no SEV-SNP report")
+    certs = _snp_cert_table(auxblob)
+    if not certs:
+        raise AttestationError(
+            f"configfs-tsm {entry} returned no certificates (auxblob empty): the host must "
+            "provide the VCEK or VLEK with the report (SNP extended guest request)"
+        )
+    chain = b"".join(_pem(certs[k]) for k in _SNP_CERT_ORDER if k in certs)
+    return Evidence(tee=TeeType.SNP, quote=report, collateral=snp_collateral(chain))
+
+
+def _snp_cert_table(table: bytes) -> dict[str, bytes]:
+    """GUID -> certificate from the GHCB certificate table (entries end with a zero GUID)."""
+    found: dict[str, bytes] = {}
+    for at in range(0, len(table) - 23, 24):
+        guid = table[at : at + 16]
+        if not any(guid):
+            break
+        offset = int.from_bytes(table[at + 16 : at + 20], "little")
+        length = int.from_bytes(table[at + 20 : at + 24], "little")
+        if offset + length > len(table):
+            raise AttestationError("the SEV-SNP certificate table points past its end")
+        name = _SNP_CERT_GUIDS.get(guid)
+        if name is not None:
+            found[name] = table[offset : offset + length]
+    return found
+
+
+def _pem(der: bytes) -> bytes:
+    import base64
+    import textwrap
+
+    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n".encode()
 
 
 # configfs does its work inside mkdir and write; tests replace these two with a fake kernel.

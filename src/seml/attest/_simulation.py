@@ -15,6 +15,7 @@ that platform.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 from cryptography.exceptions import InvalidSignature
@@ -29,7 +30,15 @@ from seml.attest._evidence import (
 )
 from seml.errors import AttestationError, UsageError
 
-__all__ = ["SIMULATED_TCB_STATUS", "SimulationProvider", "SimulationVerifier", "platform_id"]
+__all__ = [
+    "SIMULATED_GPU_MAGIC",
+    "SIMULATED_TCB_STATUS",
+    "SimulatedGpuProvider",
+    "SimulationProvider",
+    "SimulationVerifier",
+    "platform_id",
+    "verify_simulated_gpu",
+]
 
 SIMULATED_TCB_STATUS = "Simulated"
 
@@ -58,6 +67,16 @@ def _measurement_bytes(measurement: str) -> bytes:
     return bytes.fromhex(measurement)
 
 
+def _platform_signing_key(platform_key: bytes | None) -> Ed25519PrivateKey:
+    """The machine's platform key, or a one-off key when there is none."""
+    if platform_key is None:
+        return Ed25519PrivateKey.generate()
+    try:
+        return Ed25519PrivateKey.from_private_bytes(platform_key)
+    except ValueError as e:
+        raise UsageError(f"a platform key must be 32 raw Ed25519 bytes: {e}") from e
+
+
 def platform_id(public_key: bytes) -> str:
     """The id a session lists in a service's `platforms` for a simulated platform key."""
     return "sha256:" + hashlib.sha256(public_key).hexdigest()
@@ -72,14 +91,7 @@ class SimulationProvider:
 
     def __init__(self, measurement: str, *, platform_key: bytes | None = None) -> None:
         self._measurement = _measurement_bytes(measurement)
-        try:
-            self._key = (
-                Ed25519PrivateKey.from_private_bytes(platform_key)
-                if platform_key is not None
-                else Ed25519PrivateKey.generate()
-            )
-        except ValueError as e:
-            raise UsageError(f"a platform key must be 32 raw Ed25519 bytes: {e}") from e
+        self._key = _platform_signing_key(platform_key)
         self._public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @property
@@ -142,3 +154,77 @@ class SimulationVerifier:
                 "platform": platform_id(public),
             },
         )
+
+
+# Simulated GPU evidence: what an NVIDIA GPU's SPDM report says (a nonce answered, a driver and
+# VBIOS version), made and signed in software by the platform key. Layout: magic (20) | nonce
+# (32) | platform public key (32) | signature (64) | JSON body; the signature covers the rest.
+SIMULATED_GPU_MAGIC = b"SEML-SIMULATED-GPU\x00\x01"
+_GPU_NONCE_LEN = 32
+_GPU_FIXED = len(SIMULATED_GPU_MAGIC) + _GPU_NONCE_LEN + _PUBLIC_LEN + _SIGNATURE_LEN
+_MAX_GPU_BODY = 1024
+
+
+class SimulatedGpuProvider:
+    """GPU evidence made in software (no GPU involved), one simulated GPU per call."""
+
+    def __init__(
+        self,
+        *,
+        platform_key: bytes | None = None,
+        driver_version: str = "simulated",
+        vbios_version: str = "simulated",
+    ) -> None:
+        self._key = _platform_signing_key(platform_key)
+        self._body = json.dumps(
+            {"driver_version": driver_version, "vbios_version": vbios_version}, sort_keys=True
+        ).encode()
+
+    def gpu_evidence(self, nonce: bytes) -> list[Evidence]:
+        if len(nonce) != _GPU_NONCE_LEN:
+            raise UsageError(f"a GPU nonce is {_GPU_NONCE_LEN} bytes, got {len(nonce)}")
+        public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        signature = self._key.sign(SIMULATED_GPU_MAGIC + nonce + public + self._body)
+        quote = SIMULATED_GPU_MAGIC + nonce + public + signature + self._body
+        return [Evidence(tee=TeeType.NVIDIA_GPU, quote=quote)]
+
+
+def verify_simulated_gpu(quote: bytes, *, nonce: bytes | None = None) -> Verdict:
+    """Check simulated GPU evidence; its verdict always carries the weakness ``simulation``."""
+    if not quote.startswith(SIMULATED_GPU_MAGIC) or not (
+        _GPU_FIXED < len(quote) <= _GPU_FIXED + _MAX_GPU_BODY
+    ):
+        raise AttestationError("malformed simulated GPU evidence (bad magic or length)")
+    at = len(SIMULATED_GPU_MAGIC)
+    answered = quote[at : at + _GPU_NONCE_LEN]
+    public = quote[at + _GPU_NONCE_LEN : at + _GPU_NONCE_LEN + _PUBLIC_LEN]
+    signature = quote[at + _GPU_NONCE_LEN + _PUBLIC_LEN : _GPU_FIXED]
+    body = quote[_GPU_FIXED:]
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(
+            signature, SIMULATED_GPU_MAGIC + answered + public + body
+        )
+        fields = json.loads(body)
+        driver, vbios = str(fields["driver_version"]), str(fields["vbios_version"])
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        raise AttestationError(
+            "simulated GPU evidence's platform signature or body is invalid (altered)"
+        ) from None
+    if nonce is not None and answered != nonce:
+        raise AttestationError(
+            f"GPU evidence answers nonce {answered.hex()}, not ours ({nonce.hex()}): "
+            "a replayed or foreign report"
+        )
+    return Verdict(
+        tee=TeeType.NVIDIA_GPU,
+        measurement=hashlib.sha384(body).hexdigest(),
+        report_data=answered,
+        tcb_status=SIMULATED_TCB_STATUS,
+        weaknesses=frozenset({WEAKNESS_SIMULATION}),
+        details={
+            "note": "simulated in software; proves nothing about a GPU",
+            "driver_version": driver,
+            "vbios_version": vbios,
+            "platform": platform_id(public),
+        },
+    )

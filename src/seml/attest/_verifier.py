@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from seml.attest._azure import AzureSnpVerifier
+from seml.attest._composite import CompositeVerifier
 from seml.attest._dcap import DcapVerifier
 from seml.attest._evidence import Evidence, TeeType, Verdict, Verifier
+from seml.attest._nvidia import NvidiaGpuVerifier, NvidiaServices
 from seml.attest._simulation import SimulationVerifier
+from seml.attest._snp import SnpVerifier
 from seml.errors import AttestationError
 
 __all__ = ["DispatchingVerifier", "default_verifier"]
@@ -28,10 +34,29 @@ class DispatchingVerifier:
         return verdict
 
 
-def default_verifier(collateral_fetch: bool = False) -> Verifier:
-    """Simulation, SGX DCAP and TDX DCAP; `collateral_fetch` lets DCAP fetch missing collateral
-    from Intel's PCS (network I/O, off by default)."""
+def default_verifier(
+    collateral_fetch: bool = False,
+    *,
+    snp_crl: bytes | None = None,
+    rims: Sequence[bytes] = (),
+    nvidia_services: NvidiaServices | None = None,
+) -> Verifier:
+    """Every evidence type SEML knows, offline unless asked otherwise.
+
+    `collateral_fetch` lets DCAP fetch missing collateral from Intel's PCS; `snp_crl` is AMD's
+    CRL to check SNP chains against when an envelope brings none; `rims` are NVIDIA RIMs to
+    compare GPU measurements with; `nvidia_services` asks NVIDIA online (OCSP, RIMs). Without
+    them the verdicts say what was not checked (``revocation-unchecked``,
+    ``measurements-unchecked``), for a session to tolerate or refuse.
+    """
     dcap = DcapVerifier(collateral_fetch=collateral_fetch)
-    return DispatchingVerifier(
-        {TeeType.SIMULATION: SimulationVerifier(), TeeType.SGX_DCAP: dcap, TeeType.TDX_DCAP: dcap}
-    )
+    cpu: dict[TeeType, Verifier] = {
+        TeeType.SIMULATION: SimulationVerifier(),
+        TeeType.SGX_DCAP: dcap,
+        TeeType.TDX_DCAP: dcap,
+        TeeType.SNP: SnpVerifier(crl=snp_crl),
+        TeeType.AZURE_SNP: AzureSnpVerifier(crl=snp_crl),
+    }
+    gpu = NvidiaGpuVerifier(rims=rims, services=nvidia_services)
+    composite = CompositeVerifier(DispatchingVerifier(cpu), gpu)
+    return DispatchingVerifier({**cpu, TeeType.NVIDIA_GPU: gpu, TeeType.COMPOSITE: composite})

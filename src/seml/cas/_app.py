@@ -127,6 +127,16 @@ def create_app(service: CasService) -> FastAPI:
         )
         return refuse(request.url.path, UsageError(f"malformed request: {where}"))
 
+    # For liveness and readiness probes: unauthenticated, so it says only whether the service
+    # can answer (its database responds), nothing about sessions, keys or versions.
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        try:
+            service.store.ping()
+        except SemlError:
+            return Response(b'{"status":"unavailable"}', 503, media_type="application/json")
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
     @app.get("/v1/info")
     async def info() -> dict[str, Any]:
         return service.info().model_dump()

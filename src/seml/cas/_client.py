@@ -248,12 +248,19 @@ class CasClient:
         provider: EvidenceProvider,
         *,
         session_hash: str | None = None,
+        workload: str | None = None,
     ) -> ServiceConfig:
-        """Nonce, evidence bound to a fresh X25519 key, secret release; decrypt and return."""
+        """Nonce, evidence bound to a fresh X25519 key, secret release; decrypt and return.
+
+        `workload` is the workload measurement `seml run` computed; it is bound into the report
+        data too (what a confidential VM's evidence vouches for) and sent with the evidence.
+        """
         key = PrivateKey.generate()
         public = bytes(key.public_key)
         nonce = self.nonce()
-        evidence = provider.evidence(report_data_for(nonce, public))
+        evidence = provider.evidence(report_data_for(nonce, public, workload))
+        if workload is not None:
+            evidence = evidence.model_copy(update={"workload": workload})
         body = self._call(
             "POST",
             "/v1/attest",

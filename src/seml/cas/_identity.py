@@ -4,6 +4,11 @@ DIR/master.key   32 random bytes (0600): every secret at rest is sealed under ke
 DIR/identity.key Ed25519 (PEM, 0600): signs the audit log
 DIR/tls.key      EC P-256 (PEM, 0600) and DIR/tls.crt, a self-signed certificate clients pin by
                  its sha256 fingerprint
+
+On a cluster the key material comes from Secrets mounted read-only and only the database lives
+in DIR, on a persistent volume: `load_identity(DIR, keys=KEYS, tls=TLS)` reads master.key and
+identity.key from KEYS and tls.crt/tls.key from TLS (the file names of a kubernetes.io/tls
+Secret).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class CasIdentity:
     directory: Path
     fingerprint: str
     identity_public: bytes
+    tls_dir: Path
     _master: bytes = field(repr=False)
     _identity: Ed25519PrivateKey = field(repr=False)
 
@@ -73,11 +79,11 @@ class CasIdentity:
 
     @property
     def tls_key(self) -> Path:
-        return self.directory / TLS_KEY
+        return self.tls_dir / TLS_KEY
 
     @property
     def tls_cert(self) -> Path:
-        return self.directory / TLS_CERT
+        return self.tls_dir / TLS_CERT
 
 
 def _self_signed(key: ec.EllipticCurvePrivateKey, hosts: list[str], now: dt.datetime) -> bytes:
@@ -128,35 +134,57 @@ def init_state_dir(directory: Path, *, hosts: list[str], now: dt.datetime) -> Ca
     return load_identity(directory)
 
 
-def load_identity(directory: Path) -> CasIdentity:
+def _check_private(path: Path, *, mounted: bool) -> None:
+    """Refuse a key file others can read. A Secret mounted with the pod's fsGroup is readable
+    by that group (kubelet adds g+r), which is the service's own group: allowed there only."""
+    st = path.stat()
+    if not st.st_mode & 0o077:
+        return
+    own_group = st.st_gid == os.getgid() or st.st_gid in os.getgroups()
+    if mounted and not st.st_mode & 0o007 and own_group:
+        return
+    raise UsageError(f"{path} is readable by others; chmod 600 it")
+
+
+def load_identity(
+    directory: Path, *, keys: Path | None = None, tls: Path | None = None
+) -> CasIdentity:
+    """The service's identity; master.key and identity.key from `keys`, tls.crt and tls.key
+    from `tls` (both default to `directory`, which holds the database)."""
+    keys_dir = keys or directory
+    tls_dir = tls or directory
     try:
-        master = (directory / MASTER_KEY).read_bytes()
-        identity_pem = (directory / IDENTITY_KEY).read_bytes()
-        cert_pem = (directory / TLS_CERT).read_bytes()
+        master = (keys_dir / MASTER_KEY).read_bytes()
+        identity_pem = (keys_dir / IDENTITY_KEY).read_bytes()
+        cert_pem = (tls_dir / TLS_CERT).read_bytes()
+        if not (tls_dir / TLS_KEY).is_file():
+            raise FileNotFoundError(2, "missing", str(tls_dir / TLS_KEY))
+        _check_private(keys_dir / MASTER_KEY, mounted=keys is not None)
+        _check_private(keys_dir / IDENTITY_KEY, mounted=keys is not None)
+        _check_private(tls_dir / TLS_KEY, mounted=tls is not None)
     except FileNotFoundError as e:
         raise UsageError(
-            f"{directory} is not an attestation service directory ({e.filename} missing; "
-            "run `seml cas init`)"
+            f"{Path(e.filename).parent} is not an attestation service directory "
+            f"({Path(e.filename).name} missing; run `seml cas init`)"
         ) from e
     except OSError as e:
-        raise StorageError(f"cannot read {directory}: {e.strerror}") from e
+        raise StorageError(f"cannot read {e.filename or directory}: {e.strerror}") from e
     if len(master) != 32:
-        raise UsageError(f"{directory / MASTER_KEY} is not a 32-byte key")
-    if (directory / MASTER_KEY).stat().st_mode & 0o077:
-        raise UsageError(f"{directory / MASTER_KEY} is readable by others; chmod 600 it")
+        raise UsageError(f"{keys_dir / MASTER_KEY} is not a 32-byte key")
     try:
         identity = serialization.load_pem_private_key(identity_pem, password=None)
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as e:
-        raise UsageError(f"{directory}: corrupt identity key or certificate") from e
+        raise UsageError(f"{keys_dir}: corrupt identity key or certificate") from e
     if not isinstance(identity, Ed25519PrivateKey):
-        raise UsageError(f"{directory / IDENTITY_KEY} is not an Ed25519 key")
+        raise UsageError(f"{keys_dir / IDENTITY_KEY} is not an Ed25519 key")
     return CasIdentity(
         directory=directory,
         fingerprint=cert_fingerprint(cert.public_bytes(serialization.Encoding.DER)),
         identity_public=identity.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         ),
+        tls_dir=tls_dir,
         _master=master,
         _identity=identity,
     )

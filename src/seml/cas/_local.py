@@ -43,9 +43,11 @@ def _default_command() -> list[str]:
 class LocalCas:
     """A `seml cas serve` child process on `directory` (initialised on first start).
 
-    `listen` is HOST:PORT; the default picks a free loopback port. `env` is the child's whole
-    environment (default: this process's). The log goes to `log` (default
-    ``directory/serve.log``), appended across restarts.
+    `listen` is HOST:PORT; the default picks a free loopback port. `keys` and `tls` are the
+    folders `seml cas serve --keys/--tls` reads key material from (mounted Secrets in a pod):
+    given, nothing is initialised. `env` is the child's whole environment (default: this
+    process's). The log goes to `log` (default ``directory/serve.log``), appended across
+    restarts.
     """
 
     def __init__(
@@ -53,6 +55,8 @@ class LocalCas:
         directory: Path,
         *,
         listen: str = "127.0.0.1:0",
+        keys: Path | None = None,
+        tls: Path | None = None,
         env: Mapping[str, str] | None = None,
         seml: Sequence[str] | None = None,
         log: Path | None = None,
@@ -61,6 +65,8 @@ class LocalCas:
     ) -> None:
         self.directory = Path(directory)
         self.listen = listen
+        self.keys = keys
+        self.tls = tls
         self.log = log or self.directory / "serve.log"
         self.url = ""
         self.fingerprint = ""
@@ -102,10 +108,11 @@ class LocalCas:
     # -- life cycle -----------------------------------------------------------------------
 
     def init(self) -> None:
-        """Create the service's keys and certificate unless `directory` already has them."""
+        """Create the service's keys and certificate unless `directory` already has them (or
+        they come from `keys` and `tls`)."""
         from seml.cas._identity import MASTER_KEY, init_state_dir
 
-        if (self.directory / MASTER_KEY).exists():
+        if self.keys is not None or self.tls is not None or (self.directory / MASTER_KEY).exists():
             return
         host = self.listen.rpartition(":")[0].strip("[]") or "127.0.0.1"
         hosts = list(dict.fromkeys([host, "127.0.0.1", "localhost", "::1"]))
@@ -119,8 +126,12 @@ class LocalCas:
         self._ready.clear()
         self.url = self.fingerprint = ""
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        where = [
+            *(["--keys", str(self.keys)] if self.keys is not None else []),
+            *(["--tls", str(self.tls)] if self.tls is not None else []),
+        ]
         proc = subprocess.Popen(
-            [*self._seml, "cas", "serve", str(self.directory), "--listen", self.listen],
+            [*self._seml, "cas", "serve", str(self.directory), "--listen", self.listen, *where],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

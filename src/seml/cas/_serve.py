@@ -19,8 +19,14 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve(directory: Path, listen: str) -> None:
-    """Serve until SIGINT/SIGTERM. Prints one ready line with the URL and certificate pin."""
+def serve(
+    directory: Path, listen: str, *, keys: Path | None = None, tls: Path | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM. Prints one ready line with the URL and certificate pin.
+
+    `keys` and `tls` are folders holding the key material when it does not live in
+    `directory` (Secrets mounted in a pod); `directory` then holds the database only.
+    """
     import uvicorn
 
     from seml.attest import default_verifier
@@ -29,7 +35,7 @@ def serve(directory: Path, listen: str) -> None:
     from seml.cas._service import CasService
     from seml.cas._state import StateStore
 
-    identity = load_identity(directory)
+    identity = load_identity(directory, keys=keys, tls=tls)
     store = StateStore(identity.database, identity.sign)
     service = CasService(identity, store, default_verifier())
     host, port = parse_listen(listen)

@@ -20,6 +20,7 @@ from seml.attest import (
     expect_report_data,
     report_data_for,
 )
+from seml.cas._admission import admit
 from seml.cas._identity import CasIdentity
 from seml.cas._nonce import NonceBook
 from seml.cas._protocol import read_challenge
@@ -250,12 +251,11 @@ class CasService:
         if service is None:
             raise PolicyError(f"session {session_name} has no service {service_name}")
         verdict = self.verifier.verify(evidence, now=int(now))
-        expect_report_data(verdict, report_data_for(nonce, public_key))
-        if verdict.measurement not in service.measurements:
-            raise AttestationError(
-                f"measurement {verdict.measurement} is not allowed for service {service_name} "
-                f"of session {session_name}"
-            )
+        expect_report_data(verdict, report_data_for(nonce, public_key, evidence.workload))
+        try:
+            admitted = admit(service, verdict, evidence.workload)
+        except AttestationError as e:
+            raise AttestationError(f"{e} (session {session_name})") from None
         platform = verdict.details.get("platform")
         if service.platforms is not None and platform not in service.platforms:
             raise AttestationError(
@@ -273,7 +273,7 @@ class CasService:
             service_name,
             (self.store.latest, self._value),
             token_key=self._token_key,
-            measurement=verdict.measurement,
+            measurement=admitted.workload,
             tee=verdict.tee.value,
             weaknesses=weaknesses,
         )
@@ -287,7 +287,9 @@ class CasService:
                     "hash": record.hash,
                     "service": service_name,
                     "tee": verdict.tee.value,
-                    "measurement": verdict.measurement,
+                    "measurement": admitted.workload,
+                    "platform_measurement": admitted.platform_measurement,
+                    "gpus": admitted.gpus,
                     "tcb_status": verdict.tcb_status,
                     "weaknesses": weaknesses,
                     "platform": platform,

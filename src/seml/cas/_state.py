@@ -97,6 +97,13 @@ class StateStore:
     def close(self) -> None:
         self._db.close()
 
+    def ping(self) -> None:
+        """Raise StorageError unless the database answers a query (health probes)."""
+        try:
+            self._db.execute("SELECT 1 FROM audit LIMIT 1").fetchall()
+        except sqlite3.Error as e:
+            raise StorageError(f"service database: {e}") from e
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         head = self._audit_head

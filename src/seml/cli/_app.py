@@ -62,6 +62,7 @@ COMMANDS = {
     "volume": "_volume",
     "crypt": "_crypt",
     "ml": "_ml",
+    "deploy": "_deploy",
 }
 ORDER = tuple(dict.fromkeys(COMMANDS.values()))
 _registered: set[str] = set()

@@ -65,11 +65,30 @@ def serve(
     listen: Annotated[
         str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")
     ] = "127.0.0.1:8443",
+    keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys",
+            help="Folder with master.key and identity.key, e.g. a mounted Secret "
+            "(default: DIRECTORY).",
+        ),
+    ] = None,
+    tls: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls",
+            help="Folder with tls.crt and tls.key, e.g. a mounted kubernetes.io/tls Secret "
+            "(default: DIRECTORY).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve over HTTPS until interrupted (prints the URL and the certificate pin)."""
+    """Serve over HTTPS until interrupted (prints the URL and the certificate pin).
+
+    GET /healthz answers 200 while the service can serve (for probes); it reveals nothing else.
+    """
     from seml.cas import serve as run
 
-    run(directory, listen)
+    run(directory, listen, keys=keys, tls=tls)
 
 
 def info(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from seml.errors import UsageError
 
-__all__ = ["CODE_HELP", "MOUNTS", "SUMMARY", "execute", "help_text", "parse", "run"]
+__all__ = ["CODE_HELP", "GPUS", "MOUNTS", "SUMMARY", "execute", "help_text", "parse", "run"]
 
 SUMMARY = "Attest, receive the service's secrets and volumes, run the command, seal the volumes."
 _DESCRIPTION = f"""{SUMMARY}
@@ -25,6 +25,7 @@ becomes seml's. Volumes are sealed as a new version only when the command succee
 Everything after -- is the command and its own arguments: seml reads none of them."""
 CODE_HELP = "A code file or folder the command runs; part of the measurement (repeatable)."
 MOUNTS = ("auto", "namespace", "workspace", "fuse")
+GPUS = ("auto", "required", "simulate", "none")
 _MOUNT_HELP = (
     "How volumes appear: namespace (decrypted into a tmpfs workspace, bind-mounted at the "
     "session's paths, creating missing top-level folders; needs root), auto (the same, but only "
@@ -81,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
         "~/.local/share/seml/platform.key). Stands in for the CPU's identity.",
     )
     p.add_argument(
+        "--gpu",
+        choices=GPUS,
+        default="auto",
+        metavar="MODE",
+        help="GPU evidence: auto (NVIDIA GPUs in confidential-computing mode, found through "
+        "NVML, when present), required, simulate (software GPU evidence, labelled simulation), "
+        "none. Default: auto.",
+    )
+    p.add_argument(
         "--cas", metavar="URL", help="Attestation service URL, https://HOST:PORT; env SEML_CAS."
     )
     p.add_argument(
@@ -126,6 +136,7 @@ def run(args: list[str]) -> int:
         mount=options.mount,
         simulation=options.simulation,
         platform_key=options.platform_key,
+        gpu=options.gpu,
         cas_url=options.cas,
         cas_fingerprint=options.cas_fingerprint,
     )
@@ -144,6 +155,7 @@ def execute(
     platform_key: Path | None,
     cas_url: str | None,
     cas_fingerprint: str | None,
+    gpu: str = "auto",
 ) -> int:
     """What `seml run` does once its options are parsed."""
     from seml.cas import client_from_env
@@ -151,6 +163,8 @@ def execute(
 
     if mount not in MOUNTS:
         raise UsageError(f"--mount must be auto, namespace, workspace or fuse, not {mount!r}")
+    if gpu not in GPUS:
+        raise UsageError(f"--gpu must be auto, required, simulate or none, not {gpu!r}")
     options = RunOptions(
         session=session,
         service=service,
@@ -161,6 +175,7 @@ def execute(
         simulation=simulation,
         mount=mount,
         platform_key=platform_key or default_platform_key(),
+        gpu=gpu,
     )
     with client_from_env(cas_url, cas_fingerprint) as cas:
         return run_service(options, cas).status

@@ -79,6 +79,12 @@ def check(file: SessionFile, as_json: AsJson = False) -> None:
     typer.echo(f"services: {', '.join(x.name for x in s.services) or '(none)'}")
     if "simulation" in s.security.tolerate:
         typer.echo("note: tolerates SIMULATED evidence (no hardware protection)")
+    from seml.policy import describe_requirements
+
+    for service in s.services:
+        typer.echo(f"service {service.name} accepts evidence:")
+        for line in describe_requirements(service, s.security):
+            typer.echo(f"  - {line}")
 
 
 def sign(

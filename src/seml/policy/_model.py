@@ -30,7 +30,10 @@ __all__ = [
     "NAME_PATTERN",
     "PLACEHOLDER",
     "Approval",
+    "AzureSnpPlatform",
+    "ConfidentialVm",
     "Export",
+    "NvidiaGpu",
     "Placeholder",
     "Secret",
     "SecretImport",
@@ -38,7 +41,10 @@ __all__ = [
     "Security",
     "Service",
     "Session",
+    "SnpPlatform",
+    "SnpTcb",
     "Storage",
+    "TdxPlatform",
     "Volume",
     "VolumeImport",
     "placeholders_in",
@@ -47,13 +53,17 @@ __all__ = [
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 SESSION_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
 MEASUREMENT_PATTERN = r"^[0-9a-f]{32,128}$"
-# A simulated platform key's sha256, or an Intel platform's PPID from its PCK certificate.
-PLATFORM_PATTERN = r"^(sha256:[0-9a-f]{64}|ppid:[0-9a-f]{32})$"
+# A simulated platform key's sha256, an Intel platform's PPID from its PCK certificate, or an
+# AMD chip's CHIP_ID from its SEV-SNP reports.
+PLATFORM_PATTERN = r"^(sha256:[0-9a-f]{64}|ppid:[0-9a-f]{32}|snp-chip:[0-9a-f]{128})$"
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 SessionHash = Annotated[str, StringConstraints(pattern=SESSION_HASH_PATTERN)]
 Measurement = Annotated[str, StringConstraints(pattern=MEASUREMENT_PATTERN)]
 Platform = Annotated[str, StringConstraints(pattern=PLATFORM_PATTERN)]
+Hex48 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{96}$")]  # SNP MEASUREMENT, MRTD, RTMR
+Hex32 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]  # HOST_DATA, a SHA-256 PCR
+Version = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.]{1,32}$")]
 
 PLACEHOLDER = re.compile(
     r"\$\$SEML::(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})(?:\.(?P<part>key|crt|pub))?"
@@ -156,6 +166,101 @@ class Volume(_Strict):
         return self
 
 
+def _distinct_values(value: list[Any], what: str) -> list[Any]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"{what} lists a value twice")
+    return value
+
+
+class SnpTcb(_Strict):
+    """A minimum SEV-SNP TCB: each component's security patch level must be at least this."""
+
+    bootloader: int = Field(ge=0, le=255)
+    tee: int = Field(ge=0, le=255)
+    snp: int = Field(ge=0, le=255)
+    microcode: int = Field(ge=0, le=255)
+
+
+class SnpPlatform(_Strict):
+    """The AMD SEV-SNP confidential VMs a service may run in.
+
+    `measurements` are launch MEASUREMENTs (firmware, kernel, initrd, command line of the VM
+    image that contains seml); `vmpl` the privilege levels the report may come from; `min_tcb`
+    the lowest platform TCB; `host_data`, if given, the HOST_DATA values allowed.
+    """
+
+    measurements: list[Hex48] = Field(min_length=1)
+    min_tcb: SnpTcb | None = None
+    vmpl: list[Annotated[int, Field(ge=0, le=3)]] = Field(default_factory=lambda: [0], min_length=1)
+    host_data: list[Hex32] | None = Field(default=None, min_length=1)
+
+    @field_validator("measurements", "vmpl", "host_data")
+    @classmethod
+    def _distinct(cls, value: list[Any] | None) -> list[Any] | None:
+        return None if value is None else _distinct_values(value, "the list")
+
+
+class AzureSnpPlatform(SnpPlatform):
+    """An Azure confidential VM: its SNP launch (Azure's paravisor firmware) as for SNP, and the
+    vTPM's PCRs (boot chain: bootloader, kernel, command line) pinned by index."""
+
+    pcrs: dict[Annotated[int, Field(ge=0, le=23)], list[Hex32]] = Field(default_factory=dict)
+
+    @field_validator("pcrs")
+    @classmethod
+    def _each_pcr(cls, value: dict[int, list[str]]) -> dict[int, list[str]]:
+        for index, allowed in value.items():
+            if not allowed:
+                raise ValueError(f"pcrs.{index}: an empty allow-list never means any value")
+            _distinct_values(allowed, f"pcrs.{index}")
+        return value
+
+
+class TdxPlatform(_Strict):
+    """The Intel TDX confidential VMs a service may run in: MRTD (the TD's firmware) and,
+    if given, the runtime measurement registers (RTMR 0-3: firmware config, kernel, ...)."""
+
+    mrtd: list[Hex48] = Field(min_length=1)
+    rtmr: dict[Annotated[int, Field(ge=0, le=3)], list[Hex48]] = Field(default_factory=dict)
+
+    @field_validator("rtmr")
+    @classmethod
+    def _each_rtmr(cls, value: dict[int, list[str]]) -> dict[int, list[str]]:
+        for index, allowed in value.items():
+            if not allowed:
+                raise ValueError(f"rtmr.{index}: an empty allow-list never means any value")
+        return value
+
+
+class ConfidentialVm(_Strict):
+    """Per TEE type, the confidential VMs (platform measurements) a service may run in.
+
+    In a confidential VM the hardware measures the VM (firmware, kernel, image), not the
+    workload; the image's `seml run` measures the workload and binds that measurement into the
+    report data with the ephemeral key and nonce. So a service lists the VMs here and, as
+    always, the workloads in `measurements`. At least one TEE type must be given.
+    """
+
+    snp: SnpPlatform | None = None
+    azure_snp: AzureSnpPlatform | None = None
+    tdx: TdxPlatform | None = None
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> ConfidentialVm:
+        if self.snp is None and self.azure_snp is None and self.tdx is None:
+            raise ValueError("confidential_vm needs at least one of snp, azure_snp, tdx")
+        return self
+
+
+class NvidiaGpu(_Strict):
+    """What `requires: [nvidia-gpu]` accepts: how many GPUs at least, and if given, which
+    driver and VBIOS versions."""
+
+    min_count: int = Field(default=1, ge=1, le=16)
+    driver_versions: list[Version] | None = Field(default=None, min_length=1)
+    vbios_versions: list[Version] | None = Field(default=None, min_length=1)
+
+
 class Service(_Strict):
     name: Name
     measurements: list[Measurement] = Field(min_length=1)
@@ -172,6 +277,11 @@ class Service(_Strict):
     # The machines the service may run on; absent: any. Present, it must name at least one
     # (an empty allow-list never means "allow all").
     platforms: list[Platform] | None = Field(default=None, min_length=1)
+    # Run in a confidential VM: the allowed VMs per TEE type; `measurements` are then the
+    # workload measurements `seml run` computes inside the VM (see ConfidentialVm).
+    confidential_vm: ConfidentialVm | None = None
+    requires: list[Literal["nvidia-gpu"]] = Field(default_factory=list)
+    nvidia_gpu: NvidiaGpu | None = None
 
     @field_validator("measurements")
     @classmethod
@@ -179,6 +289,14 @@ class Service(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("measurements are listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _gpu_rules(self) -> Service:
+        if len(set(self.requires)) != len(self.requires):
+            raise ValueError("requires lists an item twice")
+        if self.nvidia_gpu is not None and "nvidia-gpu" not in self.requires:
+            raise ValueError("nvidia_gpu applies only with requires: [nvidia-gpu]")
+        return self
 
     def placeholders(self) -> list[tuple[str, Placeholder]]:
         """(where, placeholder) for every placeholder in the environment, files and command."""
@@ -204,7 +322,13 @@ class Approval(_Strict):
 # The weaknesses a verdict can carry (seml.attest); "revoked" is never tolerable. A typo here
 # must be an error, not a silently stricter (or, worse, misread) session.
 Weakness = Literal[
-    "simulation", "debug", "sw-hardening-needed", "configuration-needed", "out-of-date"
+    "simulation",
+    "debug",
+    "sw-hardening-needed",
+    "configuration-needed",
+    "out-of-date",
+    "revocation-unchecked",
+    "measurements-unchecked",
 ]
 
 

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from seml.attest import EvidenceProvider, SimulationProvider, select_provider
+from seml.attest import (
+    CompositeProvider,
+    EvidenceProvider,
+    SimulatedGpuProvider,
+    SimulationProvider,
+    select_gpu_provider,
+    select_provider,
+)
 from seml.cas import CasClient, ServiceConfig, VolumeGrant
 from seml.errors import IntegrityError, PolicyError, StorageError, UsageError
 from seml.runtime._layout import (
@@ -58,6 +65,7 @@ class RunOptions:
     simulation: bool = True
     mount: str = "auto"  # auto | namespace | workspace | fuse
     platform_key: Path | None = None  # simulation: the machine's identity (see _platform)
+    gpu: str = "auto"  # auto | required | simulate | none: GPU evidence (see select_gpu_provider)
 
 
 @dataclass
@@ -208,9 +216,23 @@ def run_service(
         _say(err, SIMULATION_BANNER)
         if isinstance(provider, SimulationProvider):
             _say(err, f"simulated platform {provider.platform}")
+    gpus = select_gpu_provider(mode=options.gpu) if options.gpu != "none" else None
+    if isinstance(gpus, SimulatedGpuProvider):
+        simulated = True
+        _say(err, "SIMULATED GPU evidence: made in software, proves nothing about a GPU")
+    if gpus is not None:
+        # The GPUs answer a nonce derived from the CPU's report data: one attestation.
+        _say(err, f"GPU evidence: {type(gpus).__name__}")
+        provider = CompositeProvider(provider, gpus)
     _say(err, f"measurement {measurement}")
+    # The workload measurement is bound into the report data: in a confidential VM it is what
+    # the hardware-signed report vouches for (the VM's image runs this seml).
     config = cas.attest(
-        options.session, options.service, provider, session_hash=options.session_hash
+        options.session,
+        options.service,
+        provider,
+        session_hash=options.session_hash,
+        workload=measurement,
     )
     if config.simulated and not simulated:
         raise IntegrityError("the attestation service says the evidence was simulated")
