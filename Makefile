@@ -27,7 +27,7 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 
 typecheck: setup
-	$(BIN)/mypy src
+	$(BIN)/mypy src tests benchmarks
 
 pytest: setup system-deps
 	$(BIN)/pytest

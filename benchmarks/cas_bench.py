@@ -29,9 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
 MEASUREMENT = "ab" * 32
 
 
@@ -183,12 +180,12 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=400, help="sessions to submit")
     args = parser.parse_args()
 
-    from _cas import running_cas
     from seml.attest import SimulationProvider
+    from seml.cas import LocalCas
     from seml.policy import new_key_pair, public_key_text, session_from_document, sign_session
 
     owner = new_key_pair()
-    with tempfile.TemporaryDirectory() as tmp, running_cas(Path(tmp) / "cas") as cas:
+    with tempfile.TemporaryDirectory() as tmp, LocalCas(Path(tmp) / "cas") as cas:
         with cas.client() as client:
             s = session_from_document(_session_doc("bench", public_key_text(owner.public)))
             client.submit_session(s, [sign_session(s, "owner", owner)])

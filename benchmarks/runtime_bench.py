@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
 
 OVERHEAD_TARGET_MS = 300.0
 THROUGHPUT_TARGET = 0.5
@@ -232,7 +231,8 @@ def main() -> int:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(snapshot), os.environ.get("PYTHONPATH")) if p
         )
-        from _cas import running_cas, seml_command
+        from seml.cas import LocalCas
+        from seml.cli import seml_command
         from seml.policy import new_key_pair, public_key_text, session_from_document, sign_session
         from seml.runtime import init_platform_key, measure
 
@@ -248,7 +248,7 @@ def main() -> int:
         platform_key = tmp / "platform.key"
         init_platform_key(platform_key)
 
-        with running_cas(tmp / "cas") as cas:
+        with LocalCas(tmp / "cas") as cas:
             owner = new_key_pair()
             doc = _session(
                 public_key_text(owner.public),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,11 +11,12 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 
+from seml.cas import LocalCas
+
 if TYPE_CHECKING:
     from _seaweedfs import SeaweedFS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
 
 settings.register_profile(
     "seml", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -21,12 +24,18 @@ settings.register_profile(
 settings.load_profile("seml")
 
 
-@pytest.fixture(scope="session")
-def shared_testdata() -> Path:
-    """`../shared/testdata`, or a skip that says why when this checkout has no copy beside it."""
-    if not SHARED_TESTDATA.is_dir():
-        pytest.skip(f"shared test vectors not found at {SHARED_TESTDATA} (clone beside ../shared)")
-    return SHARED_TESTDATA
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every os.fsync of the test, as "file" or "dir" (durability checks)."""
+    seen: list[str] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        seen.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    return seen
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +53,11 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def cas_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCas]:
+    """A real `seml cas serve` over HTTPS on a free loopback port, one per test module
+    (`seml.cas.LocalCas`: `.url`, `.fingerprint`, `.env`, `.client()`, `.output`)."""
+    with LocalCas(tmp_path_factory.mktemp("cas") / "state") as cas:
+        yield cas

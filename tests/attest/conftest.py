@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from _fake_hw import FakeAmd, FakeGpu
 from _fake_verifiers import fake_verifier
-
 from seml.cas._identity import init_state_dir
 from seml.cas._service import CasService
 from seml.cas._state import StateStore

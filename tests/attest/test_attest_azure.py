@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from _vectors import AZURE_QUOTE_NONCE, GENOA_AZURE, VERIFY_AT, azure_pcrs, vector
 
 from seml.attest import (
     AzureSnpVerifier,
@@ -17,6 +16,7 @@ from seml.attest import (
 )
 from seml.attest._azure import parse_hcl_report, parse_tpm_quote
 from seml.errors import AttestationError
+from vectors.evidence import AZURE_QUOTE_NONCE, GENOA_AZURE, VERIFY_AT, azure_pcrs, vector
 
 CLAIMS_AT = 0x20 + 1184 + 20
 

@@ -6,27 +6,27 @@ import json
 from pathlib import Path
 
 import pytest
-from _attest_quotes import SGX, TDX, TDX_RTMR0
 
 from seml.attest import SimulationProvider, report_data_for
 from seml.cli import main
+from vectors import vector_path
+from vectors.dcap import SGX, TDX, TDX_RTMR0
 
-pytestmark = pytest.mark.usefixtures("shared_testdata")
 
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, dict[str, object]]:
+def _run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, dict[str, object]]:
     code = main(["attest", "verify", *map(str, args)])
     out = capsys.readouterr().out
     return code, json.loads(out) if out.strip() else {}
 
 
-def _files(testdata: Path, name: str) -> tuple[Path, Path]:
-    quotes = testdata / "quotes"
-    return quotes / f"{name}_quote", quotes / f"{name}_quote_collateral.json"
+def _files(name: str) -> tuple[Path, Path]:
+    return vector_path("quotes", f"{name}_quote"), vector_path(
+        "quotes", f"{name}_quote_collateral.json"
+    )
 
 
-def test_sgx_verdict_as_json(shared_testdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    quote, collateral = _files(shared_testdata, "sgx")
+def test_sgx_verdict_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    quote, collateral = _files("sgx")
     code, out = _run(capsys, quote, "--collateral", collateral, "--at", SGX.verify_at)
     assert code == 0
     assert out["valid"] is True
@@ -39,8 +39,8 @@ def test_sgx_verdict_as_json(shared_testdata: Path, capsys: pytest.CaptureFixtur
     assert out["accepted"] is False
 
 
-def test_strict_acceptance(shared_testdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    quote, collateral = _files(shared_testdata, "sgx")
+def test_strict_acceptance(capsys: pytest.CaptureFixture[str]) -> None:
+    quote, collateral = _files("sgx")
     base = (quote, "--collateral", collateral, "--at", SGX.verify_at, "--strict")
     code, out = _run(capsys, *base)
     assert (code, out["accepted"]) == (5, False)
@@ -53,8 +53,8 @@ def test_strict_acceptance(shared_testdata: Path, capsys: pytest.CaptureFixture[
     assert (code, out["accepted"]) == (0, True)
 
 
-def test_tdx_auto_detected(shared_testdata: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    quote, collateral = _files(shared_testdata, "tdx")
+def test_tdx_auto_detected(capsys: pytest.CaptureFixture[str]) -> None:
+    quote, collateral = _files("tdx")
     code, out = _run(capsys, quote, "--collateral", collateral, "--at", TDX.verify_at, "--strict")
     assert code == 0
     assert out["tee"] == "tdx-dcap"
@@ -63,10 +63,8 @@ def test_tdx_auto_detected(shared_testdata: Path, capsys: pytest.CaptureFixture[
     assert out["details"]["rtmr0"] == TDX_RTMR0  # type: ignore[index]
 
 
-def test_expired_collateral_exits_non_zero(
-    shared_testdata: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    quote, collateral = _files(shared_testdata, "sgx")
+def test_expired_collateral_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    quote, collateral = _files("sgx")
     code = main(["attest", "verify", str(quote), "--collateral", str(collateral)])
     captured = capsys.readouterr()
     assert code == 5
@@ -74,10 +72,8 @@ def test_expired_collateral_exits_non_zero(
     assert "CRL of Intel SGX Root CA" in captured.err
 
 
-def test_wrong_tee_and_tampered_quote(
-    shared_testdata: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    quote, collateral = _files(shared_testdata, "sgx")
+def test_wrong_tee_and_tampered_quote(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    quote, collateral = _files("sgx")
     code, out = _run(
         capsys, quote, "--collateral", collateral, "--at", SGX.verify_at, "--tee", "tdx"
     )

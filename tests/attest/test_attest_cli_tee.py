@@ -7,7 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from _vectors import (
+
+from seml.cli import main
+from vectors import vector_path
+from vectors.evidence import (
     AZURE_QUOTE_NONCE,
     GENOA_AZURE,
     GPU_VECTORS,
@@ -16,10 +19,7 @@ from _vectors import (
     MILAN_VCEK,
     MILAN_VLEK,
     GpuVector,
-    vector_path,
 )
-
-from seml.cli import main
 
 AT = "2025-06-01T00:00:00Z"
 

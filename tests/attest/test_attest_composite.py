@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from _fake_hw import NOW, FakeAmd, FakeGpu, pem
 from _fake_verifiers import fake_verifier
-from _vectors import HOPPER, MILAN_VCEK, VERIFY_AT
-
 from seml.attest import (
     CompositeProvider,
     Evidence,
@@ -21,6 +20,7 @@ from seml.attest import (
     snp_collateral,
 )
 from seml.errors import AttestationError
+from vectors.evidence import HOPPER, MILAN_VCEK, VERIFY_AT
 
 REPORT_DATA = report_data_for(b"nonce", bytes(range(32)))
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
-from _attest_quotes import SGX, SGX_MRSIGNER, TDX, TDX_RTMR0, VECTORS, QuoteVector
 
 from seml.attest import (
     DcapVerifier,
@@ -19,13 +17,12 @@ from seml.attest import (
 )
 from seml.attest._dcap import _verdict
 from seml.errors import AttestationError
+from vectors.dcap import QUOTES, SGX, SGX_MRSIGNER, TDX, TDX_RTMR0, QuoteVector
 
-pytestmark = pytest.mark.usefixtures("shared_testdata")
 
-
-@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.name)
-def test_verdict_matches_readme(vector: QuoteVector, shared_testdata: Path) -> None:
-    verdict = default_verifier().verify(vector.evidence(shared_testdata), now=vector.verify_at)
+@pytest.mark.parametrize("vector", QUOTES, ids=lambda v: v.name)
+def test_verdict_matches_readme(vector: QuoteVector) -> None:
+    verdict = default_verifier().verify(vector.evidence(), now=vector.verify_at)
     assert verdict.tee is vector.tee
     assert verdict.tcb_status == vector.status
     assert verdict.advisories == vector.advisories
@@ -34,16 +31,16 @@ def test_verdict_matches_readme(vector: QuoteVector, shared_testdata: Path) -> N
     assert not verdict.simulated
 
 
-def test_sgx_details(shared_testdata: Path) -> None:
-    verdict = default_verifier().verify(SGX.evidence(shared_testdata), now=SGX.verify_at)
+def test_sgx_details() -> None:
+    verdict = default_verifier().verify(SGX.evidence(), now=SGX.verify_at)
     assert verdict.details["mrsigner"] == SGX_MRSIGNER
     assert verdict.details["isv_prod_id"] == "0"
     assert verdict.report_data.startswith(b"Hello, world!")
     assert verdict.weaknesses == {"sw-hardening-needed", "configuration-needed"}
 
 
-def test_tdx_is_up_to_date_without_weaknesses(shared_testdata: Path) -> None:
-    verdict = default_verifier().verify(TDX.evidence(shared_testdata), now=TDX.verify_at)
+def test_tdx_is_up_to_date_without_weaknesses() -> None:
+    verdict = default_verifier().verify(TDX.evidence(), now=TDX.verify_at)
     assert verdict.details["rtmr0"] == TDX_RTMR0
     assert set(verdict.details) >= {"rtmr1", "rtmr2", "rtmr3", "mr_seam", "td_attributes"}
     assert verdict.weaknesses == frozenset()
@@ -64,9 +61,9 @@ def test_tdx_is_up_to_date_without_weaknesses(shared_testdata: Path) -> None:
     ],
 )
 def test_sgx_accepted_only_when_weaknesses_tolerated_or_advisories_ignored(
-    shared_testdata: Path, tolerate: tuple[str, ...], ignore: tuple[str, ...], accepted: bool
+    tolerate: tuple[str, ...], ignore: tuple[str, ...], accepted: bool
 ) -> None:
-    verdict = default_verifier().verify(SGX.evidence(shared_testdata), now=SGX.verify_at)
+    verdict = default_verifier().verify(SGX.evidence(), now=SGX.verify_at)
     assert verdict.measurement == SGX.measurement
     if accepted:
         check_weaknesses(verdict, tolerate=tolerate, ignore_advisories=ignore)
@@ -81,12 +78,10 @@ def _sample_positions(vector: QuoteVector) -> list[int]:
     return sorted({*range(0, vector.signed_len, step), 47, 48, vector.signed_len - 1})
 
 
-@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.name)
-def test_every_flipped_byte_in_signed_body_is_refused(
-    vector: QuoteVector, shared_testdata: Path
-) -> None:
-    quote = vector.quote(shared_testdata)
-    collateral = vector.collateral(shared_testdata)
+@pytest.mark.parametrize("vector", QUOTES, ids=lambda v: v.name)
+def test_every_flipped_byte_in_signed_body_is_refused(vector: QuoteVector) -> None:
+    quote = vector.quote()
+    collateral = vector.collateral()
     verifier = default_verifier()
     for position in _sample_positions(vector):
         tampered = bytearray(quote)
@@ -100,42 +95,38 @@ def test_every_flipped_byte_in_signed_body_is_refused(
             assert "report signature is invalid" in message, (position, message)
 
 
-@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.name)
-def test_expired_collateral_is_refused_naming_the_crl(
-    vector: QuoteVector, shared_testdata: Path
-) -> None:
+@pytest.mark.parametrize("vector", QUOTES, ids=lambda v: v.name)
+def test_expired_collateral_is_refused_naming_the_crl(vector: QuoteVector) -> None:
     today = int(time.time())
     with pytest.raises(AttestationError) as caught:
-        default_verifier().verify(vector.evidence(shared_testdata), now=today)
+        default_verifier().verify(vector.evidence(), now=today)
     message = str(caught.value)
     assert "collateral expired" in message
     assert "CRL of Intel SGX Root CA (next update 2026-04-03" in message
     assert "CrlExpired" in message
 
 
-def test_envelope_tee_must_match_quote(shared_testdata: Path) -> None:
-    evidence = SGX.evidence(shared_testdata).model_copy(update={"tee": TeeType.TDX_DCAP})
+def test_envelope_tee_must_match_quote() -> None:
+    evidence = SGX.evidence().model_copy(update={"tee": TeeType.TDX_DCAP})
     with pytest.raises(AttestationError, match="envelope says tdx-dcap but the quote is sgx-dcap"):
         default_verifier().verify(evidence, now=SGX.verify_at)
 
 
-def test_missing_collateral_without_fetch_is_refused(shared_testdata: Path) -> None:
-    evidence = Evidence(tee=SGX.tee, quote=SGX.quote(shared_testdata))
+def test_missing_collateral_without_fetch_is_refused() -> None:
+    evidence = Evidence(tee=SGX.tee, quote=SGX.quote())
     with pytest.raises(AttestationError, match="no collateral and fetching is off"):
         DcapVerifier().verify(evidence, now=SGX.verify_at)
 
 
-def test_collateral_of_another_platform_is_refused(shared_testdata: Path) -> None:
-    evidence = SGX.evidence(shared_testdata).model_copy(
-        update={"collateral": TDX.collateral(shared_testdata)}
-    )
+def test_collateral_of_another_platform_is_refused() -> None:
+    evidence = SGX.evidence().model_copy(update={"collateral": TDX.collateral()})
     with pytest.raises(AttestationError, match="sgx-dcap quote refused"):
         default_verifier().verify(evidence, now=SGX.verify_at)
 
 
 @pytest.mark.parametrize("collateral", ["", "{}", "not json", '{"tcb_info": 3}'])
-def test_malformed_collateral_is_refused(shared_testdata: Path, collateral: str) -> None:
-    evidence = SGX.evidence(shared_testdata).model_copy(update={"collateral": collateral})
+def test_malformed_collateral_is_refused(collateral: str) -> None:
+    evidence = SGX.evidence().model_copy(update={"collateral": collateral})
     with pytest.raises(AttestationError, match="collateral is malformed"):
         default_verifier().verify(evidence, now=SGX.verify_at)
 
@@ -202,10 +193,10 @@ def test_verified_report_kind_must_match_envelope() -> None:
         _verdict(TeeType.TDX_DCAP, "UpToDate", (), _sgx_report("05" + "00" * 15))
 
 
-def test_collateral_fetch_failure_is_an_attestation_error(shared_testdata: Path) -> None:
+def test_collateral_fetch_failure_is_an_attestation_error() -> None:
     # A closed loopback port: the fetch fails fast without leaving this machine.
     verifier = DcapVerifier(collateral_fetch=True, pccs_url="https://127.0.0.1:9")
-    evidence = Evidence(tee=SGX.tee, quote=SGX.quote(shared_testdata))
+    evidence = Evidence(tee=SGX.tee, quote=SGX.quote())
     with pytest.raises(
         AttestationError, match=r"could not fetch sgx-dcap collateral from https://127\.0\.0\.1:9"
     ):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 
-from _vectors import HOPPER, MILAN_VCEK, VERIFY_AT
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,6 +17,7 @@ from seml.attest import (
     snp_collateral,
 )
 from seml.errors import AttestationError
+from vectors.evidence import HOPPER, MILAN_VCEK, VERIFY_AT
 
 
 def _mangle(data: bytes, at: int, junk: bytes) -> bytes:

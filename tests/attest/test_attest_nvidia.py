@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from _fake_hw import NOW, FakeGpu
-from _vectors import BLACKWELL, GPU_VECTORS, HOPPER, HOPPER_RIMS, VERIFY_AT, GpuVector, vector
 
+from _fake_hw import NOW, FakeGpu
 from seml.attest import (
     Evidence,
     NvidiaGpuVerifier,
@@ -24,6 +23,15 @@ from seml.attest import (
 )
 from seml.attest._x509 import Cert
 from seml.errors import AttestationError
+from vectors.evidence import (
+    BLACKWELL,
+    GPU_VECTORS,
+    HOPPER,
+    HOPPER_RIMS,
+    VERIFY_AT,
+    GpuVector,
+    vector,
+)
 
 AFTER_RIM_SIGNER_EXPIRY = 1767225600  # 2026-01-01: the L4 RIM signers expired in June 2025
 

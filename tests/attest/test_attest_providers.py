@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _fake_hw import NOW, FakeAmd, FakeGpu
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from _fake_hw import NOW, FakeAmd, FakeGpu
 from seml.attest import (
     CompositeProvider,
     ConfigfsTsmProvider,
@@ -147,13 +147,15 @@ def test_configfs_tsm_without_configfs_is_an_attestation_error(tmp_path: Path) -
 
 
 def test_select_refuses_software_evidence_unless_asked(tmp_path: Path) -> None:
-    roots = {"gramine_root": tmp_path / "no-gramine", "tsm_root": tmp_path / "no-tsm"}
+    gramine, tsm = tmp_path / "no-gramine", tmp_path / "no-tsm"
     with pytest.raises(AttestationError, match="no TEE found"):
-        select_provider(simulation_measurement="ab" * 32, **roots)
-    provider = select_provider(simulation_measurement="ab" * 32, allow_simulation=True, **roots)
+        select_provider(simulation_measurement="ab" * 32, gramine_root=gramine, tsm_root=tsm)
+    provider = select_provider(
+        simulation_measurement="ab" * 32, allow_simulation=True, gramine_root=gramine, tsm_root=tsm
+    )
     assert isinstance(provider, SimulationProvider)
     with pytest.raises(UsageError, match="no simulated measurement"):
-        select_provider(allow_simulation=True, **roots)
+        select_provider(allow_simulation=True, gramine_root=gramine, tsm_root=tsm)
 
 
 def test_select_prefers_hardware(tmp_path: Path) -> None:

@@ -4,12 +4,13 @@ judged by the attestation service in-process, with evidence from the stand-in ha
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _fake_hw import NOW, FakeAmd, FakeGpu, azure_evidence, pem
 from nacl.public import PrivateKey, SealedBox
 
+from _fake_hw import NOW, FakeAmd, FakeGpu, azure_evidence, pem
 from seml.attest import (
     Evidence,
     SimulatedGpuProvider,
@@ -90,7 +91,7 @@ def _attest(
     return ServiceConfig.model_validate_json(SealedBox(key).decrypt(sealed))
 
 
-def _snp(amd: FakeAmd, **report: Any) -> Any:
+def _snp(amd: FakeAmd, **report: Any) -> Callable[[bytes], Evidence]:
     def make(report_data: bytes) -> Evidence:
         return Evidence(
             tee=TeeType.SNP,

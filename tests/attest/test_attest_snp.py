@@ -4,18 +4,8 @@ and the CRL / pinning paths on a stand-in AMD hierarchy."""
 from __future__ import annotations
 
 import pytest
-from _fake_hw import NOW, FakeAmd, other_rsa_key, pem
-from _vectors import (
-    AFTER_VLEK_EXPIRY,
-    GENOA_AZURE,
-    MILAN_VCEK,
-    MILAN_VLEK,
-    SNP_VECTORS,
-    VERIFY_AT,
-    SnpVector,
-    vector,
-)
 
+from _fake_hw import NOW, FakeAmd, other_rsa_key, pem
 from seml.attest import (
     AMD_ARK_FINGERPRINTS,
     Evidence,
@@ -29,6 +19,16 @@ from seml.attest import (
 )
 from seml.attest._x509 import Scheme, check_issued_by, load_certs
 from seml.errors import AttestationError
+from vectors.evidence import (
+    AFTER_VLEK_EXPIRY,
+    GENOA_AZURE,
+    MILAN_VCEK,
+    MILAN_VLEK,
+    SNP_VECTORS,
+    VERIFY_AT,
+    SnpVector,
+    vector,
+)
 
 
 @pytest.mark.parametrize("v", SNP_VECTORS, ids=lambda v: v.name)

@@ -7,9 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from _casdata import as_yaml, shared_document
 
-from _cas import CasProcess
+from _casdata import as_yaml, shared_document
+from seml.cas import LocalCas
 from seml.cli import main
 from seml.policy import load_private_key, public_key_text
 
@@ -24,7 +24,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 def test_cli_flow(
     tmp_path: Path,
-    cas_server: CasProcess,
+    cas_server: LocalCas,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

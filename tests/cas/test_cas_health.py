@@ -8,15 +8,13 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from _cas import seml_command
 from seml.attest import default_verifier
-from seml.cas import init_state_dir, load_identity
+from seml.cas import LocalCas, init_state_dir, load_identity
 from seml.cas._app import create_app
 from seml.cas._httpx import httpx
 from seml.cas._service import CasService
@@ -85,34 +83,15 @@ def test_missing_mounted_file_is_named(tmp_path: Path) -> None:
 def test_serve_from_mounted_secrets_answers_healthz(tmp_path: Path) -> None:
     """`seml cas serve` as the StatefulSet runs it; /healthz says ok and nothing else."""
     state, keys, tls, fingerprint = _secret_layout(tmp_path)
-    cmd = [*seml_command(), "cas", "serve", str(state), "--keys", str(keys), "--tls", str(tls)]
-    proc = subprocess.Popen(
-        [*cmd, "--listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert f"fingerprint {fingerprint}" in line, line + (
-            proc.stderr.read() if proc.stderr else ""
-        )
-        url = line.split()[3]
+    with LocalCas(state, keys=keys, tls=tls, log=tmp_path / "serve.log") as cas:
+        assert cas.fingerprint == fingerprint
         context = ssl.create_default_context(cafile=str(tls / "tls.crt"))
         context.check_hostname = False
-        with urllib.request.urlopen(f"{url}/healthz", context=context, timeout=10) as r:  # noqa: S310
+        with urllib.request.urlopen(f"{cas.url}/healthz", context=context, timeout=10) as r:  # noqa: S310
             assert r.status == 200
             assert json.loads(r.read()) == {"status": "ok"}
         assert (state / "cas.sqlite").is_file()
         assert sorted(p.name for p in state.iterdir() if not p.name.startswith("cas.sqlite")) == []
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_healthz_reports_an_unusable_database(tmp_path: Path) -> None:

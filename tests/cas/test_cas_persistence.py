@@ -6,10 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from _casdata import GOOD, Parties, session_of, shared_document, update_of
 
-from _cas import running_cas
+from _casdata import GOOD, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider
+from seml.cas import LocalCas
 from seml.cli import main
 from seml.errors import AttestationError, IntegrityError
 
@@ -21,7 +21,7 @@ MARKER = b"provided-3c1d-never-logged"
 def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parties = Parties("alice", "bob")
     s = session_of(shared_document("durable", parties))
-    with running_cas(tmp_path / "cas") as cas:
+    with LocalCas(tmp_path / "cas") as cas:
         with cas.client() as client:
             v1 = client.submit_session(s, parties.sign(s), parties.provide(client, s, MARKER))
             s2 = update_of(s, storage={"location": "s3://v2"})
@@ -32,8 +32,8 @@ def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         cas.kill()
         cas.start()
         with cas.client() as client:
-            history = client.history("durable", hash_=v2["hash"])
-            assert [h["hash"] for h in history] == [v1["hash"], v2["hash"]]
+            history = client.history("durable", hash_=v2.hash)
+            assert [h.hash for h in history] == [v1.hash, v2.hash]
             after = client.attest("durable", "run", SimulationProvider(GOOD))
             assert after.environment == before.environment
             assert after.environment["PW"] == MARKER.decode()

@@ -1,34 +1,40 @@
-"""The attestation service over real HTTPS: sessions, reads, attestation, volumes, audit."""
+"""The attestation service through its client, the app in this process: sessions, reads,
+attestation, volumes, audit. (Real HTTPS: test_cas_https.py.)"""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _casdata import GOOD, OTHER, Parties, session_of, shared_document, update_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from _cas import CasProcess
+from _cas_inprocess import InProcessCas, in_process_cas
+from _casdata import GOOD, OTHER, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider, report_data_for
-from seml.cas import CasClient
+from seml.cas import CasClient, SessionSummary
 from seml.cas._provided import provided_message
-from seml.errors import AttestationError, IntegrityError, PolicyError, UsageError
+from seml.errors import AttestationError, PolicyError, UsageError
 from seml.policy import session_hash
-
-pytestmark = pytest.mark.integration
 
 PROVIDED = b"pw-7f3a9c-provided-marker"
 
 
 @pytest.fixture(scope="module")
-def client(cas_server: CasProcess) -> Iterator[CasClient]:
-    with cas_server.client() as c:
+def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCas]:
+    with in_process_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
+        yield cas
+
+
+@pytest.fixture(scope="module")
+def client(cas: InProcessCas) -> Iterator[CasClient]:
+    with cas.client() as c:
         yield c
 
 
@@ -38,17 +44,10 @@ def parties() -> Parties:
 
 
 @pytest.fixture(scope="module")
-def shared(client: CasClient, parties: Parties) -> dict[str, Any]:
+def shared(client: CasClient, parties: Parties) -> SessionSummary:
     """The session 'shared', created once for the module."""
     s = session_of(shared_document("shared", parties))
     return client.submit_session(s, parties.sign(s), parties.provide(client, s, PROVIDED))
-
-
-def test_pinning(cas_server: CasProcess) -> None:
-    with pytest.raises(IntegrityError, match="not the pinned"):
-        CasClient(cas_server.url, "sha256:" + "0" * 64)
-    with pytest.raises(UsageError, match="must be https"):
-        CasClient(cas_server.url.replace("https", "http"), cas_server.fingerprint)
 
 
 def test_create_refuses_missing_and_forged_signatures(client: CasClient, parties: Parties) -> None:
@@ -84,14 +83,14 @@ def test_create_refuses_missing_and_forged_signatures(client: CasClient, parties
             parties.keys["bob"].sign(provided_message(session_hash(s), "pw", b"bob's"))
         ).decode(),
     }
-    box = PublicKey(base64.b64decode(client.info()["box_key"]))
+    box = PublicKey(base64.b64decode(client.info().box_key))
     forged_blob = base64.b64encode(SealedBox(box).encrypt(json.dumps(inner).encode())).decode()
     with pytest.raises(PolicyError, match="not signed by its provider alice"):
         client.submit_session(s, parties.sign(s), {"pw": forged_blob})
     with pytest.raises(UsageError, match="not sealed to this service's key"):
         client.submit_session(s, parties.sign(s), {"pw": base64.b64encode(bytes(80)).decode()})
     v1 = client.submit_session(s, parties.sign(s), parties.provide(client, s, b"x"))
-    assert v1["version"] == 1 and v1["hash"] == session_hash(s)
+    assert v1.version == 1 and v1.hash == session_hash(s)
     with pytest.raises(PolicyError, match="must name its predecessor"):
         client.submit_session(s, parties.sign(s), parties.provide(client, s, b"x"))
 
@@ -101,25 +100,26 @@ def test_create_refuses_missing_and_forged_signatures(client: CasClient, parties
     v2 = update_of(s, services=doc["services"])
     with pytest.raises(PolicyError, match="needs a valid signature from bob"):
         client.submit_session(v2, parties.sign(v2, "alice"))
-    assert client.submit_session(v2, parties.sign(v2))["version"] == 2
+    assert client.submit_session(v2, parties.sign(v2)).version == 2
     stale = update_of(s, storage={"location": "s3://elsewhere"})
     with pytest.raises(PolicyError, match="stale update of lifecycle"):
         client.submit_session(stale, parties.sign(stale))
 
     alice = ("alice", parties.keys["alice"])
     history = client.history("lifecycle", party=alice)
-    assert [h["version"] for h in history] == [1, 2]
-    assert history[1]["predecessor"] == v1["hash"]
-    assert history[1]["signers"] == ["alice", "bob"]
+    assert [h.version for h in history] == [1, 2]
+    assert history[1].predecessor == v1.hash
+    assert history[1].signers == ["alice", "bob"]
     # Knowing v1's hash reads v1, but not the later version.
-    assert [v["version"] for v in client.history("lifecycle", hash_=v1["hash"])] == [1]
-    assert client.get_session("lifecycle", hash_=v1["hash"])["hash"] == v1["hash"]
-    assert client.get_session("lifecycle", party=alice)["document"]["services"][0][
-        "measurements"
-    ] == [OTHER]
+    assert [v.version for v in client.history("lifecycle", hash_=v1.hash)] == [1]
+    assert client.get_session("lifecycle", hash_=v1.hash).hash == v1.hash
+    latest = client.get_session("lifecycle", party=alice)
+    assert latest.version == 2 and latest.document.services[0].measurements == [OTHER]
 
 
-def test_reading_needs_a_hash_or_a_party(client: CasClient, parties: Parties, shared: Any) -> None:
+def test_reading_needs_a_hash_or_a_party(
+    client: CasClient, parties: Parties, shared: SessionSummary
+) -> None:
     with pytest.raises(PolicyError, match="needs one version's hash or a party"):
         client._call("GET", "/v1/sessions/shared")
     with pytest.raises(PolicyError, match="is not a version of session shared"):
@@ -130,16 +130,17 @@ def test_reading_needs_a_hash_or_a_party(client: CasClient, parties: Parties, sh
     with pytest.raises(PolicyError, match="bad read challenge signature from alice"):
         client.get_session("shared", party=("alice", stranger.keys["mallory"]))
     with pytest.raises(UsageError, match="no session named nothing"):
-        client.get_session("nothing", hash_=shared["hash"])
-    got = client.get_session("shared", hash_=shared["hash"])
-    assert "pw" in str(got["document"]) and PROVIDED.decode() not in str(got)
+        client.get_session("nothing", hash_=shared.hash)
+    got = client.get_session("shared", hash_=shared.hash)
+    assert got.document.secret("pw") is not None
+    assert PROVIDED.decode() not in got.model_dump_json()
 
 
-def test_attestation_releases_resolved_config(client: CasClient, shared: Any) -> None:
+def test_attestation_releases_resolved_config(client: CasClient, shared: SessionSummary) -> None:
     train = client.attest("shared", "train", SimulationProvider(GOOD))
     run = client.attest("shared", "run", SimulationProvider(OTHER))
     assert train.simulated and train.weaknesses == ["simulation"]
-    assert train.session_hash == shared["hash"] and train.measurement == GOOD
+    assert train.session_hash == shared.hash and train.measurement == GOOD
     assert len(bytes.fromhex(train.environment["MODEL_KEY"])) == 32
     assert base64.b64decode(run.environment["MODEL_KEY"]).hex() == train.environment["MODEL_KEY"]
     assert run.environment["PW"] == PROVIDED.decode()
@@ -154,7 +155,7 @@ def test_attestation_releases_resolved_config(client: CasClient, shared: Any) ->
     assert PROVIDED.decode() not in train.model_dump_json()
     assert PROVIDED.decode() not in repr(run) and run.environment["PW"] not in repr(run)
     # The same secrets on every release.
-    again = client.attest("shared", "train", SimulationProvider(GOOD), session_hash=shared["hash"])
+    again = client.attest("shared", "train", SimulationProvider(GOOD), session_hash=shared.hash)
     assert again.environment == train.environment
 
 
@@ -182,7 +183,7 @@ def _attest_raw(
     )
 
 
-def test_refusals_have_precise_reasons(client: CasClient, shared: Any) -> None:
+def test_refusals_have_precise_reasons(client: CasClient, shared: SessionSummary) -> None:
     nonce = client.nonce()
     assert "sealed" in _attest_raw(client, nonce)
     with pytest.raises(AttestationError, match="nonce already used"):
@@ -303,7 +304,7 @@ def test_secrets_survive_an_update(client: CasClient, parties: Parties) -> None:
     assert client.attest("keep", "run", SimulationProvider(OTHER)).environment["PW"] == "second"
 
 
-def test_volume_versions_compare_and_set(client: CasClient, shared: Any) -> None:
+def test_volume_versions_compare_and_set(client: CasClient, shared: SessionSummary) -> None:
     grant = client.attest("shared", "train", SimulationProvider(GOOD)).volumes["model"]
     owner, vol, token = grant.owner, grant.volume, grant.token
     start, _ = client.volume_version(owner, vol, token)
@@ -322,7 +323,7 @@ def test_volume_versions_compare_and_set(client: CasClient, shared: Any) -> None
 
 
 def test_audit_log_records_and_verifies(
-    cas_server: CasProcess, client: CasClient, shared: Any
+    cas: InProcessCas, client: CasClient, shared: SessionSummary
 ) -> None:
     run = client.attest("shared", "run", SimulationProvider(GOOD))
     model_key = base64.b64decode(run.environment["MODEL_KEY"])
@@ -335,11 +336,11 @@ def test_audit_log_records_and_verifies(
     text = str([e.model_dump() for e in entries])
     assert PROVIDED.decode() not in text
     # The database holds no secret in the clear.
-    db = cas_server.directory / "cas.sqlite"
+    db = cas.directory / "cas.sqlite"
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT sealed FROM secrets").fetchall()
     assert rows and all(PROVIDED not in r[0] for r in rows)
-    for path in cas_server.directory.iterdir():
+    for path in cas.directory.iterdir():
         data = path.read_bytes()
         assert PROVIDED not in data and model_key not in data, path
         assert model_key.hex().encode() not in data, path
@@ -376,5 +377,15 @@ _json_values = st.recursive(
 def test_garbage_attestation_requests_get_clean_refusals(
     client: CasClient, body: dict[str, Any]
 ) -> None:
-    with pytest.raises((UsageError, AttestationError, PolicyError)):
+    with pytest.raises((UsageError, AttestationError, PolicyError)) as caught:
         client._call("POST", "/v1/attest", json=body)
+    assert re.match(_GARBAGE_REFUSAL, str(caught.value)), str(caught.value)
+
+
+# What a garbage attestation request is refused for: its shape first, then its nonce, key and
+# session, in the order the service checks them.
+_GARBAGE_REFUSAL = (
+    r"attestation service refused: (malformed request: |nonce is not base64|"
+    r"public_key is not base64|nonce was not issued by this service|"
+    r"public_key must be a 32-byte|no session named )"
+)

@@ -46,7 +46,7 @@ def test_sealed_secret_bound_to_session_and_name() -> None:
     assert open_secret(key, "sha256:" + "1" * 64, "dk", sealed) == b"value"
     with pytest.raises(IntegrityError, match="sealed secret dk"):
         open_secret(key, "sha256:" + "2" * 64, "dk", sealed)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match=r"sealed secret other of session .* does not open"):
         open_secret(key, "sha256:" + "1" * 64, "other", sealed)
 
 

@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import typer.main
 
 from seml.cli import _run_fast, main
+from seml.errors import UsageError
 
 
-def _typer_run_options() -> set[str]:
+def test_run_help_comes_from_its_one_parser_without_typer() -> None:
+    code = (
+        "import sys; from seml.cli import main; rc = main(['run', '--help']); "
+        "assert 'typer' not in sys.modules, 'typer loaded'; sys.exit(rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == _run_fast.help_text()
+    for option in ("--session", "--service", "--code", "--mount", "--no-simulation", "--cas"):
+        assert option in out.stdout
+    assert out.stdout.startswith("usage: seml run --session NAME --service NAME")
+
+
+def test_seml_help_lists_run_with_the_same_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    listing = " ".join(capsys.readouterr().out.split())
+    assert " ".join(_run_fast.SUMMARY.split()) in " ".join(listing.replace("│", " ").split())
+
+
+def test_typer_app_hands_run_to_the_same_parser() -> None:
     from seml.cli._app import app, register
 
     register(("_run",))
-    group = typer.main.get_command(app)
-    run = group.commands["run"]  # type: ignore[attr-defined]
-    names: set[str] = set()
-    for param in run.params:
-        names.update(o for o in [*param.opts, *param.secondary_opts] if o.startswith("--"))
-    names.discard("--help")
-    return names
-
-
-def test_fast_parser_knows_exactly_the_options_typer_declares() -> None:
-    assert _typer_run_options() == set(_run_fast.OPTIONS)
+    with pytest.raises(UsageError, match="required: --session"):
+        app(args=["run", "--service", "x"], prog_name="seml", standalone_mode=False)
 
 
 def test_fast_parser_reads_options_and_the_command_after_double_dash() -> None:
@@ -75,7 +87,23 @@ def test_unknown_command_and_version(capsys: pytest.CaptureFixture[str]) -> None
 def test_library_error_prints_one_line_and_its_exit_code(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    assert main(["volume", "inspect", str(tmp_path / "missing")]) != 0
+    assert main(["volume", "inspect", str(tmp_path / "missing")]) == UsageError.exit_code
     err = capsys.readouterr().err
-    assert err.startswith("seml: error:")
+    assert err.startswith("seml: error: no protected volume at ")
     assert "Traceback" not in err
+
+
+def test_options_after_the_command_or_after_double_dash_are_not_seml_s(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad_run = ["run", "--session", "s", "--service", "x", "--mount", "chroot", "--"]
+    assert main([*bad_run, "prog", "-v"]) == 2
+    assert "Traceback" not in capsys.readouterr().err  # the workload's -v, not seml's
+    assert main(["-v", *bad_run, "prog"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+    missing = str(tmp_path / "missing")
+    assert main(["volume", "inspect", missing, "--", "-v"]) != 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["--verbose", "volume", "inspect", missing]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("seml: error:")

@@ -164,7 +164,7 @@ def test_damaged_file_fails_and_leaves_no_plaintext(
     err = capsys.readouterr().err
     assert str(victim) in err and "dir/b.bin" in err and reason in err
     assert not (out / "dir" / "b.bin").exists()
-    assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
+    assert not list(out.rglob(".*.tmp"))  # no temporary file left behind
 
 
 def test_wrong_password(

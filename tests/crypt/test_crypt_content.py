@@ -145,12 +145,12 @@ def test_repr_hides_keys() -> None:
 
 
 def test_from_keys_checks_lengths() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"keys must be 32 \(data\), 32 \(name\) and 16"):
         Cipher.from_keys(bytes(31), bytes(32), bytes(16))
 
 
 def test_empty_password_refused() -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="the crypt password must not be empty"):
         Cipher("")
 
 

@@ -134,7 +134,12 @@ def test_rclone_encrypted_tree_decrypts_with_seml(
 
 def test_obscure_interoperates_with_rclone() -> None:
     assert reveal(rclone_obscure(PASSWORD)) == PASSWORD
-    done = subprocess.run(
-        ["rclone", "reveal", obscure(PASSWORD)], capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == PASSWORD
+    # Obscured values are random base64url: some start with "-", which rclone must not take
+    # for an option (one run in 64 did, before the "--").
+    values = [obscure(PASSWORD) for _ in range(8)]
+    values.append(next(v for v in iter(lambda: obscure(PASSWORD), None) if v.startswith("-")))
+    for value in values:
+        done = subprocess.run(
+            ["rclone", "reveal", "--", value], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == PASSWORD, value

@@ -6,21 +6,23 @@ import configparser
 import io
 
 import pytest
-from _crypt_vectors import (
-    CONF,
+
+from seml.crypt import Cipher, derive_keys, load_rclone_config, reveal
+from seml.errors import IntegrityError
+from vectors.rclone_crypt import (
     ContentVector,
     content_params,
+    content_vectors,
     name_params,
+    rclone_conf,
     readme_keys,
     readme_passwords,
 )
 
-from seml.crypt import Cipher, derive_keys, load_rclone_config, reveal
-
 
 @pytest.fixture(scope="module")
 def vcrypt() -> Cipher:
-    password, password2, options = load_rclone_config(CONF, "vcrypt")
+    password, password2, options = load_rclone_config(rclone_conf(), "vcrypt")
     return Cipher(password, password2, options)
 
 
@@ -57,7 +59,7 @@ _ciphers: dict[str, Cipher] = {}
 
 def _cipher(remote: str) -> Cipher:
     if remote not in _ciphers:
-        _ciphers[remote] = Cipher(*load_rclone_config(CONF, remote))
+        _ciphers[remote] = Cipher(*load_rclone_config(rclone_conf(), remote))
     return _ciphers[remote]
 
 
@@ -74,18 +76,16 @@ def test_name_vector_decodes(case: tuple[str, str, str]) -> None:
 
 
 def test_name_vectors_cover_all_five_configurations() -> None:
-    remotes = {p.values[0][0] for p in name_params() if p.values[0] is not None}
-    if not remotes:
-        pytest.skip("shared rclone vectors absent")
+    remotes = {p.values[0][0] for p in name_params()}
     assert remotes == {"vcrypt", "vcrypt_b64", "vcrypt_obf", "vcrypt_off", "vcrypt_nosalt"}
     modes = {_cipher(r).options.filename_encryption for r in remotes}
     assert modes == {"standard", "obfuscate", "off"}
     assert _cipher("vcrypt_b64").options.filename_encoding == "base64"
 
 
-def test_obscured_passwords_reveal(shared_testdata: object) -> None:
+def test_obscured_passwords_reveal() -> None:
     parser = configparser.RawConfigParser()
-    parser.read(CONF, encoding="utf-8")
+    parser.read(rclone_conf(), encoding="utf-8")
     plain = readme_passwords()
     assert set(plain) == {"password", "password2"}
     for section in parser.sections():
@@ -94,7 +94,7 @@ def test_obscured_passwords_reveal(shared_testdata: object) -> None:
             assert reveal(parser[section]["password2"]) == plain["password2"]
 
 
-def test_key_derivation_matches_readme(shared_testdata: object) -> None:
+def test_key_derivation_matches_readme() -> None:
     keys = readme_keys()
     assert set(keys) == {"data key", "name key", "name tweak"}
     passwords = readme_passwords()
@@ -109,7 +109,59 @@ def test_key_derivation_matches_readme(shared_testdata: object) -> None:
     assert cipher.encrypt_name("ten.txt") == "fgtn3j8npn6las3bht89qum84g"
 
 
-def test_nosalt_uses_rclone_default_salt(shared_testdata: object) -> None:
-    password, password2, _ = load_rclone_config(CONF, "vcrypt_nosalt")
+def test_nosalt_uses_rclone_default_salt() -> None:
+    password, password2, _ = load_rclone_config(rclone_conf(), "vcrypt_nosalt")
     assert password2 == ""
     assert derive_keys(password) != derive_keys(password, "rclone-test-salt")
+
+
+# -- negative cases, derived from rclone's own files (see tests/vectors/rclone/README.md) --------
+
+
+def _encrypted(plain_rel: str) -> tuple[str, bytes]:
+    vec = next(v for v in content_vectors() if v.plain_rel == plain_rel)
+    return vec.encrypted_rel, vec.encrypted.read_bytes()
+
+
+def _decrypt(cipher: Cipher, name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    cipher.decrypt_stream(io.BytesIO(data), out, name=name)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("position", [32, 40, 57])
+def test_flipped_bit_in_rclone_file_is_refused(vcrypt: Cipher, position: int) -> None:
+    name, data = _encrypted("ten.txt")
+    tampered = bytearray(data)
+    tampered[position] ^= 0x01
+    with pytest.raises(IntegrityError, match=rf"{name}: authentication failed at block 0 "):
+        _decrypt(vcrypt, name, bytes(tampered))
+
+
+def test_flipped_bit_in_second_block_names_the_block(vcrypt: Cipher) -> None:
+    name, data = _encrypted("big.bin")
+    tampered = bytearray(data)
+    tampered[32 + 65536 + 16 + 100] ^= 0x80
+    with pytest.raises(IntegrityError, match=rf"{name}: authentication failed at block 1 "):
+        _decrypt(vcrypt, name, bytes(tampered))
+
+
+def test_rclone_file_under_another_password_is_refused() -> None:
+    name, data = _encrypted("ten.txt")
+    with pytest.raises(IntegrityError, match=r"block 0 .*wrong password likely"):
+        _decrypt(Cipher("not-the-password", "rclone-test-salt"), name, data)
+
+
+def test_cut_header_and_bad_magic_are_refused(vcrypt: Cipher) -> None:
+    name, data = _encrypted("big.bin")
+    with pytest.raises(IntegrityError, match=r"too short to be an rclone-encrypted file \(20 b"):
+        _decrypt(vcrypt, name, data[:20])
+    with pytest.raises(IntegrityError, match="bad magic"):
+        _decrypt(vcrypt, name, b"RCLONF" + data[6:])
+
+
+def test_changed_encrypted_name_does_not_decode(vcrypt: Cipher) -> None:
+    name, _ = _encrypted("ten.txt")
+    changed = ("a" if name[0] != "a" else "b") + name[1:]
+    with pytest.raises(IntegrityError, match="does not decode"):
+        vcrypt.decrypt_name(changed)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _k8s import KUSTOMIZE, documents, kustomize, seml
 
+from _k8s import KUSTOMIZE, documents, kustomize, seml
 from seml.cas import init_state_dir
 
 pytestmark = pytest.mark.integration

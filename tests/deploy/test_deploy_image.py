@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _k8s import REPO
 
+from _k8s import REPO
 from seml import __version__
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(3600)]

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _k8s import TEES, deploy_job, documents, job_text
 
+from _k8s import TEES, deploy_job, documents, job_text
 from seml.cli import main
 from seml.cli._run_fast import parse
 from seml.deploy import JobSpec, Tee, job_name, render_job
@@ -21,7 +21,8 @@ def _job(tee: str, *extra: str) -> dict[str, Any]:
 
 def _container(job: dict[str, Any]) -> dict[str, Any]:
     (c,) = job["spec"]["template"]["spec"]["containers"]
-    return c
+    container: dict[str, Any] = c
+    return container
 
 
 @pytest.mark.parametrize("tee", TEES)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _k8s import deploy_job, documents, seml
 
-from _cas import CasProcess, running_cas
+from _k8s import deploy_job, documents, seml
+from seml.cas import LocalCas
 from seml.policy import new_key_pair, public_key_text, session_from_document, sign_session
 from seml.runtime import init_platform_key, measure
 
@@ -33,13 +33,13 @@ PROGRAM = (
 
 
 @pytest.fixture(scope="module")
-def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CasProcess]:
-    with running_cas(tmp_path_factory.mktemp("cas") / "state") as server:
+def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCas]:
+    with LocalCas(tmp_path_factory.mktemp("cas") / "state") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def session(cas: CasProcess, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def session(cas: LocalCas, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """Session k8sjob: service train, pinned to a platform whose key lies in `platform.key`."""
     secret_dir = tmp_path_factory.mktemp("platform-secret")
     platform = init_platform_key(secret_dir / "platform.key")
@@ -66,11 +66,11 @@ def session(cas: CasProcess, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     s = session_from_document(document)
     with cas.client() as client:
         answer = client.submit_session(s, [sign_session(s, "alice", key)])
-    return str(answer["hash"]), secret_dir
+    return answer.hash, secret_dir
 
 
 def _run_job(
-    job: dict[str, Any], cas: CasProcess, root: Path, secret_dir: Path
+    job: dict[str, Any], cas: LocalCas, root: Path, secret_dir: Path
 ) -> subprocess.CompletedProcess[str]:
     """Run the Job's container here, providing what kubelet would."""
     pod = job["spec"]["template"]["spec"]
@@ -125,7 +125,7 @@ def _render(tee: str, session_hash: str, *extra: str) -> dict[str, Any]:
 
 
 def test_simulated_job_attests_runs_and_seals(
-    cas: CasProcess, session: tuple[str, Path], tmp_path: Path
+    cas: LocalCas, session: tuple[str, Path], tmp_path: Path
 ) -> None:
     session_hash, secret_dir = session
     done = _run_job(_render("simulation", session_hash), cas, tmp_path, secret_dir)
@@ -138,7 +138,7 @@ def test_simulated_job_attests_runs_and_seals(
 
 
 def test_sgx_job_refuses_software_evidence(
-    cas: CasProcess, session: tuple[str, Path], tmp_path: Path
+    cas: LocalCas, session: tuple[str, Path], tmp_path: Path
 ) -> None:
     session_hash, secret_dir = session
     done = _run_job(_render("sgx", session_hash), cas, tmp_path, secret_dir)
@@ -147,7 +147,7 @@ def test_sgx_job_refuses_software_evidence(
 
 
 def test_job_pinned_to_another_session_version_is_refused(
-    cas: CasProcess, session: tuple[str, Path], tmp_path: Path
+    cas: LocalCas, session: tuple[str, Path], tmp_path: Path
 ) -> None:
     _, secret_dir = session
     done = _run_job(_render("simulation", "sha256:" + "0" * 64), cas, tmp_path, secret_dir)

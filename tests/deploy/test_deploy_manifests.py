@@ -11,6 +11,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+
 from _k8s import (
     K8S_VERSIONS,
     KUSTOMIZE,
@@ -24,7 +25,6 @@ from _k8s import (
     kustomize,
     pod_specs,
 )
-
 from seml.cas import init_state_dir
 from seml.deploy import CAS_CONFIGMAP, PLATFORM_SECRET, STORAGE_CONFIGMAP, VOLUMES_CLAIM
 from seml.runtime import init_platform_key

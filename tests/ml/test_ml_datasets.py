@@ -28,7 +28,7 @@ def test_enlarged_iris_is_the_papers_15000_rows_in_order() -> None:
     large = enlarge(base, 100)
     assert len(large) == 15_000
     pd.testing.assert_frame_equal(large.iloc[150:300].reset_index(drop=True), base)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="enlarge factor must be at least 1, got 0"):
         enlarge(base, 0)
 
 
@@ -39,7 +39,7 @@ def test_synthetic_is_deterministic_per_seed(task: str) -> None:
     assert len(a) == 200
     pd.testing.assert_frame_equal(a, synthetic(200, task, 5, features=4))  # type: ignore[arg-type]
     assert not a.equals(synthetic(200, task, 6, features=4))  # type: ignore[arg-type]
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="need at least 10 rows, got 5"):
         synthetic(5, task, 0)  # type: ignore[arg-type]
 
 
@@ -54,7 +54,7 @@ def test_split_parties_gives_disjoint_shards_covering_every_row() -> None:
     for s, t in zip(shards, again, strict=True):
         pd.testing.assert_frame_equal(s, t)
     assert [len(s) for s in split_parties(frame.head(7), 3, seed=0)] == [3, 2, 2]
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="need at least one party, got 0"):
         split_parties(frame, 0, seed=0)
 
 
@@ -64,5 +64,5 @@ def test_holdout_keeps_rows_back() -> None:
     assert (len(rest), len(held)) == (135, 15)
     assert not set(rest["id"]) & set(held["id"])
     assert set(rest["id"]) | set(held["id"]) == set(range(150))
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="cannot hold out 150 of 150 rows"):
         holdout(frame, 150, seed=0)

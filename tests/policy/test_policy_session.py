@@ -199,7 +199,7 @@ def test_garbage_bytes_give_clean_errors(data: bytes) -> None:
 
 @given(_data)
 def test_garbage_documents_give_clean_errors(data: Any) -> None:
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"^session: \S"):
         session_from_document(data)
 
 

@@ -1,17 +1,18 @@
-"""A real attestation service over HTTPS, and helpers to submit sessions and call `seml run`."""
+"""A party, and helpers to submit sessions to the attestation service and call `seml run`."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _cas import CasProcess, running_cas, seml_command
+from seml.cas import LocalCas
+from seml.cli import seml_command
 from seml.policy import (
     PartyKey,
     new_key_pair,
@@ -19,12 +20,6 @@ from seml.policy import (
     session_from_document,
     sign_session,
 )
-
-
-@pytest.fixture(scope="module")
-def cas_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CasProcess]:
-    with running_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
-        yield cas
 
 
 @dataclass
@@ -59,15 +54,15 @@ def session_document(
     }
 
 
-def submit(cas: CasProcess, document: dict[str, Any], party: Party) -> str:
+def submit(cas: LocalCas, document: dict[str, Any], party: Party) -> str:
     session = session_from_document(document)
     with cas.client() as client:
         answer = client.submit_session(session, [sign_session(session, party.name, party.key)])
-    return str(answer["hash"])
+    return answer.hash
 
 
 def seml_run(
-    cas: CasProcess,
+    cas: LocalCas,
     session: str,
     service: str,
     *args: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from _cas import CasProcess, seml_command
+from _crash import crash_command
 from runtime.conftest import Party, seml_run, session_document, submit
+from seml.cas import LocalCas
+from seml.cli import seml_command
+from seml.errors import AttestationError, IntegrityError
 from seml.runtime import measure
 
 pytestmark = pytest.mark.integration
@@ -52,7 +56,7 @@ def _service(name: str, measurement: str, volume: str = "data") -> dict[str, obj
 
 
 def _setup(
-    tmp_path: Path, cas: CasProcess, alice: Party, session: str
+    tmp_path: Path, cas: LocalCas, alice: Party, session: str
 ) -> tuple[Path, list[str], str]:
     code = _code(tmp_path)
     marker = tmp_path / "started"
@@ -69,12 +73,14 @@ def _setup(
     return code, command, m
 
 
-def _run(cas: CasProcess, session: str, code: Path, command: list[str], volumes: Path):  # type: ignore[no-untyped-def]
+def _run(
+    cas: LocalCas, session: str, code: Path, command: list[str], volumes: Path
+) -> subprocess.CompletedProcess[str]:
     return seml_run(cas, session, "app", "--code", str(code), "--", *command, volumes=volumes)
 
 
 def test_matching_code_gets_its_secret_and_volume_grows(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-ok")
     volumes = tmp_path / "volumes"
@@ -96,19 +102,19 @@ def test_matching_code_gets_its_secret_and_volume_grows(
 
 
 def test_one_byte_change_to_code_is_refused_before_the_command_starts(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-tamper-code")
     app = code / "app.py"
     app.write_bytes(app.read_bytes().replace(b"import", b"import ", 1))
     result = _run(cas_server, "run-tamper-code", code, command, tmp_path / "volumes")
-    assert result.returncode != 0
-    assert "measurement" in result.stderr
+    assert result.returncode == AttestationError.exit_code, result.stderr
+    assert re.search(r"seml: error: .*measurement [0-9a-f]+ is not allowed", result.stderr)
     assert not (tmp_path / "started").exists(), "the command must never start"
 
 
 def test_untolerated_simulation_is_refused(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code = _code(tmp_path)
     command = [sys.executable, str(code / "app.py"), str(tmp_path / "started")]
@@ -122,8 +128,8 @@ def test_untolerated_simulation_is_refused(
     )
     submit(cas_server, doc, alice)
     result = _run(cas_server, "run-no-sim", code, command, tmp_path / "volumes")
-    assert result.returncode != 0
-    assert "simulation" in result.stderr
+    assert result.returncode == AttestationError.exit_code, result.stderr
+    assert "weaknesses the session does not tolerate: simulation" in result.stderr
     assert not (tmp_path / "started").exists()
 
 
@@ -137,9 +143,22 @@ def _objects(vol: Path) -> list[Path]:
     )
 
 
-@pytest.mark.parametrize("attack", ["modify", "truncate", "delete", "add", "rollback"])
+@pytest.mark.parametrize(
+    ("attack", "reason"),
+    [
+        ("modify", "file log.txt: authentication failed at chunk 0 (the object was changed)"),
+        ("truncate", "file log.txt is 57 bytes sealed, not the 58 its 10 bytes need"),
+        ("delete", "file log.txt is missing (deleted from the volume)"),
+        (
+            "add",
+            "file <undecryptable object 0123456789abcdefghijklmnop> is not in the manifest "
+            "(added to the volume)",
+        ),
+        ("rollback", "volume data rolled back: version 1 < 2 known to the attestation service"),
+    ],
+)
 def test_tampered_or_rolled_back_volume_is_refused(
-    tmp_path: Path, cas_server: CasProcess, alice: Party, attack: str
+    tmp_path: Path, cas_server: LocalCas, alice: Party, attack: str, reason: str
 ) -> None:
     session = f"run-vol-{attack}"
     code, command, _ = _setup(tmp_path, cas_server, alice, session)
@@ -167,15 +186,14 @@ def test_tampered_or_rolled_back_volume_is_refused(
         shutil.rmtree(vol)
         shutil.copytree(old_copy, vol)
     result = _run(cas_server, session, code, command, volumes)
-    assert result.returncode != 0
-    assert "seml: error:" in result.stderr
-    if attack == "rollback":
-        assert "rolled back" in result.stderr
+    assert result.returncode == IntegrityError.exit_code, result.stderr
+    where = "" if attack == "rollback" else "volume 'data': "
+    assert f"seml: error: {where}{reason}" in result.stderr
     assert not (tmp_path / "started").exists(), "the command must not start on a bad volume"
 
 
 def test_failed_command_leaves_volume_at_last_sealed_version(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-fail")
     volumes = tmp_path / "volumes"
@@ -186,7 +204,7 @@ def test_failed_command_leaves_volume_at_last_sealed_version(
     marker_dir.unlink()
     marker_dir.mkdir()  # writing to a folder path fails: the program exits non-zero
     failed = _run(cas_server, "run-fail", code, command, volumes)
-    assert failed.returncode != 0
+    assert failed.returncode == 1, failed.stderr  # the command's own status
     assert "not sealed" in failed.stderr
     marker_dir.rmdir()
     ok = _run(cas_server, "run-fail", code, command, volumes)
@@ -196,16 +214,17 @@ def test_failed_command_leaves_volume_at_last_sealed_version(
 
 @pytest.mark.parametrize("step", ["objects-written", "generation-renamed"])
 def test_kill_9_of_runtime_mid_seal_then_next_run_works(
-    tmp_path: Path, cas_server: CasProcess, alice: Party, step: str
+    tmp_path: Path, cas_server: LocalCas, alice: Party, step: str
 ) -> None:
     session = f"run-kill-seal-{step}"
     code, command, _ = _setup(tmp_path, cas_server, alice, session)
     volumes = tmp_path / "volumes"
     assert _run(cas_server, session, code, command, volumes).returncode == 0
-    env = {**os.environ, **cas_server.env, "SEML_TEST_VOLUME_CRASH_AT": step}
+    env = {**os.environ, **cas_server.env}
     killed = subprocess.run(
         [
-            *seml_command(),
+            *crash_command(step),
+            "seml",
             "run",
             "--session",
             session,
@@ -232,7 +251,7 @@ def test_kill_9_of_runtime_mid_seal_then_next_run_works(
 
 
 def test_kill_9_of_the_child_leaves_the_volume_sealed_as_before(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code = _code(tmp_path)
     (code / "slow.py").write_text(
@@ -296,7 +315,7 @@ def test_kill_9_of_the_child_leaves_the_volume_sealed_as_before(
 
 
 def test_services_of_different_sessions_cannot_open_each_others_volumes(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     code, command, m = _setup(tmp_path, cas_server, alice, "run-iso-a")
     volumes = tmp_path / "volumes"
@@ -313,12 +332,12 @@ def test_services_of_different_sessions_cannot_open_each_others_volumes(
     shutil.copytree(_volume_dir(volumes, "run-iso-a"), _volume_dir(volumes, "run-iso-b"))
     (tmp_path / "started").unlink()
     result = _run(cas_server, "run-iso-b", code, command, volumes)
-    assert result.returncode != 0
-    assert "volume" in result.stderr
+    assert result.returncode == IntegrityError.exit_code, result.stderr
+    assert "the manifest does not authenticate: wrong volume key" in result.stderr
     assert not (tmp_path / "started").exists()
 
 
-def test_secret_is_not_in_seml_output(tmp_path: Path, cas_server: CasProcess, alice: Party) -> None:
+def test_secret_is_not_in_seml_output(tmp_path: Path, cas_server: LocalCas, alice: Party) -> None:
     code, command, _ = _setup(tmp_path, cas_server, alice, "run-quiet")
     result = _run(cas_server, "run-quiet", code, command, tmp_path / "volumes")
     assert result.returncode == 0, result.stderr
@@ -329,7 +348,7 @@ def test_secret_is_not_in_seml_output(tmp_path: Path, cas_server: CasProcess, al
 
 
 def test_fuse_mount_mode_reads_and_seals_the_volume(
-    tmp_path: Path, cas_server: CasProcess, alice: Party
+    tmp_path: Path, cas_server: LocalCas, alice: Party
 ) -> None:
     from seml.volume import fuse_available
 

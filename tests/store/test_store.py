@@ -7,20 +7,36 @@ import itertools
 import os
 import socket
 from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from seml.errors import StorageError, UsageError
-from seml.store import FileStore, MemoryStore, ObjectNotFound, ObjectStore, S3Store, open_store
+from _seaweedfs import SeaweedFS
+from seml.errors import IntegrityError, StorageError, UsageError
+from seml.store import (
+    FileStore,
+    MemoryStore,
+    ObjectNotFound,
+    ObjectStore,
+    S3Config,
+    S3Store,
+    open_store,
+    s3_config_from_env,
+)
 
 _buckets = itertools.count()
 
 
 @pytest.fixture
-def s3_env(seaweedfs, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def s3(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> S3Config:
+    """Credentials in the environment (boto3's chain); the endpoint passed in, as open_store
+    does."""
     for k, v in seaweedfs.env.items():
         monkeypatch.setenv(k, v)
+    return S3Config(endpoint=seaweedfs.endpoint)
 
 
 @pytest.fixture(params=["memory", "file", pytest.param("s3", marks=pytest.mark.integration)])
@@ -30,8 +46,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
     elif request.param == "file":
         yield FileStore(tmp_path / "root")
     else:
-        request.getfixturevalue("s3_env")
-        yield S3Store(f"store-test-{next(_buckets)}", "some/prefix", part_size=5 << 20)
+        config = replace(request.getfixturevalue("s3"), part_size=5 << 20)
+        yield S3Store(f"store-test-{next(_buckets)}", "some/prefix", config)
 
 
 def test_put_get_list_stat_delete(store: ObjectStore) -> None:
@@ -74,7 +90,7 @@ def test_bad_names_are_refused(store: ObjectStore, name: str) -> None:
 
 
 class _Exploding(io.RawIOBase):
-    def readinto(self, b):  # type: ignore[no-untyped-def]
+    def readinto(self, b: Any) -> int:
         raise StorageError("source broke")
 
 
@@ -96,9 +112,9 @@ def test_file_store_os_errors_become_storage_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_s3_multipart_large_object(s3_env: None) -> None:
+def test_s3_multipart_large_object(s3: S3Config) -> None:
     bucket = f"store-test-{next(_buckets)}"
-    store = S3Store(bucket, part_size=5 << 20, concurrency=3, memory_parts=3)
+    store = S3Store(bucket, "", replace(s3, part_size=5 << 20, concurrency=3, memory_parts=3))
     data = os.urandom(1 << 20) * 12 + b"tail"  # 12 MiB + 4 bytes: three parts
     assert store.put("big", io.BytesIO(data)) == len(data)
     assert store.stat("big").size == len(data)
@@ -117,7 +133,7 @@ def test_s3_unreachable_endpoint_is_a_storage_error(monkeypatch: pytest.MonkeyPa
         port = s.getsockname()[1]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET-must-not-appear")
-    store = S3Store("bkt", "p", endpoint=f"http://127.0.0.1:{port}", max_attempts=1)
+    store = S3Store("bkt", "p", S3Config(endpoint=f"http://127.0.0.1:{port}", max_attempts=1))
     with pytest.raises(StorageError, match=r"s3://bkt/p/obj .*endpoint .*cannot stat") as e:
         store.stat("obj")
     assert e.value.__cause__ is not None
@@ -131,16 +147,21 @@ def test_open_store_urls(tmp_path: Path) -> None:
     s = open_store("s3://bucket/a/b", s3_endpoint="http://127.0.0.1:1")
     assert isinstance(s, S3Store) and (s.bucket, s.prefix) == ("bucket", "a/b")
     assert s.url == "s3://bucket/a/b/"
-    for bad in ("", "s3://", "ftp://x/y", "file://host/x"):
-        with pytest.raises(UsageError):
+    for bad, reason in [
+        ("", "empty remote"),
+        ("s3://", "s3:// URL needs a bucket name"),
+        ("ftp://x/y", "unsupported scheme 'ftp'"),
+        ("file://host/x", "file:// URL must name a local path"),
+    ]:
+        with pytest.raises(UsageError, match=reason):
             open_store(bad)
 
 
 @pytest.mark.integration
 def test_s3_plain_http_reads_skip_botocore_and_fall_back(
-    s3_env: None, monkeypatch: pytest.MonkeyPatch
+    s3: S3Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = S3Store(f"store-test-{next(_buckets)}", "p")
+    store = S3Store(f"store-test-{next(_buckets)}", "p", s3)
     data = os.urandom(300_000)
     store.put("obj", io.BytesIO(data))
 
@@ -170,3 +191,60 @@ def test_s3_plain_http_reads_skip_botocore_and_fall_back(
     # A missing object answers 404: the botocore path repeats it and names the object.
     with pytest.raises(ObjectNotFound, match="p/missing"):
         store.open("missing")
+
+
+def test_configuration_is_read_at_the_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEML_S3_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    assert s3_config_from_env() == S3Config(endpoint="http://127.0.0.1:9", max_attempts=2)
+    assert s3_config_from_env("http://other:1").endpoint == "http://other:1"
+    s = open_store("s3://bucket/p")
+    assert isinstance(s, S3Store) and s.endpoint == "http://127.0.0.1:9"
+    assert s.config.max_attempts == 2 and s.config.wants_fast_path
+    # The adapter itself reads nothing from the environment.
+    assert S3Store("bucket").endpoint is None
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "many")
+    with pytest.raises(UsageError, match="AWS_MAX_ATTEMPTS must be an integer, not 'many'"):
+        open_store("s3://bucket/p")
+
+
+class _Flaky(MemoryStore):
+    """A backend whose reads fail with `error` after the first few bytes."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__("flaky://")
+        self.error = error
+
+    def _open(self, name: str, start: int, length: int | None) -> Any:
+        error = self.error
+
+        class Body(io.BytesIO):
+            def read(self, n: int | None = -1) -> bytes:
+                if self.tell():
+                    raise error
+                return super().read(4)
+
+        return nullcontext(Body(b"0123456789"))
+
+    def _stat(self, name: str) -> Any:
+        raise self.error
+
+
+def test_foreign_errors_are_converted_in_one_place() -> None:
+    store = _Flaky(ConnectionResetError(104, "Connection reset by peer"))
+    with (
+        store.open("obj") as f,
+        pytest.raises(StorageError, match="flaky://obj: cannot download: Connection reset") as e,
+    ):
+        assert f.read() == b"0123"
+        f.read()
+    assert isinstance(e.value.__cause__, ConnectionResetError)
+    with pytest.raises(ObjectNotFound, match="flaky://gone: no such object"):
+        _Flaky(FileNotFoundError(2, "No such file")).stat("gone")
+
+
+def test_our_errors_and_bugs_are_not_disguised() -> None:
+    with pytest.raises(IntegrityError, match="tampered"):
+        _Flaky(IntegrityError("tampered")).stat("x")
+    with pytest.raises(TypeError, match="a bug"):
+        _Flaky(TypeError("a bug")).stat("x")

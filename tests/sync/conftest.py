@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _sync_helpers import PASSWORD, PASSWORD2, make_tree
 
+from _seaweedfs import SeaweedFS
+from _sync_helpers import PASSWORD, PASSWORD2, make_tree
 from seml.crypt import Cipher
 
 _buckets = itertools.count()
@@ -32,7 +33,7 @@ def tree(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
 
 
 @pytest.fixture
-def s3_bucket(seaweedfs, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:  # type: ignore[no-untyped-def]
+def s3_bucket(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh bucket on the session's SeaweedFS, with the environment pointing seml at it."""
     for k, v in seaweedfs.env.items():
         monkeypatch.setenv(k, v)

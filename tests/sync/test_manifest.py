@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -44,7 +46,9 @@ def test_keys_depend_on_the_secret_and_never_show(cipher: Cipher) -> None:
     ],
     ids=["size", "version", "dropped-entry", "digest"],
 )
-def test_any_edit_fails_authentication(cipher: Cipher, edit) -> None:  # type: ignore[no-untyped-def]
+def test_any_edit_fails_authentication(
+    cipher: Cipher, edit: Callable[[dict[str, Any]], object]
+) -> None:
     keys = ManifestKeys.from_cipher(cipher)
     outer = json.loads(seal_manifest(_manifest(keys), keys))
     edit(outer["manifest"])

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from _sync_helpers import read_tree
 
 import seml.sync._pull as pull_module
+from _sync_helpers import Pushed, Tree, read_tree
 from seml.crypt import Cipher
 from seml.errors import IntegrityError, StorageError
 from seml.store import FileStore, MemoryStore
@@ -27,7 +27,7 @@ def _one_block_parts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def pushed(tmp_path: Path, tree, cipher: Cipher) -> tuple[MemoryStore, dict[str, bytes]]:  # type: ignore[no-untyped-def]
+def pushed(tmp_path: Path, tree: Tree, cipher: Cipher) -> tuple[MemoryStore, dict[str, bytes]]:
     src, files = tree
     big = bytes(range(256)) * (5 * 1024) + b"tail"  # 5 blocks and 4 bytes: 6 parts
     (src / "big.bin").write_bytes(big)
@@ -52,7 +52,7 @@ def test_part_count() -> None:
     assert part_count(HEADER + 5 * BLOCK + 20, 2) == 3
 
 
-def test_round_trip_in_parts(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_round_trip_in_parts(pushed: Pushed, tmp_path: Path, cipher: Cipher) -> None:
     store, files = pushed
     out = tmp_path / "out"
     r = pull(store, out, cipher, state_dir=tmp_path / "state", transfers=3)
@@ -60,8 +60,8 @@ def test_round_trip_in_parts(pushed, tmp_path: Path, cipher: Cipher) -> None:  #
 
 
 def test_round_trip_in_parts_on_file_store(
-    tmp_path: Path, tree, cipher: Cipher, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, tree: Tree, cipher: Cipher, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(pull_module, "LOCAL_PART_BLOCKS", 1)
     src, files = tree
     store = FileStore(tmp_path / "remote")
@@ -70,7 +70,7 @@ def test_round_trip_in_parts_on_file_store(
     assert read_tree(tmp_path / "out") == files
 
 
-def test_garbled_block_in_a_later_part(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_garbled_block_in_a_later_part(pushed: Pushed, tmp_path: Path, cipher: Cipher) -> None:
     store, _ = pushed
     obj = cipher.encrypt_name("big.bin")
     data = bytearray(store.objects[obj])
@@ -79,7 +79,7 @@ def test_garbled_block_in_a_later_part(pushed, tmp_path: Path, cipher: Cipher) -
     _refused(store, tmp_path, cipher, r"big\.bin \(part at object byte .*authentication failed")
 
 
-def test_parts_moved_within_the_object(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_parts_moved_within_the_object(pushed: Pushed, tmp_path: Path, cipher: Cipher) -> None:
     store, _ = pushed
     obj = cipher.encrypt_name("big.bin")
     data = store.objects[obj]
@@ -88,7 +88,7 @@ def test_parts_moved_within_the_object(pushed, tmp_path: Path, cipher: Cipher) -
     _refused(store, tmp_path, cipher, r"big\.bin \(part at object byte 32,.*authentication")
 
 
-def test_big_files_swapped(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_big_files_swapped(pushed: Pushed, tmp_path: Path, cipher: Cipher) -> None:
     store, _ = pushed
     a, b = cipher.encrypt_name("big.bin"), cipher.encrypt_name("big2.bin")
     store.objects[a], store.objects[b] = store.objects[b], store.objects[a]
@@ -114,15 +114,15 @@ class _ShortRanges(MemoryStore):
 
 
 def test_short_range_is_refused(
-    pushed, tmp_path: Path, cipher: Cipher, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    pushed: Pushed, tmp_path: Path, cipher: Cipher, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(pull_module, "PART_BLOCKS", 2)
     store, _ = pushed
     short = _ShortRanges(store, cipher.encrypt_name("big.bin"))
     _refused(short, tmp_path, cipher, r"big\.bin: part at object byte .* decrypted to 65536 bytes")
 
 
-def test_interrupted_part_leaves_nothing(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_interrupted_part_leaves_nothing(pushed: Pushed, tmp_path: Path, cipher: Cipher) -> None:
     store, _ = pushed
 
     class Failing(MemoryStore):

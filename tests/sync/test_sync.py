@@ -6,21 +6,23 @@ import io
 import logging
 import shutil
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
-from _sync_helpers import MARKER, make_tree, read_tree
 
+import seml._fs as fs
+from _sync_helpers import MARKER, PushedTree, Tree, make_tree, read_tree
 from seml.crypt import Cipher, CryptOptions
 from seml.errors import IntegrityError, StorageError, UsageError
-from seml.store import FileStore, MemoryStore
+from seml.store import FileStore, MemoryStore, ObjectStore
 from seml.sync import MANIFEST_NAME, ls, pull, push
+from seml.sync import _pull as pull_module
 
 BLOCK = 64 * 1024 + 16  # one encrypted chunk
 HEADER = 32
 
 
-def test_round_trip_file_store(tmp_path: Path, tree, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_round_trip_file_store(tmp_path: Path, tree: Tree, cipher: Cipher) -> None:
     src, files = tree
     store = FileStore(tmp_path / "remote")
     r = push(src, store, cipher, state_dir=tmp_path / "state", transfers=3)
@@ -33,7 +35,29 @@ def test_round_trip_file_store(tmp_path: Path, tree, cipher: Cipher) -> None:  #
     assert (out / "one.txt").stat().st_mtime == pytest.approx((src / "one.txt").stat().st_mtime)
 
 
-def test_no_plaintext_at_rest(tmp_path: Path, tree, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_pull_flushes_every_file_before_naming_it_then_its_folders(
+    tmp_path: Path, tree: Tree, cipher: Cipher, fsyncs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, files = tree
+    store = FileStore(tmp_path / "remote")
+    push(src, store, cipher, state_dir=tmp_path / "state")
+    out = tmp_path / "out"
+    flushed: list[list[str]] = []  # what had a final name when the data was flushed
+
+    def sync_filesystem(folder: Path) -> None:
+        flushed.append([rel for rel in files if (out / rel).exists()])
+        real(folder)
+
+    real = fs.sync_filesystem
+    monkeypatch.setattr(pull_module, "sync_filesystem", sync_filesystem)
+    fsyncs.clear()
+    pull(store, out, cipher, state_dir=tmp_path / "state2")
+    assert read_tree(out) == files
+    assert flushed == [[]]  # once, before any file got its final name
+    assert fsyncs.count("dir") >= len({(out / rel).parent for rel in files})
+
+
+def test_no_plaintext_at_rest(tmp_path: Path, tree: Tree, cipher: Cipher) -> None:
     src, files = tree
     remote = tmp_path / "remote"
     push(src, FileStore(remote), cipher, state_dir=tmp_path / "state")
@@ -46,7 +70,7 @@ def test_no_plaintext_at_rest(tmp_path: Path, tree, cipher: Cipher) -> None:  # 
             assert MARKER[:8] not in p.read_bytes()
 
 
-def test_single_file_push(tmp_path: Path, tree, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_single_file_push(tmp_path: Path, tree: Tree, cipher: Cipher) -> None:
     src, files = tree
     store = MemoryStore()
     push(src / "exact64k.bin", store, cipher, state_dir=tmp_path / "s")
@@ -54,8 +78,8 @@ def test_single_file_push(tmp_path: Path, tree, cipher: Cipher) -> None:  # type
     assert read_tree(tmp_path / "out") == {"exact64k.bin": files["exact64k.bin"]}
 
 
-def test_second_push_uploads_only_changes_and_deletes_removed(  # type: ignore[no-untyped-def]
-    tmp_path: Path, tree, cipher: Cipher
+def test_second_push_uploads_only_changes_and_deletes_removed(
+    tmp_path: Path, tree: Tree, cipher: Cipher
 ) -> None:
     src, files = tree
     store = MemoryStore()
@@ -89,8 +113,8 @@ class _FailingStore(MemoryStore):
         return super().put(name, src, mtime=mtime)
 
 
-def test_interrupted_push_resumes_without_reuploading(  # type: ignore[no-untyped-def]
-    tmp_path: Path, tree, cipher: Cipher
+def test_interrupted_push_resumes_without_reuploading(
+    tmp_path: Path, tree: Tree, cipher: Cipher
 ) -> None:
     src, files = tree
     store = _FailingStore(ok=4)
@@ -111,7 +135,7 @@ def test_interrupted_push_resumes_without_reuploading(  # type: ignore[no-untype
 
 
 @pytest.fixture
-def pushed(tmp_path: Path, tree, cipher: Cipher):  # type: ignore[no-untyped-def]
+def pushed(tmp_path: Path, tree: Tree, cipher: Cipher) -> PushedTree:
     src, files = tree
     remote = tmp_path / "remote"
     push(src, FileStore(remote), cipher, state_dir=tmp_path / "state")
@@ -122,14 +146,14 @@ def _obj(remote: Path, cipher: Cipher, rel: str) -> Path:
     return remote / cipher.encrypt_name(rel)
 
 
-def _refused(store, tmp_path: Path, cipher: Cipher, match: str, **kw) -> None:  # type: ignore[no-untyped-def]
+def _refused(store: ObjectStore, tmp_path: Path, cipher: Cipher, match: str, **kw: Any) -> None:
     out = tmp_path / "out"
     with pytest.raises(IntegrityError, match=match):
         pull(store, out, cipher, state_dir=tmp_path / "state", **kw)
     assert not out.exists() or list(out.rglob("*")) == []
 
 
-def test_truncated_at_chunk_boundary(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_truncated_at_chunk_boundary(pushed: PushedTree, tmp_path: Path, cipher: Cipher) -> None:
     remote, _ = pushed
     obj = _obj(remote, cipher, "over64k.bin")
     with open(obj, "r+b") as f:
@@ -140,7 +164,7 @@ def test_truncated_at_chunk_boundary(pushed, tmp_path: Path, cipher: Cipher) -> 
     _refused(FileStore(remote), tmp_path, cipher, r"over64k\.bin: stored object is .*truncated")
 
 
-def test_two_files_swapped(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_two_files_swapped(pushed: PushedTree, tmp_path: Path, cipher: Cipher) -> None:
     remote, _ = pushed
     a, b = _obj(remote, cipher, "twins/a.txt"), _obj(remote, cipher, "twins/b.txt")
     tmp = a.with_name("x")
@@ -150,13 +174,13 @@ def test_two_files_swapped(pushed, tmp_path: Path, cipher: Cipher) -> None:  # t
     _refused(FileStore(remote), tmp_path, cipher, r"twins/a\.txt: content does not match")
 
 
-def test_file_deleted(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_file_deleted(pushed: PushedTree, tmp_path: Path, cipher: Cipher) -> None:
     remote, _ = pushed
     _obj(remote, cipher, "données/ñandú €.txt").unlink()
     _refused(FileStore(remote), tmp_path, cipher, r"données/ñandú €\.txt: missing .*deleted")
 
 
-def test_file_added(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_file_added(pushed: PushedTree, tmp_path: Path, cipher: Cipher) -> None:
     remote, _ = pushed
     extra = _obj(remote, cipher, "sub dir/extra.txt")
     extra.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +188,7 @@ def test_file_added(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ig
     _refused(FileStore(remote), tmp_path, cipher, r"sub dir/extra\.txt: not in the manifest")
 
 
-def test_content_garbled(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_content_garbled(pushed: PushedTree, tmp_path: Path, cipher: Cipher) -> None:
     remote, _ = pushed
     obj = _obj(remote, cipher, "exact128k.bin")
     data = bytearray(obj.read_bytes())
@@ -175,7 +199,7 @@ def test_content_garbled(pushed, tmp_path: Path, cipher: Cipher) -> None:  # typ
     )
 
 
-def test_manifest_rolled_back(tmp_path: Path, tree, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_rolled_back(tmp_path: Path, tree: Tree, cipher: Cipher) -> None:
     src, _ = tree
     remote = tmp_path / "remote"
     store = FileStore(remote)
@@ -201,7 +225,7 @@ def test_manifest_rolled_back(tmp_path: Path, tree, cipher: Cipher) -> None:  # 
         push(src, store, cipher, state_dir=state)
 
 
-def test_manifest_tampered(pushed, tmp_path: Path, cipher: Cipher) -> None:  # type: ignore[no-untyped-def]
+def test_manifest_tampered(pushed: PushedTree, tmp_path: Path, cipher: Cipher) -> None:
     remote, _ = pushed
     obj = _obj(remote, cipher, MANIFEST_NAME)
     data = bytearray(obj.read_bytes())
@@ -210,13 +234,13 @@ def test_manifest_tampered(pushed, tmp_path: Path, cipher: Cipher) -> None:  # t
     _refused(FileStore(remote), tmp_path, cipher, r"\.seml-manifest: .*(tampered|changed)")
 
 
-def test_wrong_password_is_refused(pushed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password_is_refused(pushed: PushedTree, tmp_path: Path) -> None:
     remote, _ = pushed
     _refused(FileStore(remote), tmp_path, Cipher("wrong"), "no seml manifest")
 
 
-def test_no_manifest_pulls_rclone_tree_and_warns(  # type: ignore[no-untyped-def]
-    pushed, tmp_path: Path, cipher: Cipher, caplog: pytest.LogCaptureFixture
+def test_no_manifest_pulls_rclone_tree_and_warns(
+    pushed: PushedTree, tmp_path: Path, cipher: Cipher, caplog: pytest.LogCaptureFixture
 ) -> None:
     remote, files = pushed
     _obj(remote, cipher, MANIFEST_NAME).unlink()
@@ -236,9 +260,7 @@ def test_reserved_name_and_bad_source(tmp_path: Path, cipher: Cipher) -> None:
         push(tmp_path / "missing", MemoryStore(), cipher, state_dir=tmp_path)
 
 
-def test_pull_into_existing_tree_replaces_only_pulled_files(  # type: ignore[no-untyped-def]
-    tmp_path: Path, cipher: Cipher
-) -> None:
+def test_pull_into_existing_tree_replaces_only_pulled_files(tmp_path: Path, cipher: Cipher) -> None:
     src = tmp_path / "src"
     files = make_tree(src)
     store = MemoryStore()
@@ -260,8 +282,8 @@ def test_pull_into_existing_tree_replaces_only_pulled_files(  # type: ignore[no-
     ],
     ids=["off", "obfuscate", "base64-plain-dirs"],
 )
-def test_round_trip_with_every_name_option(  # type: ignore[no-untyped-def]
-    tmp_path: Path, tree, options: CryptOptions
+def test_round_trip_with_every_name_option(
+    tmp_path: Path, tree: Tree, options: CryptOptions
 ) -> None:
     src, files = tree
     cipher = Cipher("pw", "salt", options)
@@ -269,7 +291,8 @@ def test_round_trip_with_every_name_option(  # type: ignore[no-untyped-def]
     push(src, store, cipher, state_dir=tmp_path / "s")
     pull(store, tmp_path / "out", cipher, state_dir=tmp_path / "s")
     assert read_tree(tmp_path / "out") == files
-    with pytest.raises(IntegrityError):  # and a swap is still caught in every mode
+    # ... and a swap is still caught in every mode
+    with pytest.raises(IntegrityError, match=r"twins/[ab]\.txt: content does not match"):
         a, b = cipher.encrypt_name("twins/a.txt"), cipher.encrypt_name("twins/b.txt")
         store.objects[a], store.objects[b] = store.objects[b], store.objects[a]
         pull(store, tmp_path / "out2", cipher, state_dir=tmp_path / "s")

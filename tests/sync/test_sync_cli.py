@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from _sync_helpers import read_tree
 
+from _sync_helpers import Tree, read_tree
 from seml.cli import main
 from seml.crypt import Cipher
 from seml.errors import StorageError
@@ -17,8 +18,8 @@ from seml.store import FileStore
 from seml.sync import pull, push
 
 
-def test_plain_progress_and_summary(  # type: ignore[no-untyped-def]
-    tree, tmp_path: Path, crypt_env: None, capsys: pytest.CaptureFixture[str]
+def test_plain_progress_and_summary(
+    tree: Tree, tmp_path: Path, crypt_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src, files = tree
     remote = (tmp_path / "remote").as_uri()
@@ -34,7 +35,9 @@ def test_plain_progress_and_summary(  # type: ignore[no-untyped-def]
     assert read_tree(tmp_path / "out") == files
 
 
-def test_quiet_prints_nothing(tree, tmp_path: Path, crypt_env: None, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_quiet_prints_nothing(
+    tree: Tree, tmp_path: Path, crypt_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, _ = tree
     remote = str(tmp_path / "remote")
     assert main(["push", str(src), remote, "--quiet", "--state-dir", str(tmp_path / "s")]) == 0
@@ -60,8 +63,8 @@ def test_rich_progress_on_a_terminal(tmp_path: Path) -> None:
     assert "push 2 files" in text and "a warning" in text and "1000" in text.replace(",", "")
 
 
-def test_ls_marks_files_outside_the_manifest(  # type: ignore[no-untyped-def]
-    tree, tmp_path: Path, crypt_env: None, capsys: pytest.CaptureFixture[str], cipher: Cipher
+def test_ls_marks_files_outside_the_manifest(
+    tree: Tree, tmp_path: Path, crypt_env: None, capsys: pytest.CaptureFixture[str], cipher: Cipher
 ) -> None:
     src, _ = tree
     remote = tmp_path / "remote"
@@ -74,13 +77,17 @@ def test_ls_marks_files_outside_the_manifest(  # type: ignore[no-untyped-def]
     assert "junk: not encrypted with this key" in err and "manifest version 1" in err
 
 
-def test_missing_password_is_a_usage_error(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_missing_password_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SEML_CRYPT_PASSWORD", raising=False)
     assert main(["ls", str(tmp_path)]) == 2
     assert "SEML_CRYPT_PASSWORD" in capsys.readouterr().err
 
 
-def test_bad_remote_is_a_usage_error(tmp_path: Path, crypt_env: None, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_bad_remote_is_a_usage_error(
+    tmp_path: Path, crypt_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["ls", "ftp://host/x"]) == 2
     assert "unsupported scheme 'ftp'" in capsys.readouterr().err
 
@@ -92,7 +99,9 @@ class _BreaksOn(FileStore):
         super().__init__(root)
         self.broken = broken
 
-    def open(self, name: str, *, start: int = 0, length: int | None = None):  # type: ignore[no-untyped-def]
+    def open(
+        self, name: str, *, start: int = 0, length: int | None = None
+    ) -> AbstractContextManager[BinaryIO]:
         if name != self.broken:
             return super().open(name, start=start, length=length)
         inner = super().open(name, start=start, length=length)
@@ -110,8 +119,8 @@ class _BreaksOn(FileStore):
         return _Half()
 
 
-def test_interrupted_pull_leaves_nothing_under_final_names(  # type: ignore[no-untyped-def]
-    tree, tmp_path: Path, cipher: Cipher
+def test_interrupted_pull_leaves_nothing_under_final_names(
+    tree: Tree, tmp_path: Path, cipher: Cipher
 ) -> None:
     src, _ = tree
     remote = tmp_path / "remote"

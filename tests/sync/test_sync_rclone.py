@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _sync_helpers import PASSWORD, PASSWORD2, read_tree
 
 from _seaweedfs import SeaweedFS
+from _sync_helpers import PASSWORD, PASSWORD2, Tree, read_tree
 from seml.cli import main
 from seml.crypt import obscure
 from seml.sync import MANIFEST_NAME
@@ -66,8 +66,12 @@ def _rclone(conf: Path, *args: str) -> str:
     return proc.stdout
 
 
-def test_rclone_reads_what_seml_pushed_to_s3(  # type: ignore[no-untyped-def]
-    s3_bucket: str, seaweedfs: SeaweedFS, tree, tmp_path: Path, monkeypatch
+def test_rclone_reads_what_seml_pushed_to_s3(
+    s3_bucket: str,
+    seaweedfs: SeaweedFS,
+    tree: Tree,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     src, files = tree
     conf = _config(tmp_path / "rclone.conf", seaweedfs, {"secret": f"s3:{s3_bucket}/enc"})
@@ -89,10 +93,10 @@ def test_rclone_reads_what_seml_pushed_to_s3(  # type: ignore[no-untyped-def]
     )
 
 
-def test_seml_pulls_what_rclone_copied_to_s3(  # type: ignore[no-untyped-def]
+def test_seml_pulls_what_rclone_copied_to_s3(
     s3_bucket: str,
     seaweedfs: SeaweedFS,
-    tree,
+    tree: Tree,
     tmp_path: Path,
     crypt_env: None,
     capsys: pytest.CaptureFixture[str],
@@ -115,7 +119,7 @@ def test_seml_pulls_what_rclone_copied_to_s3(  # type: ignore[no-untyped-def]
     assert read_tree(tmp_path / "verified") == files
 
 
-def test_local_folder_both_directions(tree, tmp_path: Path, crypt_env: None) -> None:  # type: ignore[no-untyped-def]
+def test_local_folder_both_directions(tree: Tree, tmp_path: Path, crypt_env: None) -> None:
     src, files = tree
     remote = tmp_path / "remote"
     conf = tmp_path / "rclone.conf"

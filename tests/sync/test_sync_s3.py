@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from _sync_helpers import MARKER, make_tree, read_tree
 
 from _seaweedfs import SeaweedFS
+from _sync_helpers import MARKER, Tree, make_tree, read_tree
 from seml.cli import main
 from seml.crypt import Cipher
 from seml.errors import StorageError
-from seml.store import S3Store
+from seml.store import S3Config, S3Store
 from seml.sync import MANIFEST_NAME, pull, push
 
 pytestmark = pytest.mark.integration
@@ -26,8 +27,8 @@ def _pull(url: str, dst: Path, state: Path, *extra: str) -> int:
     return main(["pull", url, str(dst), "--state-dir", str(state), "--quiet", *extra])
 
 
-def test_round_trip_and_ls(  # type: ignore[no-untyped-def]
-    s3_bucket: str, crypt_env: None, tree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_round_trip_and_ls(
+    s3_bucket: str, crypt_env: None, tree: Tree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src, files = tree
     url = f"s3://{s3_bucket}/data/set1"
@@ -45,8 +46,8 @@ def test_round_trip_and_ls(  # type: ignore[no-untyped-def]
     assert f"0 uploaded, {len(files)} unchanged, 0 deleted; manifest version 2" in out
 
 
-def test_no_plaintext_at_rest(  # type: ignore[no-untyped-def]
-    s3_bucket: str, crypt_env: None, tree, tmp_path: Path, seaweedfs: SeaweedFS
+def test_no_plaintext_at_rest(
+    s3_bucket: str, crypt_env: None, tree: Tree, tmp_path: Path, seaweedfs: SeaweedFS
 ) -> None:
     src, files = tree
     assert _push(src, f"s3://{s3_bucket}", tmp_path / "st") == 0
@@ -61,7 +62,9 @@ def test_no_plaintext_at_rest(  # type: ignore[no-untyped-def]
             assert MARKER[i : i + 8] not in body, key
 
 
-def _tamper_setup(s3_bucket: str, tree, tmp_path: Path, seaweedfs: SeaweedFS):  # type: ignore[no-untyped-def]
+def _tamper_setup(
+    s3_bucket: str, tree: Tree, tmp_path: Path, seaweedfs: SeaweedFS
+) -> tuple[str, Any, Cipher]:
     src, _ = tree
     url = f"s3://{s3_bucket}/t"
     assert _push(src, url, tmp_path / "pusher") == 0
@@ -81,10 +84,10 @@ def _key(cipher: Cipher, rel: str) -> str:
         ("add", r"sub dir/nested/added\.txt: not in the manifest \(added behind its back\)"),
     ],
 )
-def test_tampered_bucket_is_refused(  # type: ignore[no-untyped-def]
+def test_tampered_bucket_is_refused(
     s3_bucket: str,
     crypt_env: None,
-    tree,
+    tree: Tree,
     tmp_path: Path,
     seaweedfs: SeaweedFS,
     capsys: pytest.CaptureFixture[str],
@@ -120,10 +123,10 @@ def test_tampered_bucket_is_refused(  # type: ignore[no-untyped-def]
     assert not out.exists() or list(out.rglob("*")) == []
 
 
-def test_rolled_back_manifest_is_refused(  # type: ignore[no-untyped-def]
+def test_rolled_back_manifest_is_refused(
     s3_bucket: str,
     crypt_env: None,
-    tree,
+    tree: Tree,
     tmp_path: Path,
     seaweedfs: SeaweedFS,
     capsys: pytest.CaptureFixture[str],
@@ -149,8 +152,12 @@ def test_rolled_back_manifest_is_refused(  # type: ignore[no-untyped-def]
     assert not out.exists()
 
 
-def test_unreachable_server_fails_clearly(  # type: ignore[no-untyped-def]
-    crypt_env: None, tree, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+def test_unreachable_server_fails_clearly(
+    crypt_env: None,
+    tree: Tree,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import socket
 
@@ -187,7 +194,7 @@ class _KillAfter:
 
 
 @pytest.mark.slow
-def test_server_dies_mid_push_then_push_resumes(  # type: ignore[no-untyped-def]
+def test_server_dies_mid_push_then_push_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cipher: Cipher
 ) -> None:
     from _seaweedfs import find_weed
@@ -204,7 +211,10 @@ def test_server_dies_mid_push_then_push_resumes(  # type: ignore[no-untyped-def]
             monkeypatch.setenv(k, v)
 
         def store() -> S3Store:
-            return S3Store("fault", "p", max_attempts=2, connect_timeout=1, read_timeout=5)
+            config = S3Config(
+                endpoint=server.endpoint, max_attempts=2, connect_timeout=1, read_timeout=5
+            )
+            return S3Store("fault", "p", config)
 
         state = tmp_path / "state"
         t = time.monotonic()

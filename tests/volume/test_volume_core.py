@@ -304,7 +304,10 @@ def test_private_workspace_is_private_and_wiped(tmp_path: Path) -> None:
         assert stat.S_IMODE(ws.stat().st_mode) == 0o700
         (ws / "secret").write_bytes(b"s")
     assert not ws.exists()
-    with pytest.raises(RuntimeError), private_workspace(shm=tmp_path / "no-shm") as ws2:
+    with (
+        pytest.raises(RuntimeError, match="command failed"),
+        private_workspace(shm=tmp_path / "no-shm") as ws2,
+    ):
         assert not ws2.is_relative_to(tmp_path)
         (ws2 / "secret").write_bytes(b"s")
         raise RuntimeError("command failed")
@@ -330,6 +333,10 @@ def test_workspace_falls_back_to_disk_when_tmpfs_is_too_small() -> None:
     assert not ws.exists()
 
 
+# Each refusal names the volume (by name, or by its folder when its header is what broke).
+_NAMES_THE_VOLUME = r"volume ('train-data'|.*/vol\b)"
+
+
 def test_any_flipped_byte_on_disk_is_refused(sealed: tuple[Path, dict[str, bytes]]) -> None:
     """A spread of single-byte changes over every file of the volume (header, manifest,
     objects): each must make open, verify or unseal fail with IntegrityError."""
@@ -344,10 +351,10 @@ def test_any_flipped_byte_on_disk_is_refused(sealed: tuple[Path, dict[str, bytes
             changed = bytearray(original)
             changed[position] ^= 0x04
             target.write_bytes(bytes(changed))
-            with pytest.raises(IntegrityError):
+            with pytest.raises(IntegrityError, match=_NAMES_THE_VOLUME):
                 volume = Volume.open(path, KEY, name="train-data")
                 volume.verify()
-            with pytest.raises(IntegrityError):
+            with pytest.raises(IntegrityError, match=_NAMES_THE_VOLUME):
                 volume = Volume.open(path, KEY, name="train-data")
                 with private_workspace() as ws:
                     volume.unseal(ws)

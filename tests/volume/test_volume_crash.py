@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
+from _crash import crash_command
 from seml.volume import Volume, inspect, private_workspace
 
 KEY = os.urandom(32)
@@ -37,15 +37,11 @@ _SEALER = textwrap.dedent(
 def _start(
     volume: Path, work: Path, count: int, size: int, crash_at: str | None
 ) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SEML_TEST_VOLUME_CRASH_AT"}
-    if crash_at:
-        env["SEML_TEST_VOLUME_CRASH_AT"] = crash_at
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SEALER, str(volume), str(work), str(count), str(size)],
+        [*crash_command(crash_at), "-c", _SEALER, str(volume), str(work), str(count), str(size)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=env,
     )
     assert proc.stdin is not None
     proc.stdin.write(KEY.hex() + "\n")
@@ -57,8 +53,9 @@ def test_kill_during_create_then_create_again(tmp_path: Path) -> None:
     path = tmp_path / "vol"
     script = "import sys; from pathlib import Path; from seml.volume import Volume\n"
     script += "Volume.create(Path(sys.argv[1]), bytes(32), name='crashy')"
-    env = {**os.environ, "SEML_TEST_VOLUME_CRASH_AT": "generation-renamed"}
-    proc = subprocess.run([sys.executable, "-c", script, str(path)], env=env, check=False)
+    proc = subprocess.run(
+        [*crash_command("generation-renamed"), "-c", script, str(path)], check=False
+    )
     assert proc.returncode == -signal.SIGKILL
     assert any(path.iterdir())
     assert not Volume.exists(path)

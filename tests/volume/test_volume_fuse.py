@@ -97,7 +97,10 @@ def test_discard_and_failing_body_keep_the_last_version(
     with FuseMount(path, KEY, name="mounted", mountpoint=mnt) as mount:
         (mnt / "small.txt").write_bytes(b"dropped")
         assert mount.unmount(seal=False) == 1
-    with pytest.raises(RuntimeError), FuseMount(path, KEY, name="mounted", mountpoint=mnt):
+    with (
+        pytest.raises(RuntimeError, match="the command failed"),
+        FuseMount(path, KEY, name="mounted", mountpoint=mnt),
+    ):
         (mnt / "small.txt").write_bytes(b"dropped too")
         raise RuntimeError("the command failed")
     assert _unsealed(path, 1) == files

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from seml._fs import staged
 from seml.bench._report import GROUPS, group_phases
 from seml.bench._results import Row, ScenarioStats, scenario_stats
 
@@ -29,10 +30,9 @@ def _pyplot() -> Any:
 
 
 def _save(fig: Any, path: Path) -> None:
-    # Temp name in the same folder, renamed once complete: never a half-written image.
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(path)
+    # Never a half-written image: written under a temporary name, renamed once complete.
+    with staged(path) as (tmp,):
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
 
 
 def plot_phases(stats: Sequence[ScenarioStats], path: Path) -> None:

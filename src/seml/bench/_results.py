@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from statistics import mean, median
 
+from seml._fs import write_atomic
 from seml.errors import UsageError
 
 __all__ = [
@@ -221,19 +222,16 @@ def targets(stats: Sequence[ScenarioStats], dataset: str = "G") -> list[Target]:
 
 
 def write_csv(path: Path, rows: Iterable[Row]) -> None:
-    """Write all rows to `path` atomically (temp name in the same folder, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        for r in rows:
-            d = asdict(r)
-            for name in ("seconds", "cpu_seconds", "cpu_percent", "peak_rss_mb"):
-                d[name] = f"{d[name]:.4f}"
-            writer.writerow(d)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    """Write all rows to `path` atomically (`seml._fs`)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer.writeheader()
+    for r in rows:
+        d = asdict(r)
+        for name in ("seconds", "cpu_seconds", "cpu_percent", "peak_rss_mb"):
+            d[name] = f"{d[name]:.4f}"
+        writer.writerow(d)
+    write_atomic(path, text.getvalue())
 
 
 def read_csv(path: Path) -> list[Row]:

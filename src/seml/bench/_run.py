@@ -9,15 +9,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from seml._fs import write_atomic
 from seml.bench._plots import plot_phases, plot_resources
 from seml.bench._report import machine, render_report
 from seml.bench._results import Row, scenario_stats, total_row, write_csv
 from seml.bench._scenarios import Dataset, Scenario
 from seml.bench._setup import FastAgreement, current_measurement
+from seml.cas import LocalCas
 from seml.errors import SemlError, UsageError
 from seml.flow import Flow, FlowConfig, remote
-from seml.flow._flow import seml_executable
-from seml.flow._local_cas import LocalCas
 from seml.flow._runner import environment
 
 __all__ = ["BenchOptions", "BenchResult", "RunDone", "run_bench"]
@@ -100,7 +100,7 @@ class _Bench:
         return self.configs[dataset.label]
 
     def start(self) -> None:
-        self.cas = LocalCas(seml_executable(), self.work / "cas", environment({}))
+        self.cas = LocalCas(self.work / "cas", env=environment({}))
         self.cas.start()
         self.agreement = FastAgreement(self.cas.url, self.cas.fingerprint)
 
@@ -210,7 +210,5 @@ def run_bench(options: BenchOptions, on_run: Callable[[RunDone], None]) -> Bench
         host=machine(),
         failures=result.failures,
     )
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(report)
-    tmp.replace(out / "report.md")
+    write_atomic(out / "report.md", report)
     return result

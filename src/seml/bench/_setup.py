@@ -19,7 +19,6 @@ from seml.policy import (
     load_private_key,
     new_key_pair,
     public_key_text,
-    session_from_document,
     session_hash,
     sign_session,
     write_private_key,
@@ -87,37 +86,31 @@ class FastAgreement:
         keys, platforms = self.identities(lay)
         publics = {p: public_key_text(k.public) for p, k in keys.items()}
         seml = flow.seml[0] if len(flow.seml) == 1 else "seml"
-        shared = session_from_document(
-            collaboration_session(
-                name=c.session,
-                parties=publics,
-                measurement=measurement,
-                storage=flow.storage,
-                layout=lay,
-                specs=flow.specs(),
-                seml=seml,
-                platforms=platforms,
-                s3_args=flow.s3_args,
-            ),
-            source=f"collaboration session {c.session}",
+        shared = collaboration_session(
+            name=c.session,
+            parties=publics,
+            measurement=measurement,
+            storage=flow.storage,
+            layout=lay,
+            specs=flow.specs(),
+            seml=seml,
+            platforms=platforms,
+            s3_args=flow.s3_args,
         )
         shared_hash = session_hash(shared)
         self._client.submit_session(shared, [sign_session(shared, p, keys[p]) for p in keys])
         for p in c.parties:
-            private = session_from_document(
-                private_session(
-                    collaboration=c.session,
-                    collaboration_hash=shared_hash,
-                    party=p,
-                    public_key=publics[p],
-                    measurement=measurement,
-                    storage=flow.storage,
-                    layout=lay,
-                    seml=seml,
-                    platform=platforms[p],
-                    s3_args=flow.s3_args,
-                ),
-                source=f"private session {c.session}-{p}",
+            private = private_session(
+                collaboration=c.session,
+                collaboration_hash=shared_hash,
+                party=p,
+                public_key=publics[p],
+                measurement=measurement,
+                storage=flow.storage,
+                layout=lay,
+                seml=seml,
+                platform=platforms[p],
+                s3_args=flow.s3_args,
             )
             self._client.submit_session(private, [sign_session(private, p, keys[p])])
         flow.session_hash = shared_hash

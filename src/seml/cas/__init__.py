@@ -1,8 +1,11 @@
 """The Configuration and Attestation Service (CAS): keeps sessions, guards their secrets, and
 releases a service's configuration only to evidence the session allows.
 
-Server side: `init_state_dir`, `serve` (HTTPS, SQLite WAL state, signed audit log).
-Client side: `CasClient` (pinned certificate), `ServiceConfig` (what an attested service gets).
+Server side: `init_state_dir`, `serve` (HTTPS, SQLite WAL state, signed audit log), and
+`LocalCas`, which runs `seml cas serve` as a child process on this machine (the demo, the bench,
+the benchmarks and the tests all start their service through it).
+Client side: `CasClient` (pinned certificate; typed answers: `ServiceInfo`, `SessionSummary`,
+`SessionVersion`, `AuditEntry`), `ServiceConfig` (what an attested service gets).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -13,6 +16,8 @@ from seml.cas._protocol import ServiceConfig, VolumeGrant, cert_fingerprint
 if TYPE_CHECKING:
     from seml.cas._audit import AuditEntry, verify_audit_chain
     from seml.cas._identity import CasIdentity, init_state_dir, load_identity
+    from seml.cas._local import LocalCas
+    from seml.cas._results import ServiceInfo, SessionSummary, SessionVersion
     from seml.cas._serve import serve
 
 # The server side (x509, SQLite, FastAPI) loads on first use: a workload under `seml run` only
@@ -23,6 +28,10 @@ _LAZY = {
     "CasIdentity": "seml.cas._identity",
     "init_state_dir": "seml.cas._identity",
     "load_identity": "seml.cas._identity",
+    "LocalCas": "seml.cas._local",
+    "ServiceInfo": "seml.cas._results",
+    "SessionSummary": "seml.cas._results",
+    "SessionVersion": "seml.cas._results",
     "serve": "seml.cas._serve",
 }
 
@@ -39,7 +48,11 @@ __all__ = [
     "AuditEntry",
     "CasClient",
     "CasIdentity",
+    "LocalCas",
     "ServiceConfig",
+    "ServiceInfo",
+    "SessionSummary",
+    "SessionVersion",
     "VolumeGrant",
     "cert_fingerprint",
     "client_from_env",

@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from seml.attest import Evidence
+from seml.cas._protocol import error_kind
+from seml.cas._results import AuditPage, SessionVersions
 from seml.cas._service import CasService, NotFoundError
 from seml.errors import (
     AttestationError,
@@ -105,7 +107,7 @@ def _describe(e: ValidationError) -> str:
 
 def _error(e: SemlError) -> JSONResponse:
     status = next((code for cls, code in _STATUS if isinstance(e, cls)), 500)
-    return JSONResponse({"error": type(e).__name__, "message": str(e)}, status_code=status)
+    return JSONResponse({"error": error_kind(e), "message": str(e)}, status_code=status)
 
 
 def create_app(service: CasService) -> FastAPI:
@@ -137,7 +139,7 @@ def create_app(service: CasService) -> FastAPI:
 
     @app.get("/v1/info")
     async def info() -> dict[str, Any]:
-        return service.info()
+        return service.info().model_dump()
 
     # The two hot endpoints (every attestation calls both) parse and answer raw bytes: no
     # FastAPI body validation pass and no jsonable_encoder on the way out.
@@ -160,7 +162,7 @@ def create_app(service: CasService) -> FastAPI:
             record = service.submit(body.document, body.signatures, provided, time.time())
         except SemlError as e:
             return refuse("submit", e, session=name)
-        return record.summary()
+        return record.summary().model_dump(mode="json")
 
     @app.get("/v1/sessions/{name}", response_model=None)
     async def read(
@@ -181,7 +183,9 @@ def create_app(service: CasService) -> FastAPI:
             )
         except SemlError as e:
             return refuse("read", e, session=name[:64])
-        return {"versions": [r.to_json() for r in records]}
+        return SessionVersions(versions=[r.answer() for r in records]).model_dump(
+            mode="json", by_alias=True
+        )
 
     @app.post("/v1/attest")
     async def attest(request: Request) -> Response:
@@ -241,10 +245,9 @@ def create_app(service: CasService) -> FastAPI:
         after: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     ) -> dict[str, Any]:
-        entries = service.store.audit(after, limit)
-        return {
-            "identity_key": service.info()["identity_key"],
-            "entries": [e.model_dump() for e in entries],
-        }
+        page = AuditPage(
+            identity_key=service.info().identity_key, entries=service.store.audit(after, limit)
+        )
+        return page.model_dump()
 
     return app

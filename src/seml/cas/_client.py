@@ -4,6 +4,10 @@ The client first fetches the server certificate without trusting it, compares it
 fingerprint with the pin, and then builds an SSL context whose only trust anchor is that
 certificate: every later connection (keep-alive or not) is verified against it, so a swapped
 certificate fails the handshake. Hostnames are not checked: the pin is the identity.
+
+A client can instead be given an httpx transport (``transport=``): requests then go wherever
+that transport sends them and no certificate is checked. The tests use it to run the service's
+app in the same process; it is never the way to reach a service over a network.
 """
 
 from __future__ import annotations
@@ -14,39 +18,26 @@ import socket
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from nacl.public import PrivateKey, SealedBox
 
 from seml.attest import EvidenceProvider, report_data_for
 from seml.cas._httpx import httpx
-from seml.cas._protocol import ServiceConfig, cert_fingerprint, read_challenge
-from seml.errors import (
-    AttestationError,
-    IntegrityError,
-    NetworkError,
-    PolicyError,
-    SemlError,
-    StorageError,
-    UsageError,
-)
+from seml.cas._protocol import ServiceConfig, cert_fingerprint, error_class, read_challenge
+from seml.errors import IntegrityError, NetworkError, UsageError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from seml.cas._audit import AuditEntry
+    from seml.cas._results import ServiceInfo, SessionSummary, SessionVersion
     from seml.policy import PartyKey, Session, SessionSignature
 
 __all__ = ["CasClient", "client_from_env"]
 
-_ERRORS: dict[str, type[SemlError]] = {
-    "NotFoundError": UsageError,
-    "UsageError": UsageError,
-    "PolicyError": PolicyError,
-    "AttestationError": AttestationError,
-    "IntegrityError": IntegrityError,
-    "StorageError": StorageError,
-    "NetworkError": NetworkError,
-}
+_M = TypeVar("_M", bound="BaseModel")
 
 
 def _b64(data: bytes) -> str:
@@ -82,19 +73,42 @@ def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
     return context
 
 
-class CasClient:
-    """A pinned HTTPS client for one attestation service. Use as a context manager or close()."""
+def _parse(model: type[_M], body: Any, what: str) -> _M:
+    from pydantic import ValidationError
 
-    def __init__(self, url: str, fingerprint: str, *, timeout: float = 30.0) -> None:
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise NetworkError(f"attestation service: unexpected answer to {what}: {e}") from e
+
+
+class CasClient:
+    """A pinned HTTPS client for one attestation service. Use as a context manager or close().
+
+    `transport` replaces the pinned TLS connection (see the module's docstring): only for a
+    transport you trust, such as the service's app in this process.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        fingerprint: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.fingerprint = fingerprint
-        self._http = httpx.Client(
-            base_url=self.url,
-            verify=_pinned_context(self.url, fingerprint, timeout),
-            timeout=timeout,
-            limits=httpx.Limits(max_keepalive_connections=4),
-        )
-        self._info: dict[str, Any] | None = None
+        if transport is not None:
+            self._http = httpx.Client(base_url=self.url, transport=transport, timeout=timeout)
+        else:
+            self._http = httpx.Client(
+                base_url=self.url,
+                verify=_pinned_context(self.url, fingerprint, timeout),
+                timeout=timeout,
+                limits=httpx.Limits(max_keepalive_connections=4),
+            )
+        self._info: ServiceInfo | None = None
 
     def __enter__(self) -> CasClient:
         return self
@@ -129,7 +143,7 @@ class CasClient:
             body = None
         if response.status_code >= 400:
             if isinstance(body, dict) and "message" in body:
-                cls = _ERRORS.get(str(body.get("error")), NetworkError)
+                cls = error_class(body.get("error"))
                 raise cls(f"attestation service refused: {body['message']}")
             raise NetworkError(f"attestation service {self.url}{path}: HTTP {response.status_code}")
         if not isinstance(body, dict):
@@ -138,9 +152,12 @@ class CasClient:
 
     # -- service ------------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ServiceInfo:
+        """Who the service is: its audit-signing key, sealing key and certificate pin."""
+        from seml.cas._results import ServiceInfo
+
         if self._info is None:
-            self._info = self._call("GET", "/v1/info")
+            self._info = _parse(ServiceInfo, self._call("GET", "/v1/info"), "info")
         return self._info
 
     def nonce(self) -> bytes:
@@ -151,7 +168,7 @@ class CasClient:
     def seal_provided(self, session: Session, secret: str, value: bytes, key: PartyKey) -> str:
         """Seal a provided secret's value to this service, signed by its providing party (see
         `seml.cas._provided`). The result can travel through anyone's hands to `submit_session`."""
-        box_key = base64.b64decode(self.info()["box_key"])
+        box_key = base64.b64decode(self.info().box_key)
         from seml.cas._provided import seal_provided
 
         return _b64(seal_provided(box_key, session, secret, value, key))
@@ -161,10 +178,12 @@ class CasClient:
         session: Session,
         signatures: list[SessionSignature],
         provided: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> SessionSummary:
         """Submit a session with its signatures and the sealed values of provided secrets
-        (from `seal_provided`, keyed by secret name)."""
-        result: dict[str, Any] = self._call(
+        (from `seal_provided`, keyed by secret name); the accepted version."""
+        from seml.cas._results import SessionSummary
+
+        body = self._call(
             "POST",
             "/v1/sessions",
             json={
@@ -173,11 +192,13 @@ class CasClient:
                 "provided": dict(provided or {}),
             },
         )
-        return result
+        return _parse(SessionSummary, body, "a session submission")
 
     def _read(
         self, name: str, *, hash_: str | None, party: tuple[str, PartyKey] | None
-    ) -> list[dict[str, Any]]:
+    ) -> list[SessionVersion]:
+        from seml.cas._results import SessionVersions
+
         params: dict[str, str] = {}
         headers: dict[str, str] = {}
         if hash_ is not None:
@@ -191,23 +212,31 @@ class CasClient:
             }
         else:
             raise UsageError("reading a session needs --hash or a party key")
-        versions: list[dict[str, Any]] = self._call(
+        body = self._call(
             "GET", f"/v1/sessions/{quote(name, safe='')}", params=params, headers=headers
-        )["versions"]
+        )
+        versions = _parse(SessionVersions, body, f"a read of session {name}").versions
+        if not versions or (hash_ is not None and versions[-1].hash != hash_):
+            raise NetworkError(f"attestation service: no version of {name} in its answer")
+        from seml.policy import session_hash
+
+        for v in versions:
+            if v.name != name or session_hash(v.document) != v.hash:
+                raise IntegrityError(
+                    f"attestation service: version {v.version} of {name} does not match its hash"
+                )
         return versions
 
     def get_session(
         self, name: str, *, hash_: str | None = None, party: tuple[str, PartyKey] | None = None
-    ) -> dict[str, Any]:
+    ) -> SessionVersion:
         """The latest version (document, hash, signatures), or the version with `hash_`."""
-        versions = self._read(name, hash_=hash_, party=party)
-        if hash_ is not None:
-            return next(v for v in versions if v["hash"] == hash_)
-        return versions[-1]
+        return self._read(name, hash_=hash_, party=party)[-1]
 
     def history(
         self, name: str, *, hash_: str | None = None, party: tuple[str, PartyKey] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[SessionVersion]:
+        """Every version up to the latest (or up to the one with `hash_`), oldest first."""
         return self._read(name, hash_=hash_, party=party)
 
     # -- attestation --------------------------------------------------------------------
@@ -277,20 +306,21 @@ class CasClient:
 
     def audit(self, *, verify: bool = True) -> list[AuditEntry]:
         """Every audit entry; with `verify`, check the chain and signatures (IntegrityError)."""
-        from seml.cas._audit import AuditEntry, verify_audit_chain
+        from seml.cas._audit import verify_audit_chain
+        from seml.cas._results import AuditPage
 
         entries: list[AuditEntry] = []
-        key = base64.b64decode(self.info()["identity_key"])
+        key = base64.b64decode(self.info().identity_key)
         after = 0
         while True:
             body = self._call("GET", "/v1/audit", params={"after": after, "limit": 5000})
-            if base64.b64decode(body["identity_key"]) != key:
+            page = _parse(AuditPage, body, "an audit read")
+            if base64.b64decode(page.identity_key) != key:
                 raise IntegrityError("the audit log is signed by another key than the service's")
-            page = [AuditEntry.model_validate(e) for e in body["entries"]]
-            if not page:
+            if not page.entries:
                 break
-            entries += page
-            after = page[-1].seq
+            entries += page.entries
+            after = page.entries[-1].seq
         if verify:
             verify_audit_chain(entries, key)
         return entries

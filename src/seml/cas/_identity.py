@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from nacl.public import PrivateKey
 
+from seml._fs import write_atomic
 from seml.cas._protocol import cert_fingerprint
 from seml.errors import StorageError, UsageError
 from seml.policy import write_private_key
@@ -127,10 +128,7 @@ def init_state_dir(directory: Path, *, hosts: list[str], now: dt.datetime) -> Ca
         directory / IDENTITY_KEY, identity.private_bytes(enc, pem, serialization.NoEncryption())
     )
     cert = _self_signed(tls, hosts, now)
-    try:
-        (directory / TLS_CERT).write_bytes(cert)
-    except OSError as e:
-        raise StorageError(f"cannot write {directory / TLS_CERT}: {e.strerror}") from e
+    write_atomic(directory / TLS_CERT, cert)
     # The master key goes last: its presence marks a complete directory.
     write_private_key(directory / MASTER_KEY, os.urandom(32))
     return load_identity(directory)

@@ -6,7 +6,47 @@ import hashlib
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ServiceConfig", "VolumeGrant", "cert_fingerprint", "read_challenge", "volume_subject"]
+from seml.errors import (
+    AttestationError,
+    IntegrityError,
+    NetworkError,
+    PolicyError,
+    SemlError,
+    StorageError,
+    UsageError,
+)
+
+__all__ = [
+    "ServiceConfig",
+    "VolumeGrant",
+    "cert_fingerprint",
+    "error_class",
+    "error_kind",
+    "read_challenge",
+    "volume_subject",
+]
+
+# A refusal names its kind on the wire (`{"error": kind, "message": ...}`); the client raises the
+# same class. The kinds are protocol words: subclasses travel as their category.
+_ERROR_KINDS: tuple[tuple[str, type[SemlError]], ...] = (
+    ("UsageError", UsageError),
+    ("IntegrityError", IntegrityError),
+    ("PolicyError", PolicyError),
+    ("AttestationError", AttestationError),
+    ("StorageError", StorageError),
+    ("NetworkError", NetworkError),
+)
+
+
+def error_kind(e: SemlError) -> str:
+    """The wire kind of a refusal (a server failure outside these categories is a NetworkError
+    to the client: the service did not answer within the protocol)."""
+    return next((kind for kind, cls in _ERROR_KINDS if isinstance(e, cls)), "NetworkError")
+
+
+def error_class(kind: object) -> type[SemlError]:
+    """The class a client raises for a refusal of `kind` (unknown kinds: NetworkError)."""
+    return next((cls for k, cls in _ERROR_KINDS if k == kind), NetworkError)
 
 
 def cert_fingerprint(der: bytes) -> str:

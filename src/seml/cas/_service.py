@@ -26,6 +26,7 @@ from seml.cas._nonce import NonceBook
 from seml.cas._protocol import read_challenge
 from seml.cas._provided import open_provided
 from seml.cas._resolve import resolve_config, volume_secret_name, volume_token
+from seml.cas._results import ServiceInfo
 from seml.cas._secrets import generate_secret, open_secret, seal_secret
 from seml.cas._state import SessionRecord, StateStore
 from seml.errors import AttestationError, PolicyError, UsageError
@@ -60,13 +61,13 @@ class CasService:
 
     # -- info / audit ---------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
-        return {
-            "service": "seml-cas",
-            "identity_key": base64.b64encode(self.identity.identity_public).decode(),
-            "box_key": base64.b64encode(bytes(self.identity.box_key.public_key)).decode(),
-            "fingerprint": self.identity.fingerprint,
-        }
+    def info(self) -> ServiceInfo:
+        return ServiceInfo(
+            service="seml-cas",
+            identity_key=base64.b64encode(self.identity.identity_public).decode(),
+            box_key=base64.b64encode(bytes(self.identity.box_key.public_key)).decode(),
+            fingerprint=self.identity.fingerprint,
+        )
 
     def log_refusal(self, request: str, reason: str, now: float, **details: str) -> None:
         with self.store.transaction() as db:

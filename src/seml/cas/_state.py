@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seml.cas._audit import GENESIS, AuditEntry, entry_hash, signing_message
+from seml.cas._results import SessionSummary, SessionVersion
 from seml.errors import IntegrityError, PolicyError, StorageError
 from seml.policy import Session, SessionSignature, session_from_document, session_hash
 
@@ -48,22 +49,22 @@ class SessionRecord:
     signatures: tuple[SessionSignature, ...]
     accepted: float
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "name": self.session.name,
-            "hash": self.hash,
-            "version": self.version,
-            "predecessor": self.session.predecessor,
-            "accepted": self.accepted,
-            "signers": sorted({s.party for s in self.signatures}),
-        }
+    def summary(self) -> SessionSummary:
+        return SessionSummary(
+            name=self.session.name,
+            hash=self.hash,
+            version=self.version,
+            predecessor=self.session.predecessor,
+            accepted=self.accepted,
+            signers=sorted({s.party for s in self.signatures}),
+        )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.summary(),
-            "document": self.session.document(),
-            "signatures": [s.model_dump() for s in self.signatures],
-        }
+    def answer(self) -> SessionVersion:
+        return SessionVersion(
+            **self.summary().model_dump(),
+            document=self.session,
+            signatures=list(self.signatures),
+        )
 
 
 class StateStore:

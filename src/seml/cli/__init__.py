@@ -14,7 +14,7 @@ from typing import Any
 
 from seml.errors import SemlError
 
-__all__ = ["app", "entry", "main"]
+__all__ = ["app", "entry", "main", "seml_command"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,28 +25,41 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'seml.cli' has no attribute {name!r}")
 
 
-def _command_of(args: list[str]) -> str | None:
-    for arg in args:
+def seml_command() -> list[str]:
+    """The argv that runs this installation's `seml` (for child processes)."""
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("seml")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "seml"]
+
+
+def _split_command(args: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """(seml's own options, the command, its arguments): the command is the first argument
+    that is not an option, unless `--` comes first."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
         if not arg.startswith("-"):
-            return arg
-    return None
+            return args[:i], arg, args[i + 1 :]
+    return args, None, []
 
 
-def _asks_help(args: list[str]) -> bool:
-    before = args[: args.index("--")] if "--" in args else args
-    return any(a in ("-h", "--help") for a in before)
+def _command_of(args: list[str]) -> str | None:
+    return _split_command(args)[1]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a console script, exit with) the process status."""
     args = sys.argv[1:] if argv is None else argv
-    verbose = "--verbose" in args or "-v" in args
-    command = _command_of(args)
+    own, command, rest = _split_command(args)
+    # Only options before the command are seml's: a `-v` given to a command, or to the
+    # workload after `--`, is theirs.
+    verbose = any(a in ("-v", "--verbose") for a in own)
     try:
-        if command == "run" and not _asks_help(args):
+        if command == "run":
             from seml.cli import _run_fast
 
-            return _run_fast.run(args[args.index("run") + 1 :])
+            return _run_fast.run(rest)
         return _typer_main(args, command)
     except SemlError as e:
         if verbose:

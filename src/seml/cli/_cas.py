@@ -114,7 +114,7 @@ def info(
         }
     elif cas_url and cas_fingerprint:
         with CasClient(cas_url, cas_fingerprint) as client:
-            data = {"url": cas_url, **client.info()}
+            data = {"url": cas_url, **client.info().model_dump()}
     else:
         raise UsageError("pass a state DIR, or --cas URL --cas-fingerprint sha256:...")
     if as_json:

@@ -126,7 +126,7 @@ def k8s(
     secret value. Apply it with `kubectl apply -f`; see docs/deploy-kubernetes.md.
     """
     from seml import __version__
-    from seml.cli._session import _write_atomic
+    from seml._fs import write_atomic
     from seml.deploy import JobSpec, Tee, manifest_yaml, render_job
 
     if not image:
@@ -167,7 +167,7 @@ def k8s(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        _write_atomic(output, text)
+        write_atomic(output, text)
         typer.echo(f"wrote {output}: Job {job['metadata']['name']}", err=True)
     if chosen is Tee.SIMULATION:
         typer.echo(

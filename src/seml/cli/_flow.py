@@ -185,6 +185,7 @@ def sessions(
     The private sessions export each party's data key to the collaboration's fetch service,
     pinned to the collaboration session's hash, so they are written after it.
     """
+    from seml._fs import write_atomic
     from seml.errors import UsageError
     from seml.flow._plan import (
         FlowLayout,
@@ -193,7 +194,7 @@ def sessions(
         private_session,
         training_specs,
     )
-    from seml.policy import session_from_document, session_hash
+    from seml.policy import session_hash
     from seml.runtime import measure
 
     keys = _pairs(party, "--party")
@@ -220,9 +221,9 @@ def sessions(
         platforms=platforms,
         s3_args=s3,
     )
-    shared_hash = session_hash(session_from_document(doc, source=f"{name}.yaml"))
+    shared_hash = session_hash(doc)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.yaml").write_text(dump_session(doc))
+    write_atomic(out / f"{name}.yaml", dump_session(doc))
     typer.echo(f"{out / f'{name}.yaml'}: {shared_hash}")
     for p, public in publics.items():
         private = private_session(
@@ -238,5 +239,5 @@ def sessions(
             s3_args=s3,
         )
         path = out / f"{name}-{p}.yaml"
-        path.write_text(dump_session(private))
+        write_atomic(path, dump_session(private))
         typer.echo(f"{path}: private session of {p}")

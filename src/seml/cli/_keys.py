@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from seml.errors import StorageError, UsageError
+from seml.errors import UsageError
 
 __all__ = ["register"]
 
@@ -30,6 +30,7 @@ def new(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing key files.")] = False,
 ) -> None:
     """Create an Ed25519 key pair for a party; print its public key and fingerprint."""
+    from seml._fs import write_atomic
     from seml.policy import new_key_pair, public_key_text, write_private_key
 
     if not name or "/" in name or name.startswith("."):
@@ -39,10 +40,7 @@ def new(
         raise UsageError(f"{private} or {public} exists (use --force to overwrite)")
     key = new_key_pair()
     write_private_key(private, key.pem())
-    try:
-        public.write_text(public_key_text(key.public) + "\n")
-    except OSError as e:
-        raise StorageError(f"cannot write {public}: {e.strerror}") from e
+    write_atomic(public, public_key_text(key.public) + "\n")
     typer.echo(f"private key: {private} (keep it secret)")
     typer.echo(f"public key:  {public_key_text(key.public)}")
     typer.echo(f"fingerprint: {key.fingerprint}")

@@ -1,24 +1,18 @@
-"""`seml run` and `seml measure`: run a command as an attested service of a session."""
+"""`seml measure`, `seml platform`, and `run` as typer lists it (its options and parsing live
+in `seml.cli._run_fast`, which `seml run` uses without loading typer)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from seml.cli._cas import CasFingerprint, CasUrl
+from seml.cli._run_fast import CODE_HELP, SUMMARY
 
 __all__ = ["register"]
 
-Code = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--code",
-        help="A code file or folder the command runs; part of the measurement (repeatable).",
-    ),
-]
+Code = Annotated[list[Path] | None, typer.Option("--code", help=CODE_HELP)]
 Command = Annotated[
     list[str] | None,
     typer.Argument(
@@ -40,7 +34,12 @@ PlatformKey = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", context_settings={"allow_interspersed_args": False})(run)
+    app.command(
+        "run",
+        help=SUMMARY,
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )(run)
     app.command("measure", context_settings={"allow_interspersed_args": False})(measure)
     platform = typer.Typer(
         help="This machine's simulated platform identity (what a TEE's PPID would be).",
@@ -81,73 +80,9 @@ def measure(code: Code = None, command: Command = None) -> None:
     typer.echo(compute(code or [], command or []))
 
 
-def run(
-    session: Annotated[str, typer.Option("--session", help="Session name.")],
-    service: Annotated[str, typer.Option("--service", help="Service name in the session.")],
-    command: Command = None,
-    code: Code = None,
-    volumes_dir: Annotated[
-        Path,
-        typer.Option(
-            "--volumes-dir",
-            help="Where this machine keeps protected volumes (one folder per session/volume).",
-        ),
-    ] = Path("volumes"),
-    session_hash: Annotated[
-        str | None,
-        typer.Option("--session-hash", help="Refuse unless the session is at this exact hash."),
-    ] = None,
-    mount: Annotated[
-        str,
-        typer.Option(
-            "--mount",
-            help="How volumes appear: namespace (decrypted into a tmpfs workspace, bind-mounted "
-            "at the session's paths, creating missing top-level folders; needs root), auto "
-            "(the same, but only onto folders that already exist), workspace (paths relative "
-            "to the working directory), fuse (decrypted on access through FUSE, for data "
-            "larger than memory; relative paths).",
-        ),
-    ] = "auto",
-    simulation: Annotated[
-        bool,
-        typer.Option(
-            "--simulation/--no-simulation",
-            help="Allow software (simulated) evidence when no TEE is present. The session must "
-            "also tolerate simulation.",
-        ),
-    ] = True,
-    platform_key: PlatformKey = None,
-    gpu: Annotated[
-        str,
-        typer.Option(
-            "--gpu",
-            help="GPU evidence: auto (NVIDIA GPUs in confidential-computing mode, found through "
-            "NVML, when present), required, simulate (software GPU evidence, labelled "
-            "simulation), none.",
-        ),
-    ] = "auto",
-    cas_url: CasUrl = None,
-    cas_fingerprint: CasFingerprint = None,
-) -> None:
-    """Attest, receive the service's secrets and volumes, run the command, seal the volumes.
+def run(ctx: typer.Context) -> None:
+    # Listed here so `seml --help` shows `run`; `seml.cli.main` never gets here (it sends
+    # `seml run` to its own parser before typer loads), but a caller of the typer app does.
+    from seml.cli._run_fast import run as run_fast
 
-    The command only starts if the attestation service accepted the evidence; its exit status
-    becomes seml's. Volumes are sealed as a new version only when the command succeeds.
-    """
-    from seml.cli._run_fast import execute
-
-    status = execute(
-        session=session,
-        service=service,
-        command=command or [],
-        code=code or [],
-        volumes_dir=volumes_dir,
-        session_hash=session_hash,
-        mount=mount,
-        simulation=simulation,
-        platform_key=platform_key,
-        gpu=gpu,
-        cas_url=cas_url or os.environ.get("SEML_CAS"),
-        cas_fingerprint=cas_fingerprint or os.environ.get("SEML_CAS_FINGERPRINT"),
-    )
-    raise typer.Exit(status)
+    raise typer.Exit(run_fast(list(ctx.args)))

@@ -1,36 +1,39 @@
-"""`seml run` without typer: the same options, parsed with argparse.
+"""`seml run`: its options, declared once (argparse), and what it does with them.
 
 `seml run` starts once per service, and typer's import and per-call parameter machinery cost
 more than everything else the runtime does before the command starts (~150 ms of ~400 here).
-`main()` sends `seml run ...` here unless help is asked for; `seml run --help` still shows
-typer's help, and tests check that both parsers know the same options.
+So `seml run` never loads typer: `seml.cli.main` sends `seml run ...` (help included) here, and
+this parser is the only declaration of its options, for parsing and for `--help` alike. The
+typer app lists `run` among the commands with `SUMMARY` and hands any call back to `run()`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from seml.errors import UsageError
 
-__all__ = ["OPTIONS", "execute", "parse", "run"]
+__all__ = ["CODE_HELP", "GPUS", "MOUNTS", "SUMMARY", "execute", "help_text", "parse", "run"]
 
+SUMMARY = "Attest, receive the service's secrets and volumes, run the command, seal the volumes."
+_DESCRIPTION = f"""{SUMMARY}
+
+The command only starts if the attestation service accepted the evidence; its exit status
+becomes seml's. Volumes are sealed as a new version only when the command succeeds.
+Everything after -- is the command and its own arguments: seml reads none of them."""
+CODE_HELP = "A code file or folder the command runs; part of the measurement (repeatable)."
 MOUNTS = ("auto", "namespace", "workspace", "fuse")
-# Every option of `seml run`, as typer declares them in seml.cli._run (checked by a test).
-OPTIONS = (
-    "--session",
-    "--service",
-    "--code",
-    "--volumes-dir",
-    "--session-hash",
-    "--mount",
-    "--simulation",
-    "--no-simulation",
-    "--platform-key",
-    "--gpu",
-    "--cas",
-    "--cas-fingerprint",
+GPUS = ("auto", "required", "simulate", "none")
+_MOUNT_HELP = (
+    "How volumes appear: namespace (decrypted into a tmpfs workspace, bind-mounted at the "
+    "session's paths, creating missing top-level folders; needs root), auto (the same, but only "
+    "onto folders that already exist), workspace (paths relative to the working directory), "
+    "fuse (decrypted on access through FUSE, for data larger than memory; relative paths). "
+    "Default: auto."
 )
+_HELP = ("-h", "--help")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,34 +42,89 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="seml run", add_help=False, allow_abbrev=False)
-    p.add_argument("--session", required=True)
-    p.add_argument("--service", required=True)
-    p.add_argument("--code", action="append", type=Path, default=[])
-    p.add_argument("--volumes-dir", type=Path, default=Path("volumes"))
-    p.add_argument("--session-hash")
-    p.add_argument("--mount", default="auto")
-    p.add_argument("--simulation", dest="simulation", action="store_true", default=True)
-    p.add_argument("--no-simulation", dest="simulation", action="store_false")
-    p.add_argument("--platform-key", type=Path)
-    p.add_argument("--gpu", default="auto", choices=("auto", "required", "simulate", "none"))
-    p.add_argument("--cas")
-    p.add_argument("--cas-fingerprint")
+    p = _Parser(
+        prog="seml run",
+        usage="seml run --session NAME --service NAME [OPTIONS] [-- COMMAND...]",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
+    )
+    p.add_argument("--session", required=True, metavar="NAME", help="Session name.")
+    p.add_argument("--service", required=True, metavar="NAME", help="Service name in the session.")
+    p.add_argument("--code", action="append", type=Path, default=[], metavar="PATH", help=CODE_HELP)
+    p.add_argument(
+        "--volumes-dir",
+        type=Path,
+        default=Path("volumes"),
+        metavar="DIR",
+        help="Where this machine keeps protected volumes (one folder per session/volume). "
+        "Default: volumes.",
+    )
+    p.add_argument(
+        "--session-hash",
+        metavar="HASH",
+        help="Refuse unless the session is at this exact hash (sha256:...).",
+    )
+    p.add_argument("--mount", choices=MOUNTS, default="auto", metavar="MODE", help=_MOUNT_HELP)
+    p.add_argument(
+        "--simulation",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Allow software (simulated) evidence when no TEE is present. The session must "
+        "also tolerate simulation. Default: allowed.",
+    )
+    p.add_argument(
+        "--platform-key",
+        type=Path,
+        metavar="FILE",
+        help="Simulated platform key (default: $SEML_PLATFORM_KEY, else "
+        "~/.local/share/seml/platform.key). Stands in for the CPU's identity.",
+    )
+    p.add_argument(
+        "--gpu",
+        choices=GPUS,
+        default="auto",
+        metavar="MODE",
+        help="GPU evidence: auto (NVIDIA GPUs in confidential-computing mode, found through "
+        "NVML, when present), required, simulate (software GPU evidence, labelled simulation), "
+        "none. Default: auto.",
+    )
+    p.add_argument(
+        "--cas", metavar="URL", help="Attestation service URL, https://HOST:PORT; env SEML_CAS."
+    )
+    p.add_argument(
+        "--cas-fingerprint",
+        metavar="PIN",
+        help="Pinned sha256:... fingerprint of the service certificate; env SEML_CAS_FINGERPRINT.",
+    )
+    p.add_argument(*_HELP, action="help", help="Show this message and exit.")
     return p
+
+
+def help_text() -> str:
+    return _parser().format_help()
+
+
+def _split(args: list[str]) -> tuple[list[str], list[str]]:
+    """(seml's options, the command): the command is everything after the first `--`."""
+    if "--" in args:
+        cut = args.index("--")
+        return args[:cut], args[cut + 1 :]
+    return args, []
 
 
 def parse(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """(options, command) from the arguments after `run`."""
-    if "--" in args:
-        cut = args.index("--")
-        args, command = args[:cut], args[cut + 1 :]
-    else:
-        command = []
-    return _parser().parse_args(args), command
+    options, command = _split(args)
+    return _parser().parse_args(options), command
 
 
 def run(args: list[str]) -> int:
     """Parse the arguments after `run` and run the service; return its exit status."""
+    if any(a in _HELP for a in _split(args)[0]):
+        sys.stdout.write(help_text())
+        return 0
     options, command = parse(args)
     return execute(
         session=options.session,
@@ -99,13 +157,14 @@ def execute(
     cas_fingerprint: str | None,
     gpu: str = "auto",
 ) -> int:
-    """What `seml run` does once its options are parsed (by typer, or by `_run_fast`)."""
+    """What `seml run` does once its options are parsed."""
     from seml.cas import client_from_env
-    from seml.errors import UsageError
     from seml.runtime import RunOptions, default_platform_key, run_service
 
-    if mount not in ("auto", "namespace", "workspace", "fuse"):
+    if mount not in MOUNTS:
         raise UsageError(f"--mount must be auto, namespace, workspace or fuse, not {mount!r}")
+    if gpu not in GPUS:
+        raise UsageError(f"--gpu must be auto, required, simulate or none, not {gpu!r}")
     options = RunOptions(
         session=session,
         service=service,

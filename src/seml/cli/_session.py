@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from seml._fs import write_atomic
 from seml.cli._cas import AsJson, CasFingerprint, CasUrl
-from seml.errors import StorageError, UsageError
+from seml.errors import UsageError
 
 if TYPE_CHECKING:
+    from seml.cas._results import SessionVersion
     from seml.policy import PartyKey, Session
 
 __all__ = ["register"]
@@ -59,16 +60,6 @@ def _load_session(path: Path) -> Session:
     from seml.policy import parse_session
 
     return parse_session(_read(path), source=str(path))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {e.strerror}") from e
 
 
 def check(file: SessionFile, as_json: AsJson = False) -> None:
@@ -119,7 +110,7 @@ def sign(
             raise UsageError(f"key {key} ({k.fingerprint}) is not a party of session {s.name}")
     signature = sign_session(s, party, k)
     out = output or file.with_name(f"{file.stem}.{party}.sig")
-    _write_atomic(out, signature.to_json())
+    write_atomic(out, signature.to_json())
     typer.echo(f"{party} signed {signature.hash}: {out}")
 
 
@@ -191,7 +182,7 @@ def submit(
             key = load_private_key(provider_key)
             provided.update({n: client.seal_provided(s, n, v, key) for n, v in values})
         result = client.submit_session(s, sigs, provided)
-    typer.echo(f"accepted {result['name']} version {result['version']}: {result['hash']}")
+    typer.echo(f"accepted {result.name} version {result.version}: {result.hash}")
 
 
 def seal_secret(
@@ -216,7 +207,7 @@ def seal_secret(
     value = _read_bytes(value_file, f"secret {name}")
     with client_from_env(cas_url, cas_fingerprint) as client:
         blob = client.seal_provided(s, name, value, load_private_key(key))
-    _write_atomic(output, blob + "\n")
+    write_atomic(output, blob + "\n")
     typer.echo(f"sealed {name} for {s.name} to the service: {output}")
 
 
@@ -227,7 +218,7 @@ def _versions(
     party: str | None,
     cas_url: str | None,
     cas_fingerprint: str | None,
-) -> list[dict[str, Any]]:
+) -> list[SessionVersion]:
     from seml.cas import client_from_env
     from seml.policy import load_private_key
 
@@ -250,14 +241,13 @@ def show(
     """Print a session as accepted (the latest version, or the one with --hash)."""
     import yaml
 
-    versions = _versions(name, hash_, key, party, cas_url, cas_fingerprint)
-    v = next((x for x in versions if x["hash"] == hash_), versions[-1])
+    v = _versions(name, hash_, key, party, cas_url, cas_fingerprint)[-1]
     if as_json:
-        typer.echo(json.dumps(v, indent=2))
+        typer.echo(json.dumps(v.to_json(), indent=2))
         return
-    signers = ", ".join(v["signers"])
-    typer.echo(f"# {v['name']} version {v['version']} {v['hash']} signed by {signers}")
-    typer.echo(yaml.safe_dump(v["document"], sort_keys=False), nl=False)
+    signers = ", ".join(v.signers)
+    typer.echo(f"# {v.name} version {v.version} {v.hash} signed by {signers}")
+    typer.echo(yaml.safe_dump(v.document.document(), sort_keys=False), nl=False)
 
 
 def history(
@@ -272,12 +262,8 @@ def history(
     """List every accepted version of a session, oldest first."""
     versions = _versions(name, hash_, key, party, cas_url, cas_fingerprint)
     if as_json:
-        typer.echo(
-            json.dumps(
-                [{k: v for k, v in x.items() if k != "document"} for x in versions], indent=2
-            )
-        )
+        typer.echo(json.dumps([x.to_json(document=False) for x in versions], indent=2))
         return
     for x in versions:
-        when = dt.datetime.fromtimestamp(x["accepted"], dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        typer.echo(f"{x['version']:4d} {when} {x['hash']} signed by {', '.join(x['signers'])}")
+        when = dt.datetime.fromtimestamp(x.accepted, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        typer.echo(f"{x.version:4d} {when} {x.hash} signed by {', '.join(x.signers)}")

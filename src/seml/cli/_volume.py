@@ -58,14 +58,12 @@ def keygen(
     key_file: Annotated[Path, typer.Argument(help="Where to write a new random key (0600).")],
 ) -> None:
     """Write a new random 32-byte volume key (hex) to KEY_FILE; refuse to overwrite."""
+    from seml._fs import write_atomic
+
     try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_atomic(key_file, os.urandom(32).hex() + "\n", mode=0o600, overwrite=False)
     except FileExistsError:
         raise UsageError(f"{key_file} exists; refusing to overwrite a key") from None
-    except OSError as e:
-        raise UsageError(f"cannot write key file {key_file}: {e.strerror or e}") from e
-    with os.fdopen(fd, "w") as f:
-        f.write(os.urandom(32).hex() + "\n")
     typer.echo(f"wrote a new volume key to {key_file} (mode 0600)")
 
 

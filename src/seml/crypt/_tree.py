@@ -10,14 +10,13 @@ Symbolic links are not followed (rclone's default without -L).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from seml._fs import atomic_writer
 from seml.crypt._cipher import Cipher
 from seml.errors import IntegrityError, SemlError, StorageError, UsageError
 
@@ -133,20 +132,12 @@ def _write_atomically(
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StorageError(f"cannot create directory {target.parent}: {e.strerror}") from e
-    tmp = target.parent / f".seml-{secrets.token_hex(8)}.partial"
     try:
-        with open(item.path, "rb", buffering=0) as src, open(tmp, "xb", buffering=0) as out:
+        with open(item.path, "rb", buffering=0) as src, atomic_writer(target) as out:
             transform(src, out, progress)
-            os.fsync(out.fileno())
-        os.utime(tmp, ns=(item.mtime_ns, item.mtime_ns))
-        tmp.replace(target)
-    except BaseException as e:
-        # the original error matters more; the .partial name marks any leftover
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise StorageError(f"{item.path} -> {target}: {e.strerror or e}") from e
-        raise
+            os.utime(out.fileno(), ns=(item.mtime_ns, item.mtime_ns))
+    except OSError as e:
+        raise StorageError(f"{item.path} -> {target}: {e.strerror or e}") from e
 
 
 def encrypt_tree(

@@ -12,14 +12,15 @@ type, so what is measured is what a user feels. `Flow` runs in two modes:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from seml._fs import write_atomic
+from seml.cas import LocalCas
+from seml.cli import seml_command
 from seml.errors import UsageError
-from seml.flow._local_cas import LocalCas
 from seml.flow._plan import (
     FlowLayout,
     collaboration_session,
@@ -29,15 +30,11 @@ from seml.flow._plan import (
     training_specs,
 )
 from seml.flow._runner import StepResult, environment, run_measured
+from seml.policy import session_hash
 
 __all__ = ["Flow", "FlowConfig", "Mode", "PhaseResult"]
 
 Mode = Literal["confidential", "native"]
-
-
-def seml_executable() -> list[str]:
-    exe = Path(sys.executable).with_name("seml")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "seml"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ class Flow:
     config: FlowConfig
     mode: Mode = "confidential"
     on_step: Callable[[str, str, StepResult], None] | None = None
-    seml: list[str] = field(default_factory=seml_executable)
+    seml: list[str] = field(default_factory=seml_command)
 
     def __post_init__(self) -> None:
         if len(self.config.parties) < 2:
@@ -150,7 +147,7 @@ class Flow:
         return training_specs(c.tasks, dataset=c.dataset, seed=c.seed, n_estimators=c.n_estimators)
 
     def start_cas(self) -> LocalCas:
-        self.cas = LocalCas(self.seml, self.layout.cas, environment({}))
+        self.cas = LocalCas(self.layout.cas, env=environment({}), seml=self.seml)
         self.cas.start()
         return self.cas
 
@@ -186,11 +183,9 @@ class Flow:
             s3_args=self.s3_args,
         )
         shared = lay.sessions / f"{c.session}.yaml"
-        shared.write_text(dump_session(doc))
-        check = self.step("check the collaboration session", ["session", "check", str(shared)])
-        self.session_hash = next(
-            line.split()[1] for line in check.stdout.splitlines() if line.startswith("hash:")
-        )
+        write_atomic(shared, dump_session(doc))
+        self.step("check the collaboration session", ["session", "check", str(shared)])
+        self.session_hash = session_hash(doc)
         signatures: list[str] = []
         for p in c.parties:
             sig = lay.sessions / f"{c.session}.{p}.sig"
@@ -216,7 +211,7 @@ class Flow:
                 s3_args=self.s3_args,
             )
             path = lay.party(p) / f"{c.session}-{p}.yaml"
-            path.write_text(dump_session(private))
+            write_atomic(path, dump_session(private))
             sig = lay.party(p) / f"{c.session}-{p}.{p}.sig"
             self.step(
                 f"{p} signs its private session",

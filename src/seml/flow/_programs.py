@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seml.errors import UsageError
+from seml.errors import StorageError, UsageError
 
 __all__ = [
     "copy_in",
@@ -113,9 +113,13 @@ def predict_all(models: Path, inputs: Path, out: Path) -> list[Path]:
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.partial")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+    from seml._fs import staged
+
+    with staged(dst) as (tmp,):
+        try:
+            shutil.copyfile(src, tmp)
+        except OSError as e:
+            raise StorageError(f"cannot copy {src} to {dst}: {e.strerror or e}") from e
 
 
 def copy_in(src: Path, store_url: str, *, s3_endpoint: str | None = None) -> int:

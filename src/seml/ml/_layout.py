@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from seml._fs import staged
 from seml.errors import StorageError, UsageError
-from seml.ml._atomic import staged
 from seml.ml._datasets import enlarge, holdout, iris_frame, split_parties, synthetic, target_column
 from seml.ml._spec import Task, parse_spec
 

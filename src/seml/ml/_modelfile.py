@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seml._fs import staged
 from seml.errors import PolicyError, UsageError
-from seml.ml._atomic import staged
 from seml.ml._spec import estimator_kind, import_sklearn_class
 
 __all__ = [

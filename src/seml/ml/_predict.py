@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seml._fs import staged
 from seml.errors import StorageError, UsageError
-from seml.ml._atomic import staged
 from seml.ml._modelfile import load_model
 from seml.ml._tables import load_datasets, read_table
 

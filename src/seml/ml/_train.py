@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seml._fs import staged
 from seml.errors import StorageError, UsageError
-from seml.ml._atomic import staged
 from seml.ml._modelfile import file_sha256, write_model
 from seml.ml._spec import TrainingSpec, resolve_estimator
 from seml.ml._tables import load_datasets

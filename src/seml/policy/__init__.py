@@ -10,7 +10,13 @@ from seml.policy._approval import (
     sign_session,
     signature_message,
 )
-from seml.policy._document import canonical_json, parse_session, session_from_document, session_hash
+from seml.policy._document import (
+    canonical_json,
+    parse_session,
+    schema_errors,
+    session_from_document,
+    session_hash,
+)
 from seml.policy._keys import (
     PartyKey,
     fingerprint,
@@ -78,6 +84,7 @@ __all__ = [
     "parse_session",
     "placeholders_in",
     "public_key_text",
+    "schema_errors",
     "session_from_document",
     "session_hash",
     "sign_session",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import yaml
@@ -17,7 +19,13 @@ from pydantic import ValidationError
 from seml.errors import UsageError
 from seml.policy._model import Session
 
-__all__ = ["canonical_json", "parse_session", "session_from_document", "session_hash"]
+__all__ = [
+    "canonical_json",
+    "parse_session",
+    "schema_errors",
+    "session_from_document",
+    "session_hash",
+]
 
 _MAX_DOCUMENT = 1 << 20
 
@@ -37,6 +45,16 @@ def _describe(e: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"])
         lines.append(f"{where}: {msg}" if where else msg)
     return "; ".join(lines)
+
+
+@contextmanager
+def schema_errors(source: str) -> Iterator[None]:
+    """Building session models (`Session(...)`, `Service(...)`) in this block: a value the
+    schema refuses becomes a UsageError naming `source` and every offending key path."""
+    try:
+        yield
+    except ValidationError as e:
+        raise UsageError(f"{source}: {_describe(e)}") from None
 
 
 def session_from_document(data: Any, *, source: str = "session") -> Session:

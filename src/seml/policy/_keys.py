@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from seml.errors import StorageError, UsageError
+from seml.errors import UsageError
 
 __all__ = [
     "PartyKey",
@@ -98,18 +97,10 @@ def new_key_pair() -> PartyKey:
 
 
 def write_private_key(path: Path, data: bytes) -> None:
-    """Write key material 0600, atomically (temp name in the same directory, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write key file {path}: {e.strerror}") from e
+    """Write key material 0600, atomically and durably (`seml._fs`)."""
+    from seml._fs import write_atomic
+
+    write_atomic(path, data, mode=0o600)
 
 
 def load_private_key(path: Path) -> PartyKey:

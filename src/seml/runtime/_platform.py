@@ -43,15 +43,16 @@ def init_platform_key(path: Path) -> str:
     key = Ed25519PrivateKey.generate()
     raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     text = f"{_HEADER}\n{base64.b64encode(raw).decode()}\n"
+    from seml._fs import write_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise UsageError(f"a platform key already exists at {path}") from None
     except OSError as e:
         raise StorageError(f"cannot create the platform key {path}: {e}") from e
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    try:
+        write_atomic(path, text, mode=0o600, overwrite=False)
+    except FileExistsError:
+        raise UsageError(f"a platform key already exists at {path}") from None
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return platform_id(public)
 

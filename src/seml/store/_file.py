@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from seml._fs import atomic_writer, is_temp
 from seml.errors import StorageError
-from seml.store._base import ObjectInfo, ObjectNotFound, check_name
+from seml.store._base import ObjectInfo, StoreAdapter, check_name
 
 __all__ = ["FileStore"]
 
-# Temporary files live beside their final name so os.replace is atomic; listings skip them.
-_TMP_MARK = ".seml-tmp-"
 _COPY_BUFFER = 1 << 20
 
 
-class FileStore:
+class FileStore(StoreAdapter):
     """Objects as files under `root` (the layout rclone's local backend uses, so an rclone
     crypt remote over the same folder reads them). Writes go to a temporary file in the same
-    folder and are renamed over the final name only when complete."""
+    folder and are renamed over the final name only when complete (`seml._fs`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
@@ -35,77 +33,52 @@ class FileStore:
     def _path(self, name: str) -> Path:
         return self.root.joinpath(*check_name(name).split("/"))
 
-    def put(self, name: str, src: BinaryIO, *, mtime: float | None = None) -> int:
+    def _convert(self, e: Exception, name: str, action: str) -> StorageError:
+        return super()._convert(e, name, "write object" if action == "upload" else action)
+
+    def _put(self, name: str, src: BinaryIO, mtime: float | None) -> int:
         path = self._path(name)
-        tmp: str | None = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}{_TMP_MARK}", dir=path.parent)
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, _COPY_BUFFER)
-                size = out.tell()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Atomic, not flushed (like rclone's local backend): push writes its manifest last, and
+        # pull refuses any object the manifest does not vouch for.
+        with atomic_writer(path, mode=0o600, sync=False) as out:
+            shutil.copyfileobj(src, out, _COPY_BUFFER)
+            size = out.tell()
             if mtime is not None:
-                os.utime(tmp, (mtime, mtime))
-            Path(tmp).replace(path)
-            tmp = None
-            return size
-        except OSError as e:
-            raise StorageError(f"{self.url}{name}: cannot write object: {e.strerror or e}") from e
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
+                os.utime(out.fileno(), (mtime, mtime))
+        return size
 
-    def open(
-        self, name: str, *, start: int = 0, length: int | None = None
-    ) -> AbstractContextManager[BinaryIO]:
-        path = self._path(name)
-        try:
-            f = open(path, "rb")  # noqa: SIM115 - closed by the context manager below
-        except FileNotFoundError as e:
-            raise ObjectNotFound(f"{self.url}{name}: no such object") from e
-        except OSError as e:
-            raise StorageError(f"{self.url}{name}: cannot read object: {e.strerror or e}") from e
-        return _ranged(f, start, length, f"{self.url}{name}")
+    def _open(self, name: str, start: int, length: int | None) -> AbstractContextManager[BinaryIO]:
+        return _ranged(self._path(name), start, length)
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
             return
-        try:
-            for dirpath, dirnames, filenames in os.walk(self.root, onerror=_raise):
-                dirnames.sort()
-                rel = Path(dirpath).relative_to(self.root).as_posix()
-                base = "" if rel == "." else rel + "/"
-                for fn in sorted(filenames):
-                    name = base + fn
-                    if _TMP_MARK in fn or not name.startswith(prefix):
-                        continue
-                    try:
-                        size = (Path(dirpath) / fn).stat().st_size
-                    except FileNotFoundError:
-                        continue  # removed while listing
-                    yield ObjectInfo(name, size)
-        except OSError as e:
-            raise StorageError(f"{self.url}: cannot list: {e.strerror or e}") from e
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=_raise):
+            dirnames.sort()
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            base = "" if rel == "." else rel + "/"
+            for fn in sorted(filenames):
+                name = base + fn
+                if is_temp(fn) or not name.startswith(prefix):
+                    continue
+                try:
+                    size = (Path(dirpath) / fn).stat().st_size
+                except FileNotFoundError:
+                    continue  # removed while listing
+                yield ObjectInfo(name, size)
 
-    def stat(self, name: str) -> ObjectInfo:
-        try:
-            return ObjectInfo(name, self._path(name).stat().st_size)
-        except FileNotFoundError as e:
-            raise ObjectNotFound(f"{self.url}{name}: no such object") from e
-        except OSError as e:
-            raise StorageError(f"{self.url}{name}: cannot stat: {e.strerror or e}") from e
+    def _stat(self, name: str) -> ObjectInfo:
+        return ObjectInfo(name, self._path(name).stat().st_size)
 
-    def delete(self, name: str) -> None:
+    def _delete(self, name: str) -> None:
         path = self._path(name)
-        try:
-            path.unlink(missing_ok=True)
-            # Drop folders the deletion emptied, as rclone does, but never the root itself.
-            parent = path.parent
-            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
-        except OSError as e:
-            raise StorageError(f"{self.url}{name}: cannot delete: {e.strerror or e}") from e
+        path.unlink(missing_ok=True)
+        # Drop folders the deletion emptied, as rclone does, but never the root itself.
+        parent = path.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
 
 
 def _raise(e: OSError) -> None:
@@ -113,33 +86,26 @@ def _raise(e: OSError) -> None:
 
 
 @contextmanager
-def _ranged(f: BinaryIO, start: int, length: int | None, what: str) -> Iterator[BinaryIO]:
-    with f:
-        try:
-            if start:
-                f.seek(start)
-        except OSError as e:
-            raise StorageError(f"{what}: cannot seek: {e.strerror or e}") from e
-        yield cast(BinaryIO, _Reader(f, length, what))
+def _ranged(path: Path, start: int, length: int | None) -> Iterator[BinaryIO]:
+    with open(path, "rb") as f:
+        if start:
+            f.seek(start)
+        yield cast(BinaryIO, _Reader(f, length))
 
 
 class _Reader:
-    """Reads at most `remaining` bytes (all when None) and turns OSError into StorageError."""
+    """Reads at most `remaining` bytes (all when None)."""
 
-    def __init__(self, f: BinaryIO, remaining: int | None, what: str) -> None:
+    def __init__(self, f: BinaryIO, remaining: int | None) -> None:
         self._f = f
         self._remaining = remaining
-        self._what = what
 
     def read(self, n: int = -1) -> bytes:
         if self._remaining is not None:
             if self._remaining <= 0:
                 return b""
             n = self._remaining if n < 0 else min(n, self._remaining)
-        try:
-            data = self._f.read(n)
-        except OSError as e:
-            raise StorageError(f"{self._what}: read failed: {e.strerror or e}") from e
+        data = self._f.read(n)
         if self._remaining is not None:
             self._remaining -= len(data)
         return data
@@ -150,11 +116,7 @@ class _Reader:
             view = view[: max(self._remaining, 0)]
         if not view:
             return 0
-        try:
-            n = self._f.readinto(view)  # type: ignore[attr-defined]
-        except OSError as e:
-            raise StorageError(f"{self._what}: read failed: {e.strerror or e}") from e
-        n = int(n or 0)
+        n = int(self._f.readinto(view) or 0)  # type: ignore[attr-defined]
         if self._remaining is not None:
             self._remaining -= n
         return n

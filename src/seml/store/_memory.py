@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import BinaryIO
 
-from seml.store._base import ObjectInfo, ObjectNotFound, check_name
+from seml.store._base import ObjectInfo, ObjectNotFound, StoreAdapter
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore:
+class MemoryStore(StoreAdapter):
     """Objects held in a dict; `objects` is public so tests can tamper with them."""
 
     def __init__(self, url: str = "memory://") -> None:
@@ -26,8 +26,7 @@ class MemoryStore:
     def url(self) -> str:
         return self._url
 
-    def put(self, name: str, src: BinaryIO, *, mtime: float | None = None) -> int:
-        check_name(name)
+    def _put(self, name: str, src: BinaryIO, mtime: float | None) -> int:
         data = src.read()
         with self._lock:
             self.objects[name] = data
@@ -35,9 +34,7 @@ class MemoryStore:
                 self.mtimes[name] = mtime
         return len(data)
 
-    def open(
-        self, name: str, *, start: int = 0, length: int | None = None
-    ) -> AbstractContextManager[BinaryIO]:
+    def _open(self, name: str, start: int, length: int | None) -> AbstractContextManager[BinaryIO]:
         with self._lock:
             data = self.objects.get(name)
         if data is None:
@@ -45,19 +42,19 @@ class MemoryStore:
         end = len(data) if length is None else start + length
         return nullcontext(io.BytesIO(data[start:end]))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         with self._lock:
             items = [ObjectInfo(k, len(v)) for k, v in self.objects.items() if k.startswith(prefix)]
         return iter(items)
 
-    def stat(self, name: str) -> ObjectInfo:
+    def _stat(self, name: str) -> ObjectInfo:
         with self._lock:
             data = self.objects.get(name)
         if data is None:
             raise ObjectNotFound(f"{self._url}{name}: no such object")
         return ObjectInfo(name, len(data))
 
-    def delete(self, name: str) -> None:
+    def _delete(self, name: str) -> None:
         with self._lock:
             self.objects.pop(name, None)
             self.mtimes.pop(name, None)

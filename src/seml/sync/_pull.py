@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 
+from seml._fs import fsync_dirs, place, sync_filesystem
 from seml.crypt import Cipher
 from seml.errors import IntegrityError, SemlError, StorageError, UsageError
 from seml.store import FileStore, ObjectStore
@@ -252,7 +253,9 @@ def _fetch_all(
         unverified = [sf.entry.path for sf in split if not sf.ok]
         if unverified:  # defensive: every part ran, so each file was verified or refused
             raise _refuse([f"{p}: not completely verified" for p in unverified], store)
-        # Everything authenticated and matched: only now do files get their final names.
+        # Everything authenticated and matched: flushed to disk (all files in one go), and only
+        # then do files get their final names; then the folders holding those names are flushed.
+        sync_filesystem(staging)
         made: set[Path] = set()
         for i, (entry, final) in enumerate(zip(plan, finals, strict=True)):
             tmp = _staged(staging, i, buckets)
@@ -262,9 +265,10 @@ def _fetch_all(
                     made.add(final.parent)
                 if entry.mtime:
                     os.utime(tmp, (entry.mtime, entry.mtime))
-                tmp.replace(final)
+                place(tmp, final)
             except OSError as e:
                 raise StorageError(f"{final}: cannot place pulled file: {e.strerror}") from e
+        fsync_dirs(made)
         if verify and version is not None and sealed is not None:
             state.record(rid, key_id, version, manifest_digest(sealed))
     finally:

@@ -12,12 +12,12 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from seml._fs import write_atomic
 from seml.errors import StorageError
 from seml.sync._manifest import FileEntry
 
@@ -93,7 +93,9 @@ class SyncState:
             if isinstance(old_version, int) and old_version > version:
                 return
             data[key] = {"version": version, "digest": digest}
-            _write_atomic(self._versions_path, json.dumps(data, indent=1, sort_keys=True))
+            write_atomic(
+                self._versions_path, json.dumps(data, indent=1, sort_keys=True), mode=0o600
+            )
 
     # -- push journal ------------------------------------------------------------------------
 
@@ -154,20 +156,3 @@ class JournalWriter:
         self._f.close()
         if remove:
             self.path.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        Path(tmp).replace(path)
-        tmp = None
-    except OSError as e:
-        raise StorageError(f"{path}: cannot write sync state: {e.strerror}") from e
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import shutil
-import signal
 import stat
 import threading
 from collections import deque
@@ -22,15 +21,12 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 __all__ = [
-    "CRASH_ENV",
     "HashingReader",
     "HashingWriter",
     "Identity",
     "RawWriter",
     "Syncer",
-    "checkpoint",
     "file_identity",
-    "fsync_dir",
     "locked",
     "map_in_order",
     "read_upto",
@@ -40,19 +36,11 @@ __all__ = [
     "write_all",
 ]
 
-# Test hook: kill this process with SIGKILL at the named step of a seal, to prove that a volume
-# is never left half-sealed. Has no effect unless the variable is set.
-CRASH_ENV = "SEML_TEST_VOLUME_CRASH_AT"
 _HASH_DEPTH = 8  # blocks (of up to 1 MiB) waiting to be hashed
 _HASH_BLOCK = 1 << 20
 _SYNC_WORKERS = 8  # fsyncs in flight: the journal commits several together
 _SYNC_DEPTH = 32  # files written but not yet durable (each holds an open descriptor)
 HEADER_KEEP = 32  # rclone's header: magic (8) and the object's random nonce (24)
-
-
-def checkpoint(step: str) -> None:
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class HashingReader(io.RawIOBase):
@@ -112,14 +100,6 @@ class HashingWriter:
                 n = self._raw.write(view)
                 view = view[n:]
         return self.size
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from seml._fs import commit
 from seml.crypt import Cipher, CryptOptions
 from seml.errors import IntegrityError, StorageError, UsageError
 from seml.volume._chunks import ObjectReader, seal_object, unseal_object
@@ -33,9 +34,7 @@ from seml.volume._io import (
     HashingWriter,
     Identity,
     Syncer,
-    checkpoint,
     file_identity,
-    fsync_dir,
     locked,
     map_in_order,
     remove_tree,
@@ -313,7 +312,6 @@ class Volume:
 
             entries = map_in_order(seal_one, ordered, workers=workers)
             syncer.wait()  # every new object is durable before the manifest names it
-        checkpoint("objects-written")
         manifest = Manifest(
             self.name,
             self.volume_id,
@@ -335,13 +333,8 @@ class Volume:
             for root, _dirs, _files in os.walk(staging):
                 syncer.submit(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
             syncer.wait()
-        generation = self.path / manifest.generation
-        staging.rename(generation)
-        fsync_dir(self.path)
-        checkpoint("generation-renamed")
-        tmp.replace(self.path / HEADER_FILE)
-        fsync_dir(self.path)
-        checkpoint("header-replaced")
+        commit(staging, self.path / manifest.generation, synced=True)
+        commit(tmp, self.path / HEADER_FILE, synced=True)
         self._manifest = manifest
         if previous is not None:
             remove_tree(self.path / previous)

@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from seml.cli import seml_command
+
+REPO = Path(__file__).resolve().parents[1]
 KUSTOMIZE = REPO / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (KUSTOMIZE / "overlays").iterdir() if p.is_dir())
 # Recent Kubernetes releases whose OpenAPI schemas kubernetes-validate bundles.
@@ -38,8 +40,7 @@ def kubectl() -> str:
 
 
 def seml() -> list[str]:
-    exe = Path(sys.executable).with_name("seml")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "seml"]
+    return seml_command()
 
 
 @cache

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeAlias
+
+from seml.store import MemoryStore
+
+# The `tree` fixture: a source folder and its files; `pushed`: a store it was pushed to (or the
+# folder of a file store) and the same files.
+Tree: TypeAlias = tuple[Path, dict[str, bytes]]
+Pushed: TypeAlias = tuple[MemoryStore, dict[str, bytes]]
+PushedTree: TypeAlias = tuple[Path, dict[str, bytes]]
 
 MARKER = b"SEML-PLAINTEXT-MARKER-7d1f"
 PASSWORD, PASSWORD2 = "sync-test-password", "sync-test-salt"

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-
-VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+from vectors import vector_bytes
 
 # 2025-06-01T00:00:00Z: inside every certificate window of both READMEs.
 VERIFY_AT = 1748736000
@@ -21,18 +18,8 @@ AFTER_VLEK_EXPIRY = 1767225600
 
 
 def vector(folder: str, name: str) -> bytes:
-    path = VECTORS / folder / name
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        pytest.fail(
-            f"test vector {path} is missing or unreadable ({e}): it ships with the repository"
-        )
-
-
-def vector_path(folder: str, name: str) -> Path:
-    vector(folder, name)  # fails the test when absent
-    return VECTORS / folder / name
+    """The bytes of tests/vectors/<folder>/<name> (a missing file fails the test)."""
+    return vector_bytes(folder, name)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
-"""The real DCAP quotes in ../shared/testdata/quotes/ as test vectors (values from its README)."""
+"""The real Intel DCAP quotes in `tests/vectors/quotes/` (values from its README)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from seml.attest import Evidence, TeeType
+from vectors import vector_bytes, vector_text
+
+__all__ = ["QUOTES", "SGX", "SGX_MRSIGNER", "TDX", "TDX_RTMR0", "QuoteVector"]
+
+SET = "quotes"
 
 
 @dataclass(frozen=True)
@@ -18,16 +22,14 @@ class QuoteVector:
     measurement: str
     signed_len: int  # header (48) + report body: what the attestation key signs
 
-    def quote(self, testdata: Path) -> bytes:
-        return (testdata / "quotes" / f"{self.name}_quote").read_bytes()
+    def quote(self) -> bytes:
+        return vector_bytes(SET, f"{self.name}_quote")
 
-    def collateral(self, testdata: Path) -> str:
-        return (testdata / "quotes" / f"{self.name}_quote_collateral.json").read_text()
+    def collateral(self) -> str:
+        return vector_text(SET, f"{self.name}_quote_collateral.json")
 
-    def evidence(self, testdata: Path) -> Evidence:
-        return Evidence(
-            tee=self.tee, quote=self.quote(testdata), collateral=self.collateral(testdata)
-        )
+    def evidence(self) -> Evidence:
+        return Evidence(tee=self.tee, quote=self.quote(), collateral=self.collateral())
 
 
 SGX = QuoteVector(
@@ -51,7 +53,7 @@ TDX = QuoteVector(
     ),
     signed_len=48 + 584,
 )
-VECTORS = (SGX, TDX)
+QUOTES = (SGX, TDX)
 SGX_MRSIGNER = "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6"
 TDX_RTMR0 = (
     "44c0197b39157fdd7a4dcc44767f9d6b0bb3977c7a8e347b8492f827fe9d9e5c"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from _fake_hw import FakeAmd, FakeGpu
-
 from seml.attest import (
     AzureSnpVerifier,
     CompositeVerifier,
