@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from seml._fs import Folder
 from seml.attest import (
     CompositeProvider,
     EvidenceProvider,
@@ -142,7 +143,8 @@ def _mount_volumes(
     """Make each volume's files appear at its path in the workspace."""
     for m in mounted:
         m.target = workspace_path(workspace, m.grant.path)
-        m.target.mkdir(parents=True, exist_ok=True)
+        with Folder.open(workspace, private=True) as ws:  # no link is followed below it
+            ws.make_folders(m.target.relative_to(workspace).as_posix())
         where = f"volume {m.grant.volume} v{m.volume.version}"
         if fuse:
             from seml.volume import FuseMount
@@ -163,12 +165,10 @@ def _mount_volumes(
 
 
 def _inject_files(config: ServiceConfig, workspace: Path) -> None:
-    for path, content in config.files.items():
-        target = workspace_path(workspace, path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
+    with Folder.open(workspace, private=True) as ws:  # 0600, never through a link
+        for path, content in config.files.items():
+            rel = workspace_path(workspace, path).relative_to(workspace).as_posix()
+            ws.write(rel, content, mode=0o600)
 
 
 def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> int:
