@@ -107,3 +107,22 @@ def test_options_after_the_command_or_after_double_dash_are_not_seml_s(
     assert main(["--verbose", "volume", "inspect", missing]) != 0
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("seml: error:")
+
+
+def test_a_bug_is_still_one_line_unless_verbose(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import seml.cli._app as app_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("unexpected state")
+
+    monkeypatch.setattr(app_module, "register", broken)
+    assert main(["ls", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "seml: error: internal error (ValueError: unexpected state); this is a bug in seml, "
+        "`seml --verbose ...` shows where\n"
+    )
+    assert main(["--verbose", "ls", "x"]) == 1
+    assert "Traceback" in capsys.readouterr().err

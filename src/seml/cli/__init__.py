@@ -69,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seml: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: still one line, unless asked for the traceback
+        if verbose:
+            traceback.print_exc()
+        print(
+            f"seml: error: internal error ({type(e).__name__}: {e}); this is a bug in seml, "
+            "`seml --verbose ...` shows where",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _typer_main(args: list[str], command: str | None) -> int:
