@@ -270,6 +270,7 @@ def collaboration_session(
                         "pull",
                         remote(storage, "model"),
                         "model/published",
+                        "--mirror",  # exactly the published models: no stale one is run
                         "--quiet",
                         "--state-dir",
                         "model/.sync-state",

@@ -57,7 +57,8 @@ def fetch(
     """Pull and verify each party's encrypted dataset into `dest/<party>`; files per party.
 
     Each party's key comes from `key_variable(party)`; a missing key is an error before any
-    download. Verification (manifest, rollback) is `seml pull`'s.
+    download. Verification (manifest, rollback) is `seml pull`'s; each folder becomes exactly
+    the party's current dataset (a mirror pull: files of an earlier version are removed).
     """
     from seml.crypt import Cipher
     from seml.store import open_store
@@ -72,7 +73,7 @@ def fetch(
     counts: dict[str, int] = {}
     for name, remote in sources:
         store = open_store(remote, s3_endpoint=s3_endpoint)
-        result = pull(store, dest / name, Cipher(keys[name]), state_dir=state_dir)
+        result = pull(store, dest / name, Cipher(keys[name]), state_dir=state_dir, mirror=True)
         counts[name] = len(result.files)
     return counts
 
@@ -136,15 +137,16 @@ def copy_in(src: Path, store_url: str, *, s3_endpoint: str | None = None) -> int
 
 
 def copy_out(store_url: str, dst: Path, *, s3_endpoint: str | None = None) -> int:
-    """Native baseline: get every object of a store into a folder as it is."""
+    """Native baseline: get every object of a store into a folder as it is (plaintext, so
+    through `seml._fs.Folder` too: never through a link, 0700)."""
+    from seml._fs import Folder
     from seml.store import open_store
 
     store = open_store(store_url, s3_endpoint=s3_endpoint)
     count = 0
-    for info in store.list(""):
-        target = dst / info.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with store.open(info.name) as src, target.open("wb") as f:
-            shutil.copyfileobj(src, f, 1 << 20)
-        count += 1
+    with Folder.open(dst, private=True) as folder:
+        for info in store.list(""):
+            with store.open(info.name) as src, folder.writer(info.name, sync=False) as f:
+                shutil.copyfileobj(src, f, 1 << 20)
+            count += 1
     return count
