@@ -14,15 +14,7 @@ from seml.cli import main
 from seml.crypt import Cipher, decrypt_tree, encrypt_tree
 from seml.errors import StorageError, UsageError
 from seml.store import FileStore
-from seml.sync import pull, push
-
-
-@pytest.fixture
-def pushed(tmp_path: Path, tree: Tree, cipher: Cipher) -> PushedTree:
-    src, files = tree
-    remote = tmp_path / "remote"
-    push(src, FileStore(remote), cipher, state_dir=tmp_path / "state")
-    return remote, files
+from seml.sync import pull
 
 
 @pytest.fixture

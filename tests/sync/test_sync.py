@@ -135,14 +135,6 @@ def test_interrupted_push_resumes_without_reuploading(
 # -- tampering on the filesystem: each pull names the file and writes nothing ----------------
 
 
-@pytest.fixture
-def pushed(tmp_path: Path, tree: Tree, cipher: Cipher) -> PushedTree:
-    src, files = tree
-    remote = tmp_path / "remote"
-    push(src, FileStore(remote), cipher, state_dir=tmp_path / "state")
-    return remote, files
-
-
 def _obj(remote: Path, cipher: Cipher, rel: str) -> Path:
     return remote / cipher.encrypt_name(rel)
 
