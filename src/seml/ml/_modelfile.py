@@ -1,43 +1,73 @@
-"""Safe model files: skops archives loaded against an explicit allow-list of types.
+"""Safe model files: skops archives read within size limits, loaded against an explicit
+allow-list of types, and checked structurally before anything predicts with them.
 
-A model file is never unpickled. Before anything is constructed, every type named in the
-archive's schema (and every type skops itself does not trust by default) is checked against
-SEML's allow-list:
+A model file is never unpickled. Loading takes four steps, each refusing with one line that
+names the file:
 
-- the scikit-learn classifiers and regressors SEML can train (the same rule the trainer uses
-  for a spec's estimator: a class in the ``sklearn`` package deriving from ClassifierMixin or
-  RegressorMixin);
-- the internals those estimators hold (tree structures, neighbour indices, loss objects, label
-  encoders) and the plain containers, numpy arrays, scalars and random states they are made of.
-
-Anything else — a custom class, a function, an object from another module — is refused with a
-`PolicyError` naming the types. An empty allow-list never means "allow all".
+1. The archive is read by SEML's bounded ZIP reader (`_archive`): member count, each member's
+   and the total inflated size are limited (`MODEL_LIMITS`), checked from the declared sizes
+   and again while inflating; unsafe member names, overlapping members and the like are
+   refused. Every stored numpy array must declare exactly the bytes it holds. skops then reads
+   a clean copy built from these bytes, never the file itself.
+2. Every type named in the archive's schema (and every type skops itself does not trust by
+   default) is checked against SEML's allow-list:
+   - the scikit-learn classifiers and regressors SEML can check structurally
+     (`validated_estimators`: trees, forests, boosting, bagging, linear models, naive Bayes,
+     neural networks, support vector machines, nearest neighbours);
+   - the internals those estimators hold (tree structures, neighbour indices, loss objects,
+     label encoders) and the plain containers, numpy arrays, scalars and random states they
+     are made of.
+   Anything else — a custom class, a function, an object from another module, an estimator
+   SEML cannot check — is refused with a `PolicyError` naming the types. An empty allow-list
+   never means "allow all".
+3. skops constructs the model from the allowed types.
+4. `validate_model` checks every array the model's predictions read (`_validate`); a model
+   whose internals are inconsistent is an `IntegrityError`, before any prediction.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from seml.errors import PolicyError, UsageError
+from seml.errors import IntegrityError, PolicyError, UsageError
+from seml.ml._archive import ArchiveLimits, format_size, read_zip
 from seml.ml._atomic import staged
-from seml.ml._spec import estimator_kind, import_sklearn_class
+from seml.ml._spec import estimator_kind, is_validated_estimator
 
 __all__ = [
+    "MODEL_LIMITS",
     "TRUSTED_INTERNALS",
     "ModelType",
     "file_sha256",
+    "inspect_model",
     "is_trusted_type",
     "load_model",
+    "model_limits",
     "model_types",
     "save_model",
     "write_model",
 ]
+
+SCHEMA = "schema.json"
+
+MODEL_LIMITS = ArchiveLimits(
+    max_total_bytes=1 << 30,
+    max_member_bytes=1 << 30,
+    max_members=65_535,
+    per_member={SCHEMA: 128 << 20},
+)
+"""Default limits for a model file: 1 GiB inflated in total and per member, 128 MiB of schema
+(about 6,000 trees), 65,535 members."""
+
+# Directory records, local headers and names: what a ZIP file holds beyond its members' bytes.
+_ZIP_OVERHEAD_PER_MEMBER = 2 * (46 + 255)
 
 _LOSSES = (
     "HalfSquaredError",
@@ -113,17 +143,25 @@ class ModelType:
     trusted: bool
 
 
+def model_limits(max_bytes: int | None = None) -> ArchiveLimits:
+    """`MODEL_LIMITS`, with the total and per-member inflated size set to `max_bytes` if given
+    (the schema keeps its own limit unless `max_bytes` is smaller)."""
+    if max_bytes is None:
+        return MODEL_LIMITS
+    schema = min(MODEL_LIMITS.per_member[SCHEMA], max_bytes)
+    return replace(
+        MODEL_LIMITS,
+        max_total_bytes=max_bytes,
+        max_member_bytes=max_bytes,
+        per_member={SCHEMA: schema},
+    )
+
+
 @functools.lru_cache(maxsize=512)
 def is_trusted_type(name: str) -> bool:
-    """Whether `name` (``module.Class``) is on the allow-list.
-
-    Estimator classes are recognised by importing their ``sklearn`` module (never any other
-    package) and checking that the class is a classifier or regressor SEML could train.
-    """
-    if name in TRUSTED_INTERNALS:
-        return True
-    cls = import_sklearn_class(name)
-    return cls is not None and estimator_kind(cls) is not None
+    """Whether `name` (``module.Class``) is on the allow-list: a trusted internal, or an
+    estimator class SEML checks structurally before running it (`validated_estimators`)."""
+    return name in TRUSTED_INTERNALS or is_validated_estimator(name)
 
 
 def _schema_types(node: Any, found: set[str]) -> None:
@@ -138,76 +176,161 @@ def _schema_types(node: Any, found: set[str]) -> None:
             _schema_types(value, found)
 
 
-def _refuse_non_skops(path: Path) -> None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        raise UsageError(f"cannot read model file {path}: {e.strerror or e}") from e
+def _refuse_non_skops(head: bytes, path: Path) -> None:
     if head[:1] == b"\x80":
         raise PolicyError(
             f"{path} is a Python pickle, not a skops model file; "
             "SEML never loads pickle files (they can run arbitrary code)"
         )
-    if head != b"PK\x03\x04":
+    if head[:4] != b"PK\x03\x04":
         raise UsageError(f"{path} is not a skops model file (not a zip archive)")
 
 
-def _scan(path: Path) -> tuple[list[ModelType], list[str]]:
-    """(every type the file names, the subset skops itself flags as untrusted)."""
+@dataclass(frozen=True)
+class _Archive:
+    """A model file's members, read within the limits, as a clean archive skops may read."""
+
+    types: list[ModelType]
+    flagged: list[str]  # types skops itself does not trust by default
+    clean: bytes  # a stored-only ZIP rebuilt from the checked members
+
+
+def _read(path: Path, limits: ArchiveLimits) -> _Archive:
     import skops.io
 
-    _refuse_non_skops(path)
-    found: set[str] = set()
+    data = _read_bounded(path, limits)
+    _refuse_non_skops(data[:4], path)
+    members = read_zip(data, source=str(path), limits=limits)
+    del data
+    if SCHEMA not in members:
+        raise UsageError(f"{path} is not a valid skops model file: it has no {SCHEMA}")
     try:
-        with zipfile.ZipFile(path) as archive:
-            schema = json.loads(archive.read("schema.json"))
-        _schema_types(schema, found)
-        flagged = list(skops.io.get_untrusted_types(file=path))
-    except Exception as e:  # zipfile, json, skops raise many types for a malformed archive
+        schema = json.loads(members[SCHEMA])
+    except (ValueError, RecursionError) as e:
+        raise UsageError(f"{path} is not a valid skops model file: bad {SCHEMA}: {e}") from e
+    for name, content in members.items():
+        if name.endswith(".npy"):
+            _check_stored_array(content, name, path)
+    clean = _rebuild(members)
+    del members
+    found: set[str] = set()
+    _schema_types(schema, found)
+    try:
+        flagged = list(skops.io.get_untrusted_types(data=clean))
+    except Exception as e:  # skops raises many types for a malformed schema
         raise UsageError(f"{path} is not a valid skops model file: {e}") from e
     found.update(flagged)
     if not found:
         raise UsageError(f"{path} is not a valid skops model file: its schema names no types")
-    return [ModelType(name, is_trusted_type(name)) for name in sorted(found)], flagged
+    types = [ModelType(name, is_trusted_type(name)) for name in sorted(found)]
+    return _Archive(types, flagged, clean)
 
 
-def model_types(path: Path) -> list[ModelType]:
+def _read_bounded(path: Path, limits: ArchiveLimits) -> bytes:
+    cap = limits.max_total_bytes + limits.max_members * _ZIP_OVERHEAD_PER_MEMBER
+    try:
+        with open(path, "rb") as f:
+            data = f.read(cap + 1)
+    except OSError as e:
+        raise UsageError(f"cannot read model file {path}: {e.strerror or e}") from e
+    if len(data) > cap:
+        raise PolicyError(
+            f"{path} is larger than {format_size(cap)}, over the model size limit "
+            f"of {format_size(limits.max_total_bytes)}"
+        )
+    return data
+
+
+def _check_stored_array(content: bytes, name: str, path: Path) -> None:
+    """A stored ``.npy`` member declares exactly the bytes it holds and no Python objects
+    (numpy would otherwise allocate what the header claims before finding the data short)."""
+    import numpy as np
+
+    stream = io.BytesIO(content)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, TypeError, SyntaxError, OverflowError) as e:
+        raise IntegrityError(f"{path}: stored array {name!r} has a bad header: {e}") from e
+    if dtype.hasobject:
+        raise IntegrityError(f"{path}: stored array {name!r} holds Python objects; refused")
+    count = 1
+    for extent in shape:
+        count *= int(extent)
+    declared = count * dtype.itemsize
+    held = len(content) - stream.tell()
+    if declared != held:
+        raise IntegrityError(
+            f"{path}: stored array {name!r} declares shape {tuple(shape)} of {dtype} "
+            f"({declared} bytes) but holds {held} bytes"
+        )
+
+
+def _rebuild(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in list(members):
+            archive.writestr(name, members.pop(name))
+    return buffer.getvalue()
+
+
+def model_types(path: Path, *, limits: ArchiveLimits = MODEL_LIMITS) -> list[ModelType]:
     """Every type a skops model file would construct, each marked trusted or not (sorted).
 
     Nothing is constructed or imported from the file; sklearn modules are imported by name to
-    recognise estimator classes.
+    recognise estimator classes. The archive is read within `limits`.
     """
-    return _scan(path)[0]
+    return _read(path, limits).types
 
 
-def load_model(path: Path) -> Any:
-    """Load a model file, refusing any type outside the allow-list before constructing anything.
+def inspect_model(path: Path, *, limits: ArchiveLimits = MODEL_LIMITS) -> list[ModelType]:
+    """The types of a model file (like `model_types`), and, when all are trusted, the same
+    construction and structural validation `load_model` performs; raises as `load_model`
+    would except for untrusted types, which are returned for the caller to show."""
+    archive = _read(path, limits)
+    if all(t.trusted for t in archive.types):
+        _construct(archive, path)
+    return archive.types
 
-    Raises `PolicyError` naming the untrusted types (or a disguised pickle), `UsageError` for a
-    file that is not a readable skops archive.
+
+def load_model(path: Path, *, limits: ArchiveLimits = MODEL_LIMITS) -> Any:
+    """Load a model file: read within `limits`, refuse any type outside the allow-list before
+    constructing anything, then check the model's internal arrays.
+
+    Raises `PolicyError` naming the untrusted types (or a disguised pickle, or a file over the
+    limits), `IntegrityError` for an archive or a model whose contents are inconsistent,
+    `UsageError` for a file that is not a readable skops archive.
     """
-    types, flagged = _scan(path)
-    untrusted = [t.name for t in types if not t.trusted]
+    archive = _read(path, limits)
+    untrusted = [t.name for t in archive.types if not t.trusted]
     if untrusted:
         raise PolicyError(f"{path} contains types SEML does not trust: {', '.join(untrusted)}")
-    return _construct(path, flagged)
+    return _construct(archive, path)
 
 
-def _construct(path: Path, flagged: list[str]) -> Any:
-    """Build the model once every type in the file has passed the allow-list."""
+def _construct(archive: _Archive, path: Path) -> Any:
+    """Build the model once every type in the file has passed the allow-list, and check it."""
     import skops.io
+
+    from seml.ml._validate import validate_model
 
     try:
         # Only what skops flags beyond its defaults is passed, and all of it passed our check.
-        model = skops.io.load(path, trusted=flagged)
-    except Exception as e:  # a malformed archive fails in many ways inside skops/numpy
-        raise UsageError(f"cannot load model file {path}: {e}") from e
+        model = skops.io.loads(archive.clean, trusted=archive.flagged)
+    except Exception as e:  # a tampered archive fails in many ways inside skops/numpy/sklearn
+        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise IntegrityError(f"cannot load model file {path}: {reason}") from e
     if estimator_kind(type(model)) is None:
         raise PolicyError(
             f"{path} holds a {type(model).__module__}.{type(model).__qualname__}, "
             "not a scikit-learn classifier or regressor"
         )
+    validate_model(model, source=str(path))
     return model
 
 
@@ -229,14 +352,14 @@ def write_model(model: Any, path: Path) -> None:
         skops.io.dump(model, path)
     except Exception as e:  # skops raises TypeError and others for objects it cannot persist
         raise UsageError(f"cannot save the model with skops: {e}") from e
-    types, flagged = _scan(path)
-    untrusted = [t.name for t in types if not t.trusted]
+    archive = _read(path, MODEL_LIMITS)
+    untrusted = [t.name for t in archive.types if not t.trusted]
     if untrusted:
         raise PolicyError(
             f"the {type(model).__name__} model holds types outside SEML's allow-list, so no "
             f"runner would load it: {', '.join(untrusted)}"
         )
-    _construct(path, flagged)
+    _construct(archive, path)
 
 
 def save_model(model: Any, path: Path) -> str:
