@@ -324,7 +324,9 @@ def _construct(archive: _Archive, path: Path) -> Any:
         model = skops.io.loads(archive.clean, trusted=archive.flagged)
     except Exception as e:  # a tampered archive fails in many ways inside skops/numpy/sklearn
         reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-        raise IntegrityError(f"cannot load model file {path}: {reason}") from e
+        raise IntegrityError(
+            f"{path}: cannot build the model from its stored state: {reason}"
+        ) from e
     if estimator_kind(type(model)) is None:
         raise PolicyError(
             f"{path} holds a {type(model).__module__}.{type(model).__qualname__}, "
@@ -359,7 +361,13 @@ def write_model(model: Any, path: Path) -> None:
             f"the {type(model).__name__} model holds types outside SEML's allow-list, so no "
             f"runner would load it: {', '.join(untrusted)}"
         )
-    _construct(archive, path)
+    try:
+        _construct(archive, path)
+    except IntegrityError as e:  # a model SEML just saved: unsupported, not tampered with
+        raise PolicyError(
+            f"the {type(model).__name__} model would not pass the runner's checks: "
+            f"{str(e).removeprefix(f'{path}: ')}"
+        ) from e
 
 
 def save_model(model: Any, path: Path) -> str:
