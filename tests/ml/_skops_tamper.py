@@ -107,7 +107,7 @@ def stored(name: str, data: bytes) -> Member:
 
 def deflated(name: str, chunks: Iterable[bytes]) -> Member:
     """A deflated member built from `chunks` without holding them all in memory."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     parts, size, crc = [], 0, 0
     for chunk in chunks:
         size += len(chunk)
