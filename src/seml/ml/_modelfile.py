@@ -191,7 +191,7 @@ class _Archive:
     """A model file's members, read within the limits, as a clean archive skops may read."""
 
     types: list[ModelType]
-    flagged: list[str]  # types skops itself does not trust by default
+    flagged: list[str]  # types skops may construct beyond its defaults
     clean: bytes  # a stored-only ZIP rebuilt from the checked members
 
 
@@ -215,13 +215,17 @@ def _read(path: Path, limits: ArchiveLimits) -> _Archive:
     del members
     found: set[str] = set()
     _schema_types(schema, found)
-    try:
+    if not found:
+        raise UsageError(f"{path} is not a valid skops model file: its schema names no types")
+    if all(is_trusted_type(name) for name in found):
+        # Every object skops builds is named in the schema, and all of those are allowed:
+        # they are what skops may construct beyond its defaults (it refuses anything else).
+        return _Archive([ModelType(n, True) for n in sorted(found)], sorted(found), clean)
+    try:  # skops names what lies behind function and method nodes, for a precise refusal
         flagged = list(skops.io.get_untrusted_types(data=clean))
     except Exception as e:  # skops raises many types for a malformed schema
         raise UsageError(f"{path} is not a valid skops model file: {e}") from e
     found.update(flagged)
-    if not found:
-        raise UsageError(f"{path} is not a valid skops model file: its schema names no types")
     types = [ModelType(name, is_trusted_type(name)) for name in sorted(found)]
     return _Archive(types, flagged, clean)
 
@@ -244,31 +248,52 @@ def _read_bounded(path: Path, limits: ArchiveLimits) -> bytes:
 def _check_stored_array(content: bytes, name: str, path: Path) -> None:
     """A stored ``.npy`` member declares exactly the bytes it holds and no Python objects
     (numpy would otherwise allocate what the header claims before finding the data short)."""
-    import numpy as np
-
-    stream = io.BytesIO(content)
     try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
+        header = _npy_header_bytes(content)
+        shape, dtype = _npy_header(header)
     except (ValueError, TypeError, SyntaxError, OverflowError) as e:
         raise IntegrityError(f"{path}: stored array {name!r} has a bad header: {e}") from e
     if dtype.hasobject:
         raise IntegrityError(f"{path}: stored array {name!r} holds Python objects; refused")
     count = 1
     for extent in shape:
-        count *= int(extent)
+        count *= extent
     declared = count * dtype.itemsize
-    held = len(content) - stream.tell()
+    held = len(content) - len(header)
     if declared != held:
         raise IntegrityError(
-            f"{path}: stored array {name!r} declares shape {tuple(shape)} of {dtype} "
+            f"{path}: stored array {name!r} declares shape {shape} of {dtype} "
             f"({declared} bytes) but holds {held} bytes"
         )
+
+
+def _npy_header_bytes(content: bytes) -> bytes:
+    # magic (6 bytes), version (2), header length (2 bytes in version 1, 4 in 2), header.
+    if content[:6] != b"\x93NUMPY" or len(content) < 12:
+        raise ValueError("not a .npy array")
+    if content[6:8] == b"\x01\x00":
+        return content[: 10 + int.from_bytes(content[8:10], "little")]
+    if content[6:8] == b"\x02\x00":
+        return content[: 12 + int.from_bytes(content[8:12], "little")]
+    raise ValueError(f"unsupported .npy version {tuple(content[6:8])}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _npy_header(header: bytes) -> tuple[tuple[int, ...], Any]:
+    """(shape, dtype) of a .npy header, parsed by numpy (forests repeat their headers)."""
+    import numpy as np
+
+    stream = io.BytesIO(header)
+    version = np.lib.format.read_magic(stream)
+    read = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, _fortran, dtype = read(stream)
+    if stream.tell() != len(header):
+        raise ValueError("the header's length field disagrees with its text")
+    return tuple(int(n) for n in shape), dtype
 
 
 def _rebuild(members: dict[str, bytes]) -> bytes:
