@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from _cas import seml_command
 
 
 class SkopsArchive:
@@ -190,3 +194,26 @@ def npy_with_header(array: np.ndarray[Any, Any], header: dict[str, Any]) -> byte
     buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(buffer, header)
     return buffer.getvalue() + np.ascontiguousarray(array).tobytes()
+
+
+# Runs a command and reports its exit code, stderr and peak resident memory (KiB): the wrapper's
+# only child is the command, so RUSAGE_CHILDREN measures it alone.
+_MEASURE = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=300)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"rc": done.returncode, "err": done.stderr, "peak_kib": peak}))
+"""
+
+
+def measure(*argv: str) -> dict[str, Any]:
+    """`seml *argv` in a subprocess: {"rc", "err", "peak_kib"}."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *seml_command(), *argv],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result

@@ -3,20 +3,16 @@ unsafe names and overlapping members are refused with one line, in bounded memor
 
 from __future__ import annotations
 
-import json
 import struct
-import subprocess
-import sys
 import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _skops_tamper import Member, build_zip, deflated, stored
+from _skops_tamper import Member, build_zip, deflated, measure, stored
 from sklearn.tree import DecisionTreeClassifier
 
-from _cas import seml_command
 from seml.errors import IntegrityError, PolicyError, UsageError
 from seml.ml import ArchiveLimits, iris_frame, model_limits, parse_size, save_model
 from seml.ml._archive import read_zip
@@ -175,26 +171,6 @@ def test_sizes_parse_in_binary_units() -> None:
 
 # --- real bombs against the real command, memory measured ----------------------------------
 
-# Runs a command and reports its exit code, stderr and peak resident memory (KiB).
-_MEASURE = """
-import json, resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=300)
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"rc": done.returncode, "err": done.stderr, "peak_kib": peak}))
-"""
-
-
-def _measure(*argv: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", _MEASURE, *seml_command(), *argv],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=True,
-    )
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
-
 
 @pytest.fixture(scope="module")
 def schema_bomb() -> Member:
@@ -208,7 +184,7 @@ def baseline_kib(tmp_path_factory: pytest.TempPathFactory) -> int:
     iris = iris_frame("classification")
     path = tmp_path_factory.mktemp("good") / "model.skops"
     save_model(DecisionTreeClassifier().fit(iris.drop(columns="species"), iris["species"]), path)
-    result = _measure("ml", "inspect", str(path))
+    result = measure("ml", "inspect", str(path))
     assert result["rc"] == 0, result
     peak = result["peak_kib"]
     assert isinstance(peak, int)
@@ -228,7 +204,7 @@ def test_a_schema_bomb_is_refused_in_bounded_memory(
     bomb = tmp_path / "bomb.skops"
     bomb.write_bytes(build_zip([schema_bomb]))
     assert bomb.stat().st_size < MiB
-    result = _measure("ml", "inspect", str(bomb))
+    result = measure("ml", "inspect", str(bomb))
     assert result["rc"] == 4, result
     assert result["err"] == (
         f"seml: error: {bomb}: member 'schema.json' inflates to 600.0 MiB, over the limit of "
@@ -248,7 +224,7 @@ def test_a_bomb_whose_header_lies_is_stopped_while_inflating(
     iris_frame("classification").to_csv(inputs, index=False)
     out = tmp_path / "out.csv"
     argv = ["ml", "predict", "--model", str(bomb), "--input", str(inputs), "--out", str(out)]
-    result = _measure(*argv)
+    result = measure(*argv)
     assert result["rc"] == 3, result
     assert result["err"] == (
         f"seml: error: {bomb}: member 'schema.json' inflates past the 10000 bytes its header "
@@ -265,7 +241,7 @@ def test_an_array_bomb_under_the_size_limit_is_refused_by_ratio(
     array_bomb = deflated("1.npy", _spaces(300 * MiB, chunk=8 * MiB))  # under the 1 GiB limit
     bomb = tmp_path / "array.skops"
     bomb.write_bytes(build_zip([stored("schema.json", b"{}"), array_bomb]))
-    result = _measure("ml", "inspect", str(bomb))
+    result = measure("ml", "inspect", str(bomb))
     assert result["rc"] == 4, result
     assert "member '1.npy' inflates" in str(result["err"])
     assert "more than 100 times (a decompression bomb); refused" in str(result["err"])
