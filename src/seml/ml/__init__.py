@@ -42,7 +42,7 @@ from seml.ml._modelfile import (
 )
 from seml.ml._predict import model_features, predict, predict_frame
 from seml.ml._spec import Task, TrainingSpec, load_spec, parse_spec, resolve_estimator
-from seml.ml._tables import dataset_files, load_datasets, read_table
+from seml.ml._tables import TableLimits, dataset_files, load_datasets, read_table
 from seml.ml._train import (
     METRICS_FILE,
     MODEL_FILE,
@@ -61,6 +61,7 @@ __all__ = [
     "TRUSTED_INTERNALS",
     "ArchiveLimits",
     "ModelType",
+    "TableLimits",
     "Task",
     "TrainResult",
     "TrainingSpec",
