@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _skops_tamper import SkopsArchive, json_value, set_json_value
+from _skops_tamper import SkopsArchive, json_value, measure, set_json_value
 from sklearn import ensemble, linear_model, neighbors, svm, tree
 
 from _cas import seml_command
@@ -287,3 +287,38 @@ def test_decision_path_depth_must_be_the_real_depth(tmp_path: Path) -> None:
     bad = _attack(tmp_path, _dt, shallower)
     with pytest.raises(IntegrityError, match=r"tree_: records depth 2, its nodes reach depth 3"):
         load_model(bad)
+
+
+def _seed_pool(a: SkopsArchive) -> dict[str, Any]:
+    rng = next(n for n in a.objects("Generator") if n.get("__loader__") == "RandomGeneratorNode")
+    pool: dict[str, Any] = rng["content"]["seed_seq"]["content"]["pool_size"]
+    return pool
+
+
+@pytest.mark.slow
+def test_a_random_generator_cannot_ask_for_gigabytes_while_it_is_built(tmp_path: Path) -> None:
+    # numpy builds a seed sequence's pool at construction, before any structural check runs.
+    factory = lambda: ensemble.HistGradientBoostingClassifier(max_iter=1)  # noqa: E731
+    good = _attack(tmp_path, factory, lambda a: None)
+    baseline = measure("ml", "inspect", str(good))
+    assert baseline["rc"] == 0, baseline
+
+    bad = _attack(tmp_path, factory, lambda a: set_json_value(_seed_pool(a), 10**8))
+    refused = measure("ml", "inspect", str(bad))
+    assert refused["rc"] == 3, refused
+    assert "asks for a seed pool of 100000000 words" in refused["err"]
+    assert refused["peak_kib"] < baseline["peak_kib"] + 64 * 1024
+
+    # The same value reached through a shared id: the pool node reads 4 but names the id of an
+    # earlier node holding 10**8 (skops would build the pool from that one).
+    def shared(a: SkopsArchive) -> None:
+        max_iter = a.state(a.schema)["max_iter"]
+        set_json_value(max_iter, 10**8)
+        _seed_pool(a)["__id__"] = max_iter["__id__"]
+
+    aliased = _attack(tmp_path, factory, shared)
+    loaded = measure("ml", "inspect", str(aliased))
+    assert loaded["rc"] == 0, loaded  # max_iter = 10**8 is a valid parameter
+    assert loaded["peak_kib"] < baseline["peak_kib"] + 64 * 1024
+    rng = load_model(aliased)._feature_subsample_rng
+    assert rng.bit_generator.seed_seq.pool_size == 4

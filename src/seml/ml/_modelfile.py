@@ -31,6 +31,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -208,9 +209,14 @@ def _read(path: Path, limits: ArchiveLimits) -> _Archive:
         schema = json.loads(members[SCHEMA])
     except (ValueError, RecursionError) as e:
         raise UsageError(f"{path} is not a valid skops model file: bad {SCHEMA}: {e}") from e
+    if not isinstance(schema, dict):
+        raise UsageError(f"{path} is not a valid skops model file: {SCHEMA} is not an object")
     for name, content in members.items():
         if name.endswith(".npy"):
             _check_stored_array(content, name, path)
+    _unshare(schema)
+    _check_seed_sequences(schema, members, path)
+    members[SCHEMA] = json.dumps(schema).encode()
     clean = _rebuild(members)
     del members
     found: set[str] = set()
@@ -228,6 +234,78 @@ def _read(path: Path, limits: ArchiveLimits) -> _Archive:
     found.update(flagged)
     types = [ModelType(name, is_trusted_type(name)) for name in sorted(found)]
     return _Archive(types, flagged, clean)
+
+
+def _unshare(schema: dict[str, Any]) -> None:
+    """Give every object in the schema an id of its own.
+
+    skops builds an object once per id, from the first node it meets with that id, and reuses
+    it for later nodes with the same id. A file could thus show one value where SEML checks it
+    and have skops build another from elsewhere. Without shared ids, what SEML checks is what
+    skops builds (shared arrays are built once per use; nothing depends on their identity).
+    """
+    fresh = 0
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__id__" in node:
+                fresh += 1
+                node["__id__"] = fresh
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+# numpy's SeedSequence allocates and mixes a pool of this many words at construction.
+_MAX_SEED_POOL = 64
+_MAX_SEED_WORDS = 1024
+
+
+def _check_seed_sequences(schema: dict[str, Any], members: dict[str, bytes], path: Path) -> None:
+    """The seed sequence of a stored random generator is built before any check can run;
+    its sizes must be what numpy makes, not what an attacker asks (a pool of a billion words
+    is gigabytes of memory)."""
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("__loader__") == "RandomGeneratorNode":
+                _check_seed_sequence(node, members, path)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _check_seed_sequence(node: dict[str, Any], members: dict[str, bytes], path: Path) -> None:
+    problem = f"{path}: a stored random generator's seed sequence is malformed"
+    try:
+        fields = node["content"]["seed_seq"]["content"]
+        pool = json.loads(fields["pool_size"]["content"])
+        spawned = json.loads(fields["n_children_spawned"]["content"])
+        spawn_key = fields["spawn_key"].get("content", [])
+        entropy = fields["entropy"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise IntegrityError(problem) from e
+    words = entropy.get("content") if isinstance(entropy, dict) else None
+    stored = members.get(entropy.get("file", "")) if isinstance(entropy, dict) else None
+    if stored is not None:  # an array of seed words (its header was checked already)
+        shape, _dtype = _npy_header(_npy_header_bytes(stored))
+        words = [0] * min(math.prod(shape), _MAX_SEED_WORDS + 1)
+    sizes_ok = (
+        isinstance(pool, int)
+        and 4 <= pool <= _MAX_SEED_POOL
+        and isinstance(spawned, int)
+        and 0 <= spawned < 2**32
+        and isinstance(spawn_key, list)
+        and len(spawn_key) <= _MAX_SEED_WORDS
+        and (not isinstance(words, list) or len(words) <= _MAX_SEED_WORDS)
+    )
+    if not sizes_ok:
+        raise IntegrityError(
+            f"{path}: a stored random generator asks for a seed pool of {pool} words (numpy "
+            f"makes 4; at most {_MAX_SEED_POOL} are accepted) or oversized seeds; refused"
+        )
 
 
 def _read_bounded(path: Path, limits: ArchiveLimits) -> bytes:
