@@ -349,3 +349,41 @@ def test_save_model_refuses_a_model_the_runner_would_refuse(tmp_path: Path) -> N
     ):
         save_model(tree.DecisionTreeClassifier().fit(X, two_targets), tmp_path / "m.skops")
     assert list(tmp_path.iterdir()) == []
+
+
+XI = (X * 10).round().astype(int)  # integer features stay integers in some models
+XN = X.copy()
+XN.iloc[::7, 0] = np.nan  # missing values: trees split them off with an infinite threshold
+
+VARIANTS: list[tuple[str, Any, pd.DataFrame, Any]] = [
+    ("knn-int-features", neighbors.KNeighborsClassifier(algorithm="kd_tree"), XI, Y),
+    (
+        "knn-brute-int",
+        neighbors.KNeighborsRegressor(algorithm="brute"),
+        XI.iloc[:, :3],
+        XR.iloc[:, 0],
+    ),
+    ("tree-missing-values", tree.DecisionTreeClassifier(), XN, Y),
+    ("hist-missing-values", ensemble.HistGradientBoostingClassifier(max_iter=3), XN, Y),
+    ("forest-balanced", ensemble.RandomForestClassifier(3, class_weight="balanced"), X, Y),
+    ("boosting-zero-init", ensemble.GradientBoostingClassifier(n_estimators=2, init="zero"), X, Y),
+    ("binary-logistic", linear_model.LogisticRegression(), X, Y == "setosa"),
+    ("ridge-no-intercept", linear_model.Ridge(fit_intercept=False), XR, YR),
+    ("bagged-neighbours", ensemble.BaggingRegressor(neighbors.KNeighborsRegressor()), XR, YR),
+    ("svc-probability", svm.SVC(probability=True), X, Y),
+    ("float32-features", tree.DecisionTreeClassifier(), X.astype(np.float32), Y),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize(
+    ("model", "x", "y"), [pytest.param(m, x, y, id=name) for name, m, x, y in VARIANTS]
+)
+def test_legitimate_variants_pass_the_checks(
+    tmp_path: Path, model: Any, x: pd.DataFrame, y: Any
+) -> None:
+    model.fit(x, y)
+    path = tmp_path / "model.skops"
+    save_model(model, path)
+    np.testing.assert_array_equal(load_model(path).predict(x), model.predict(x))

@@ -462,14 +462,12 @@ def _libsvm(model: Any, where: str, classifier: bool) -> None:
 
 def _neighbors(model: Any, where: str, classifier: bool) -> None:
     n = _features(model)
+    # Training points keep their dtype (integers stay integers); trees hold them as float64.
     points = array(
-        attr(model, "_fit_X", where),
-        child(where, "_fit_X"),
-        kinds="f",
-        dtype=np.dtype(np.float64),
-        shape=(None, n),
+        attr(model, "_fit_X", where), child(where, "_fit_X"), kinds="iuf", shape=(None, n)
     )
-    finite(points, child(where, "_fit_X"))
+    if points.dtype.kind == "f":
+        finite(points, child(where, "_fit_X"))
     m = points.shape[0]
     integer(attr(model, "n_samples_fit_", where), child(where, "n_samples_fit_"), low=m, high=m)
     integer(model.n_neighbors, child(where, "n_neighbors"), low=1, high=m)
