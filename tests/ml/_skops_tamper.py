@@ -121,6 +121,18 @@ def deflated(name: str, chunks: Iterable[bytes]) -> Member:
     return Member(name, b"".join(parts), size, crc, method=8)
 
 
+def deflated_repeat(name: str, chunk: bytes, times: int) -> Member:
+    """`chunk` repeated `times` times, deflated in an instant: one full-flushed deflate segment
+    (which refers to nothing before it) repeated, then a final empty block."""
+    segment_maker = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    segment = segment_maker.compress(chunk) + segment_maker.flush(zlib.Z_FULL_FLUSH)
+    end = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS).flush()
+    crc = 0
+    for _ in range(times):
+        crc = zlib.crc32(chunk, crc)
+    return Member(name, segment * times + end, len(chunk) * times, crc, method=8)
+
+
 def build_zip(members: list[Member], *, offsets: dict[int, int] | None = None) -> bytes:
     """A ZIP archive of `members` whose headers say exactly what each `Member` claims.
     `offsets` lets a directory entry point at another local header (index -> offset)."""

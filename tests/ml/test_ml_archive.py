@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _skops_tamper import Member, build_zip, deflated, measure, stored
+from _skops_tamper import Member, build_zip, deflated, deflated_repeat, measure, stored
 from sklearn.tree import DecisionTreeClassifier
 
 from seml.errors import IntegrityError, PolicyError, UsageError
@@ -175,7 +175,7 @@ def test_sizes_parse_in_binary_units() -> None:
 @pytest.fixture(scope="module")
 def schema_bomb() -> Member:
     """A ``schema.json`` of 600 MiB of spaces, deflated to well under a megabyte."""
-    return deflated("schema.json", _spaces(600 * MiB, chunk=8 * MiB))
+    return deflated_repeat("schema.json", b" " * MiB, 600)
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_a_bomb_whose_header_lies_is_stopped_while_inflating(
 def test_an_array_bomb_under_the_size_limit_is_refused_by_ratio(
     tmp_path: Path, baseline_kib: int
 ) -> None:
-    array_bomb = deflated("1.npy", _spaces(300 * MiB, chunk=8 * MiB))  # under the 1 GiB limit
+    array_bomb = deflated_repeat("1.npy", b"\0" * MiB, 300)  # under the 1 GiB limit
     bomb = tmp_path / "array.skops"
     bomb.write_bytes(build_zip([stored("schema.json", b"{}"), array_bomb]))
     result = measure("ml", "inspect", str(bomb))
@@ -248,6 +248,10 @@ def test_an_array_bomb_under_the_size_limit_is_refused_by_ratio(
     _assert_small(result, baseline_kib)
 
 
-def test_deflate_of_the_bombs_is_what_the_tests_assume() -> None:
-    # The fixtures rely on deflate's ~1000:1 ratio on repeated bytes.
-    assert len(zlib.compress(b" " * MiB, 9)) < 2 * 1024
+def test_the_bombs_are_real_deflate_streams() -> None:
+    # The bombs repeat one deflate segment; zlib itself must inflate them to the full size.
+    bomb = deflated_repeat("b", b" " * MiB, 5)
+    assert zlib.decompress(bomb.stored, -zlib.MAX_WBITS) == b" " * (5 * MiB)
+    assert zlib.crc32(b" " * (5 * MiB)) == bomb.crc
+    assert len(bomb.stored) < 5 * 2 * 1024  # about 1,000 to 1
+    assert _read(build_zip([bomb]), ArchiveLimits(max_ratio=10**6)) == {"b": b" " * (5 * MiB)}
