@@ -92,7 +92,7 @@ def test_report_has_targets_ratios_paper_and_machine() -> None:
     assert "SIMULATED" in text
     # totals: native reps 54 + 1.5 and 63 + 1.5 -> 60.00 (G adds 1.5 s of training)
     assert "| native | classification | G | 15,000 | 2 | **60.00** | 60.00 (55.50-64.50) |" in text
-    assert "| classification | G | 60.00 | 71.70 | 1.195x |" in text
+    assert "| classification | G | 60.00 | 71.70 | 1.195x | 30.00 | 35.85 | 1.195x |" in text
     assert "| whole flow, conf. / native, G | 1.195x | <= 1.2x | **PASS** |" in text
     assert (
         "| whole flow, conf. / native, L | - | <= 1.2x | **NOT RUN** | none (ran P, G only) |"
@@ -104,6 +104,24 @@ def test_report_has_targets_ratios_paper_and_machine() -> None:
     for figure in ("| 107 |", "| 14 |"):
         assert figure in text
     assert "## Failed runs\n\n- run 3 failed\n\n  ```\n  step said why\n  ```" in text
+
+
+@pytest.mark.parametrize(
+    ("load", "line"),
+    [
+        ((), "- load: not recorded\n"),
+        ((1.0, 1.5), "- load (1-minute load average after each run): mean 1.2, max 1.5\n"),
+        (
+            (5.0, 7.0),
+            "- load (1-minute load average after each run): mean 6.0, max 7.0: **the machine "
+            "was busy** (more runnable processes than its 2 cores)",
+        ),
+    ],
+)
+def test_report_says_how_loaded_the_machine_was(load: tuple[float, ...], line: str) -> None:
+    text = render_report(rows(), info(load=load))
+    assert line in text
+    assert ("the machine was busy" in text) == (load == (5.0, 7.0))
 
 
 def test_report_tells_the_projects_targets_from_the_papers_figures() -> None:
@@ -242,8 +260,8 @@ def test_rebuild_without_bench_json_says_what_is_not_recorded(tmp_path: Path) ->
 
 
 def test_bench_info_round_trip(tmp_path: Path) -> None:
-    write_info(tmp_path, info(failures=("a\nb",)))
-    assert read_info(tmp_path, []) == info(failures=("a\nb",))
+    write_info(tmp_path, info(failures=("a\nb",), load=(0.5, 2.25)))
+    assert read_info(tmp_path, []) == info(failures=("a\nb",), load=(0.5, 2.25))
     (tmp_path / "bench.json").write_text(json.dumps({"started": "x"}))
     with pytest.raises(UsageError, match="not a bench info file"):
         read_info(tmp_path, [])

@@ -48,6 +48,7 @@ def _info_from(doc: Any, path: Path) -> BenchInfo:
             host=Machine(**host) if host is not None else None,
             finished=None if doc.get("finished") is None else str(doc["finished"]),
             failures=tuple(str(f) for f in doc.get("failures", ())),
+            load=tuple(float(x) for x in doc.get("load", ())),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise UsageError(f"{path}: not a bench info file ({e!r})") from e

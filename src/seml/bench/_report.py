@@ -124,6 +124,7 @@ class BenchInfo:
     host: Machine | None  # None: not recorded
     finished: str | None = None  # None: still running, or interrupted
     failures: tuple[str, ...] = ()
+    load: tuple[float, ...] = ()  # the 1-minute load average after each run
 
 
 @dataclass(frozen=True)
@@ -235,21 +236,32 @@ def summary_table(stats: Sequence[ScenarioStats]) -> Table:
 
 
 def ratio_table(stats: Sequence[ScenarioStats]) -> Table:
-    by = {(s.mode, s.task, s.dataset): s.seconds for s in stats}
-    rows = [
-        (
-            task,
-            dataset,
-            _secs(by[("native", task, dataset)]),
-            _secs(by[("confidential", task, dataset)]),
-            _fmt(ratio, "x"),
+    """Wall-clock means and their ratio (what the targets use), and the same in CPU seconds
+    (which other load on the machine inflates less)."""
+    by = {(s.mode, s.task, s.dataset): s for s in stats}
+    rows = []
+    for (task, dataset), ratio in ratios(stats).items():
+        native, conf = by[("native", task, dataset)], by[("confidential", task, dataset)]
+        cpu = conf.cpu_seconds / native.cpu_seconds if native.cpu_seconds > 0 else None
+        rows.append(
+            (
+                task,
+                dataset,
+                _secs(native.seconds),
+                _secs(conf.seconds),
+                _fmt(ratio, "x"),
+                _secs(native.cpu_seconds),
+                _secs(conf.cpu_seconds),
+                _fmt(cpu, "x"),
+            )
         )
-        for (task, dataset), ratio in ratios(stats).items()
-    ]
     return Table(
-        ("task", "dataset", "native s", "confidential s", "confidential / native"),
+        (
+            *("task", "dataset", "native s", "conf. s", "ratio"),
+            *("native CPU s", "conf. CPU s", "CPU ratio"),
+        ),
         rows,
-        right=frozenset({2, 3, 4}),
+        right=frozenset(range(2, 8)),
     )
 
 
@@ -410,6 +422,23 @@ def phase_notes(rows: Sequence[Row]) -> list[str]:
     return out
 
 
+def _load(info: BenchInfo) -> list[str]:
+    if not info.load:
+        return ["- load: not recorded"]
+    line = (
+        f"- load (1-minute load average after each run): mean {mean(info.load):.1f}, "
+        f"max {max(info.load):.1f}"
+    )
+    cores = info.host.cores if info.host else 0
+    if cores and mean(info.load) > cores:
+        return [
+            f"{line}: **the machine was busy** (more runnable processes than its {cores} "
+            "cores): other work competed for the CPU, so wall-clock times are inflated; CPU "
+            "seconds much less so."
+        ]
+    return [line]
+
+
 def _repetitions(info: BenchInfo, stats: Sequence[ScenarioStats]) -> str:
     sizes = {s.dataset: s.rows for s in stats}
     large = [d for d, rows in sizes.items() if rows >= LARGE_ROWS]
@@ -431,6 +460,7 @@ def render_report(rows: Sequence[Row], info: BenchInfo) -> str:
         "",
         f"- started: {info.started}; finished: {info.finished or 'not finished (interrupted?)'}",
         f"- machine: {info.host.describe() if info.host else 'not recorded'}",
+        *_load(info),
         f"- storage: {info.storage}",
         f"- datasets (Iris repeated): {'; '.join(sizes) or 'none'}",
         f"- repetitions: {_repetitions(info, stats)}",
@@ -458,6 +488,10 @@ def render_report(rows: Sequence[Row], info: BenchInfo) -> str:
         "MB is the largest process-tree RSS of any phase.",
         "",
         "## Confidential / native, whole flow",
+        "",
+        "Ratios are confidential over native. Wall-clock seconds are what the targets use; CPU",
+        "seconds (of every process of the run) are much less inflated by other load on the",
+        "machine.",
         "",
         *markdown(ratio_table(stats)),
         "",

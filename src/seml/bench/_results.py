@@ -114,6 +114,7 @@ class ScenarioStats:
     seconds_median: float
     seconds_min: float
     seconds_max: float
+    cpu_seconds: float  # mean total CPU seconds (less sensitive to other load than seconds)
     cpu_percent: float  # mean of the runs' weighted CPU %
     peak_rss_mb: float  # mean of the runs' peaks
 
@@ -163,6 +164,7 @@ def scenario_stats(rows: Sequence[Row]) -> list[ScenarioStats]:
                 seconds_median=median(secs),
                 seconds_min=min(secs),
                 seconds_max=max(secs),
+                cpu_seconds=mean(r.cpu_seconds for r in runs),
                 cpu_percent=mean(r.cpu_percent for r in runs),
                 peak_rss_mb=mean(r.peak_rss_mb for r in runs),
             )

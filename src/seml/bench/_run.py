@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import time
@@ -68,6 +69,7 @@ class BenchResult:
     out: Path
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # 1-minute load average after each run
 
 
 def _rows(flow: Flow, scenario: Scenario, repetition: int) -> list[Row]:
@@ -183,8 +185,9 @@ class _Bench:
                 except SemlError as e:
                     error = str(e).splitlines()[0]
                     result.failures.append(f"{scenario.name} repetition {rep}: {e}")
-                    write_info(self.o.out, replace(info, failures=tuple(result.failures)))
+                result.load.append(os.getloadavg()[0])
                 write_csv(self.o.out / RESULTS_FILE, result.rows)
+                write_info(self.o.out, _info(info, result))
                 self.on_run(
                     RunDone(index, len(runs), scenario, rep, time.perf_counter() - started, error)
                 )
@@ -232,10 +235,14 @@ def run_bench(options: BenchOptions, on_run: Callable[[RunDone], None]) -> Bench
     finally:
         if not options.keep_work:
             shutil.rmtree(bench.work, ignore_errors=True)
-    info = replace(info, finished=_now(), failures=tuple(result.failures))
+    info = replace(_info(info, result), finished=_now())
     write_info(out, info)
     write_outputs(out, result.rows, info)
     return result
+
+
+def _info(info: BenchInfo, result: BenchResult) -> BenchInfo:
+    return replace(info, failures=tuple(result.failures), load=tuple(result.load))
 
 
 def _now() -> str:

@@ -41,7 +41,7 @@ def bench(
             help="Runs of each scenario on P and G (and --scale < 150,000).",
             min=1,
         ),
-    ] = 20,
+    ] = 10,
     large_repetitions: Annotated[
         int,
         typer.Option(
