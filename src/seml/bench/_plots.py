@@ -6,6 +6,7 @@ one of 150 rows takes seconds, and on a shared axis the small ones would be invi
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ def _save(fig: Any, path: Path) -> None:
         write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     finally:
         _pyplot().close(fig)
+
+
+def _footnote(fig: Any, text: str) -> None:
+    """Below the panels, wrapped to the figure's width (8-point text: ~14 characters an inch)."""
+    width = int(fig.get_figwidth() * 14)
+    fig.text(0.01, 0.0, "\n".join(textwrap.wrap(text, width)), fontsize=8, va="top")
 
 
 def _datasets(rows: Sequence[Row]) -> list[tuple[str, int]]:
@@ -112,13 +119,10 @@ def phases_figure(rows: Sequence[Row]) -> Any:
         ax.tick_params(axis="x", labelsize=8)
         ax.set_title(_title(dataset, size), fontsize=10)
     axes[0][0].set_ylabel("seconds (mean of the runs)")
-    fig.text(
-        0.01,
-        0.0,
+    _footnote(
+        fig,
         "Bars: mean time of each phase; whisker: the fastest to the slowest run's total "
         "(from 2 runs on); n: runs.",
-        fontsize=8,
-        va="top",
     )
     handles, labels = axes[0][0].get_legend_handles_labels()
     # Outside the panels, right of them: it never covers a bar or a label.
@@ -235,13 +239,10 @@ def resources_figure(rows: Sequence[Row]) -> Any:
     ]
     fig.legend(handles=legend, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle("Resources of each phase of every run (attestation simulated)")
-    fig.text(
-        0.01,
-        0.0,
+    _footnote(
+        fig,
         f"A point per run; a box (median, quartiles, 1.5 IQR whiskers) from {BOX_FROM} runs on. "
         "upload, pull and run: CPU % of both parties' processes together, peak of the larger.",
-        fontsize=8,
-        va="top",
     )
     fig.tight_layout()
     return fig
