@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from seml.bench import FIGURES, INFO_FILE, REPORT_FILE, RESULTS_FILE
 from seml.cli import main
 
 if TYPE_CHECKING:
     from _seaweedfs import SeaweedFS
 
+RESULT_FILES = sorted([INFO_FILE, *FIGURES, REPORT_FILE, RESULTS_FILE])
 PHASES = {
     "upload-alice",
     "upload-bob",
@@ -108,13 +110,9 @@ def test_bench_both_modes_on_file_storage(
     assert "SIMULATED" in report and "cores" in report
     assert "removed after the run" in report
     assert "finished: 20" in report  # a date, not "not finished"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "bench.json",
-        "phases.png",
-        "report.md",
-        "resources.png",
-        "results.csv",
-    ]  # the work folder (data, keys, volumes) is gone
+    assert (
+        sorted(p.name for p in out.iterdir()) == RESULT_FILES
+    )  # the work folder (data, keys, volumes) is gone
 
     # The report again from the same results: same text, through the real entry point.
     first = report

@@ -11,6 +11,10 @@ import pytest
 
 from seml.bench import (
     BOX_FROM,
+    FIGURES,
+    INFO_FILE,
+    REPORT_FILE,
+    RESULTS_FILE,
     BenchInfo,
     Machine,
     Row,
@@ -38,6 +42,7 @@ PHASES = (
     "run-alice",
     "run-bob",
 )
+RESULT_FILES = sorted([INFO_FILE, *FIGURES, REPORT_FILE, RESULTS_FILE])
 SIZES = {"P": 150, "G": 15_000, "L": 1_500_000}
 
 
@@ -235,13 +240,7 @@ def results_folder(tmp_path: Path, data: list[Row], with_info: bool = True) -> P
 def test_rebuild_makes_figures_and_report_from_results_csv(tmp_path: Path) -> None:
     out = results_folder(tmp_path, rows(("P", "L"), reps=1))
     assert len(rebuild(out)) == len(rows(("P", "L"), reps=1))
-    assert sorted(p.name for p in out.iterdir()) == [
-        "bench.json",
-        "phases.png",
-        "report.md",
-        "resources.png",
-        "results.csv",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == RESULT_FILES
     for name in ("phases.png", "resources.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
