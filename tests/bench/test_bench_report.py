@@ -151,17 +151,21 @@ def test_report_explains_what_dominates_each_phase() -> None:
     for group in ("upload", "fetch", "train", "publish", "pull", "run"):
         assert f"- **{group}**: confidential: " in notes
     train = notes[notes.index("- **train**") : notes.index("- **publish**")]
-    # P: native 5.015 s, confidential 6.015 s; L adds 149.985 s (100 s per million rows)
-    assert "fixed cost (at P): native 5.01 s, confidential 6.01 s; confidential adds +1.00 s" in (
-        train
+    # CPU s (half the wall seconds here): at P native 2.5075, confidential 3.0075; L adds
+    # 74.9925 to both (50 CPU s per million rows)
+    assert (
+        "fixed cost (at P): native 2.51 CPU s, confidential 3.01 CPU s; `seml run` (attestation, "
+        "key release, volumes, its own start) adds +0.50 CPU s." in train
     )
-    assert "what the data adds (P to L): native +149.99 s, confidential +149.99 s" in train
-    assert "the data dominates: 96% of the confidential time at L (100.0 s per million rows)" in (
-        train
+    assert "what the data adds (P to L): native +74.99 CPU s; confidential +74.99 CPU s" in train
+    assert (
+        "the data dominates: 96% of the confidential CPU time at L (50.0 CPU s per million rows)"
+        in train
     )
     assert "peak 1600 MB" in train
     publish = notes[notes.index("- **publish**") : notes.index("- **pull**")]
-    assert "the fixed cost dominates: 100% of the confidential time at L" in publish
+    assert "the fixed cost dominates: 100% of the confidential CPU time at L" in publish
+    assert "what the data adds (P to L): native +0.00 CPU s (nothing measurable);" in publish
 
 
 def test_report_of_one_dataset_says_fixed_and_data_cannot_be_told_apart() -> None:
@@ -173,7 +177,9 @@ def test_every_phase_has_its_peak_memory_in_the_report() -> None:
     text = render_report(rows(("P", "L"), reps=1), info())
     table = text[text.index("## Every phase") : text.index("## The paper's figures")]
     assert table.count("\n| native |") + table.count("\n| confidential |") == 2 * 2 * 2 * 6
-    assert "| confidential | regression | L | train | 1 | 156 | 156-156 | 50 | 1600 |" in table
+    assert "| confidential | regression | L | train | 1 | 156 | 156-156 | 78.00 | 50 | 1600 |" in (
+        table
+    )
 
 
 def _boxes(ax: Any) -> int:

@@ -275,15 +275,19 @@ def phase_table(phases: Sequence[PhaseStats]) -> Table:
             str(p.runs),
             _secs(p.seconds),
             f"{_secs(p.seconds_min)}-{_secs(p.seconds_max)}",
+            _secs(p.cpu_seconds),
             f"{p.cpu_percent:.0f}",
             f"{p.peak_rss_mb:.0f}",
         )
         for p in phases
     ]
     return Table(
-        ("mode", "task", "dataset", "phase", "runs", "mean s", "min-max s", "CPU %", "peak MB"),
+        (
+            *("mode", "task", "dataset", "phase", "runs", "mean s", "min-max s"),
+            *("CPU s", "CPU %", "peak MB"),
+        ),
         rows,
-        right=frozenset({4, 5, 6, 7, 8}),
+        right=frozenset(range(4, 10)),
     )
 
 
@@ -343,6 +347,7 @@ def _pooled(phases: Sequence[PhaseStats], mode: str, group: str) -> dict[str, Ph
                 seconds=mean(p.seconds for p in mine),
                 seconds_min=min(p.seconds_min for p in mine),
                 seconds_max=max(p.seconds_max for p in mine),
+                cpu_seconds=mean(p.cpu_seconds for p in mine),
                 cpu_percent=mean(p.cpu_percent for p in mine),
                 peak_rss_mb=max(p.peak_rss_mb for p in mine),
             )
@@ -357,22 +362,31 @@ def _cpu_words(percent: float) -> str:
     return "partly waiting: on I/O, or for the CPU under other load"
 
 
+def _cost(delta: float) -> str:
+    if delta < 0.005:  # other load moved the figures more than the difference
+        return f"{_delta(delta)} CPU s (nothing measurable)"
+    return f"{_delta(delta)} CPU s"
+
+
 def _phase_note(
-    group: str, by_mode: Mapping[str, Mapping[str, PhaseStats]], rows_of: Mapping[str, int]
+    by_mode: Mapping[str, Mapping[str, PhaseStats]], rows_of: Mapping[str, int]
 ) -> list[str]:
-    """The measured lines of one phase: its fixed cost (on the smallest dataset), what the
+    """The measured lines of one phase, in CPU seconds (which other load on the machine
+    inflates much less than wall time): its fixed cost (on the smallest dataset), what the
     data adds (up to the largest), which of the two dominates, and what confidential adds."""
     conf, native = by_mode.get("confidential", {}), by_mode.get("native", {})
     main = conf or native  # the figures the verdict is about: confidential when it ran
     order = sorted(main, key=lambda d: rows_of[d])
     small, large = order[0], order[-1]
     out = []
-    fixed = [f"{mode} {_secs(m[small].seconds)} s" for mode, m in by_mode.items() if small in m]
+    fixed = [
+        f"{mode} {_secs(m[small].cpu_seconds)} CPU s" for mode, m in by_mode.items() if small in m
+    ]
     line = f"fixed cost (at {small}): {', '.join(fixed)}"
     if small in conf and small in native:
         line += (
-            f"; confidential adds {_delta(conf[small].seconds - native[small].seconds)} s "
-            "(`seml run`: attestation, key release, volumes, its own start)"
+            f"; `seml run` (attestation, key release, volumes, its own start) adds "
+            f"{_cost(conf[small].cpu_seconds - native[small].cpu_seconds)}"
         )
     out.append(line)
     last = main[large]
@@ -384,24 +398,25 @@ def _phase_note(
         out.append(f"{where}; one dataset only: fixed cost and data cannot be told apart")
         return out
     grown = {
-        mode: m[large].seconds - m[small].seconds
+        mode: m[large].cpu_seconds - m[small].cpu_seconds
         for mode, m in by_mode.items()
         if small in m and large in m
     }
     out.append(
         f"what the data adds ({small} to {large}): "
-        + ", ".join(f"{mode} {_delta(g)} s" for mode, g in grown.items())
+        + "; ".join(f"{mode} {_cost(g)}" for mode, g in grown.items())
     )
-    share = max(0.0, last.seconds - main[small].seconds) / last.seconds if last.seconds else 0.0
+    data = max(0.0, last.cpu_seconds - main[small].cpu_seconds)
+    share = data / last.cpu_seconds if last.cpu_seconds > 0 else 0.0
     mode = "confidential" if conf else "native"
     if share >= 0.5:
         million = (rows_of[large] - rows_of[small]) / 1e6
         verdict = (
-            f"the data dominates: {share:.0%} of the {mode} time at {large} "
-            f"({(last.seconds - main[small].seconds) / million:.1f} s per million rows)"
+            f"the data dominates: {share:.0%} of the {mode} CPU time at {large} "
+            f"({data / million:.1f} CPU s per million rows)"
         )
     else:
-        verdict = f"the fixed cost dominates: {1 - share:.0%} of the {mode} time at {large}"
+        verdict = f"the fixed cost dominates: {1 - share:.0%} of the {mode} CPU time at {large}"
     out.append(f"{verdict}; {where}")
     return out
 
@@ -418,7 +433,7 @@ def phase_notes(rows: Sequence[Row]) -> list[str]:
             continue
         conf_work, native_work = PHASE_WORK[group]
         out.append(f"- **{group}**: confidential: {conf_work}; native: {native_work}.")
-        out += [f"  - {line}." for line in _phase_note(group, by_mode, rows_of)]
+        out += [f"  - {line}." for line in _phase_note(by_mode, rows_of)]
     return out
 
 
@@ -497,9 +512,11 @@ def render_report(rows: Sequence[Row], info: BenchInfo) -> str:
         "",
         "## What dominates each phase",
         "",
-        "Both tasks together (the mean of the two). A phase's time on the smallest dataset is",
-        "taken as its fixed cost (process start, imports, and in confidential mode what",
-        "`seml run` itself does); what it gains up to the largest dataset is what the data costs.",
+        "Both tasks together (the mean of the two), in CPU seconds of the phase's processes:",
+        "other load on the machine inflates them much less than wall time. A phase's CPU time",
+        "on the smallest dataset is taken as its fixed cost (process start, imports, and in",
+        "confidential mode what `seml run` itself does); what it gains up to the largest",
+        "dataset is what the data costs.",
         "",
         *phase_notes(rows),
         "",

@@ -300,6 +300,7 @@ class PhaseStats:
     seconds: float  # mean
     seconds_min: float
     seconds_max: float
+    cpu_seconds: float  # mean
     cpu_percent: float  # CPU seconds over wall seconds, all runs together
     peak_rss_mb: float  # the largest of any run
 
@@ -327,6 +328,7 @@ def phase_stats(rows: Sequence[Row]) -> list[PhaseStats]:
                     seconds=mean(secs),
                     seconds_min=min(secs),
                     seconds_max=max(secs),
+                    cpu_seconds=mean(p.cpu_seconds for p in runs),
                     cpu_percent=100.0 * sum(p.cpu_seconds for p in runs) / wall if wall else 0.0,
                     peak_rss_mb=max(p.peak_rss_mb for p in runs),
                 )
