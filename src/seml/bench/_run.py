@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seml.bench._outputs import RESULTS_FILE, write_info, write_outputs
 from seml.bench._report import BenchInfo, machine
-from seml.bench._results import Row, total_row, write_csv
+from seml.bench._results import Row, read_csv, total_row, write_csv
 from seml.bench._scenarios import Dataset, Scenario
 from seml.bench._setup import FastAgreement, current_measurement
 from seml.errors import SemlError, UsageError
@@ -237,7 +237,9 @@ def run_bench(options: BenchOptions, on_run: Callable[[RunDone], None]) -> Bench
             shutil.rmtree(bench.work, ignore_errors=True)
     info = replace(_info(info, result), finished=_now())
     write_info(out, info)
-    write_outputs(out, result.rows, info)
+    # From the file, not the rows in memory: the report is exactly what `seml bench report`
+    # makes of this folder (the CSV keeps 4 decimals).
+    write_outputs(out, read_csv(out / RESULTS_FILE) if result.rows else [], info)
     return result
 
 
