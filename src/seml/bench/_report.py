@@ -463,7 +463,12 @@ def _repetitions(info: BenchInfo, stats: Sequence[ScenarioStats]) -> str:
         parts.append(f"{info.repetitions} per scenario on {', '.join(small) or 'each dataset'}")
     if large:
         parts.append(f"{info.large_repetitions} on the large {', '.join(large)}")
-    return "; ".join(parts)
+    planned = "; ".join(parts)
+    if any(
+        s.runs < (info.large_repetitions if s.dataset in large else info.repetitions) for s in stats
+    ):
+        return f"{planned} planned; the tables' runs column counts those that finished"
+    return planned
 
 
 def render_report(rows: Sequence[Row], info: BenchInfo) -> str:
