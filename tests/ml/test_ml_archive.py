@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _skops_tamper import Member, build_zip, deflated, deflated_repeat, measure, stored
 from sklearn.tree import DecisionTreeClassifier
 
+from _skops_tamper import Member, build_zip, deflated, deflated_repeat, measure, stored
 from seml.errors import IntegrityError, PolicyError, UsageError
 from seml.ml import ArchiveLimits, iris_frame, model_limits, parse_size, save_model
 from seml.ml._archive import read_zip

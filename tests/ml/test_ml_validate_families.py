@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io
-from _skops_tamper import SkopsArchive, add_attribute, npy_with_header, set_json_value
 from sklearn import (
     discriminant_analysis,
     ensemble,
@@ -26,6 +25,7 @@ from sklearn import (
 from sklearn.base import is_classifier
 from sklearn.utils import all_estimators
 
+from _skops_tamper import SkopsArchive, add_attribute, npy_with_header, set_json_value
 from seml.errors import IntegrityError, PolicyError
 from seml.ml import iris_frame, load_model, save_model
 from seml.ml._validate import validated_estimators
