@@ -74,8 +74,8 @@ def check(file: SessionFile, as_json: AsJson = False) -> None:
     typer.echo(f"hash: {session_hash(s)}")
     typer.echo(f"predecessor: {s.predecessor or '(none: first version)'}")
     typer.echo(f"parties: {', '.join(s.parties)}")
-    typer.echo(f"must sign creation: {', '.join(s.approval.create)}")
-    typer.echo(f"must sign updates: {', '.join(s.approval.update)}")
+    typer.echo(f"must approve creation: {s.approval.create.describe()}")
+    typer.echo(f"must approve updates: {s.approval.update.describe()}")
     typer.echo(f"services: {', '.join(x.name for x in s.services) or '(none)'}")
     if "simulation" in s.security.tolerate:
         typer.echo("note: tolerates SIMULATED evidence (no hardware protection)")

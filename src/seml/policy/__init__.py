@@ -1,14 +1,24 @@
-"""Session documents: schema, canonical hash, party keys, detached signatures, update rules.
+"""Session documents: schema, canonical hash, party keys, signatures and decisions, approval
+rules.
 
 Pure: nothing here touches the network; reading files is left to the caller (and the CLI).
 """
 
 from seml.policy._approval import (
+    Decision,
     SessionSignature,
+    SignedDecision,
+    Tally,
     check_creation,
+    check_lineage,
     check_update,
+    decision_message,
+    decision_party,
+    sign_decision,
     sign_session,
     signature_message,
+    tally,
+    verify_decision,
 )
 from seml.policy._document import (
     canonical_json,
@@ -50,16 +60,21 @@ from seml.policy._model import (
     placeholders_in,
 )
 from seml.policy._requirements import describe_requirements
+from seml.policy._rules import ApprovalRule, RuleState, RuleVerdict
 
 __all__ = [
     "PLACEHOLDER",
     "Approval",
+    "ApprovalRule",
     "AzureSnpPlatform",
     "ConfidentialVm",
+    "Decision",
     "Export",
     "NvidiaGpu",
     "PartyKey",
     "Placeholder",
+    "RuleState",
+    "RuleVerdict",
     "Secret",
     "SecretImport",
     "SecretKind",
@@ -67,15 +82,20 @@ __all__ = [
     "Service",
     "Session",
     "SessionSignature",
+    "SignedDecision",
     "SnpPlatform",
     "SnpTcb",
     "Storage",
+    "Tally",
     "TdxPlatform",
     "Volume",
     "VolumeImport",
     "canonical_json",
     "check_creation",
+    "check_lineage",
     "check_update",
+    "decision_message",
+    "decision_party",
     "describe_requirements",
     "fingerprint",
     "load_private_key",
@@ -87,8 +107,11 @@ __all__ = [
     "schema_errors",
     "session_from_document",
     "session_hash",
+    "sign_decision",
     "sign_session",
     "signature_message",
+    "tally",
+    "verify_decision",
     "verify_ed25519",
     "write_private_key",
 ]
