@@ -47,8 +47,8 @@ def signature_message(hash_: str) -> bytes:
     return _DOMAIN + hash_.encode()
 
 
-class SessionSignature(BaseModel):
-    """A detached signature file: who signed which session hash, with which key."""
+class _Signed(BaseModel):
+    """Who signed what about which session hash, with which key; `_message` is what was signed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     session: str = Field(max_length=64)
@@ -56,6 +56,22 @@ class SessionSignature(BaseModel):
     party: str = Field(max_length=64)
     key: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     signature: str = Field(max_length=200)
+
+    def _message(self, hash_: str) -> bytes:
+        raise NotImplementedError
+
+    def valid_for(self, hash_: str, raw_public_key: bytes) -> bool:
+        if self.hash != hash_ or self.key != fingerprint(raw_public_key):
+            return False
+        try:
+            sig = base64.b64decode(self.signature, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return verify_ed25519(raw_public_key, sig, self._message(hash_))
+
+
+class SessionSignature(_Signed):
+    """A detached signature file: an approval of one session hash."""
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "signature") -> SessionSignature:
@@ -69,14 +85,8 @@ class SessionSignature(BaseModel):
     def to_json(self) -> str:
         return json.dumps(self.model_dump(), indent=2) + "\n"
 
-    def valid_for(self, hash_: str, raw_public_key: bytes) -> bool:
-        if self.hash != hash_ or self.key != fingerprint(raw_public_key):
-            return False
-        try:
-            sig = base64.b64decode(self.signature, validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        return verify_ed25519(raw_public_key, sig, signature_message(hash_))
+    def _message(self, hash_: str) -> bytes:
+        return signature_message(hash_)
 
 
 def sign_session(session: Session, party: str, key: PartyKey) -> SessionSignature:
@@ -115,16 +125,12 @@ def decision_message(decision: Decision, hash_: str) -> bytes:
     return _DECISION_DOMAINS[decision] + hash_.encode()
 
 
-class SignedDecision(BaseModel):
-    """A party's signed decision about one session hash: approve, reject or withdraw."""
+class SignedDecision(_Signed):
+    """A party's signed decision about one session hash: approve, reject or withdraw. Not a
+    `SessionSignature` (a rejection must never pass for an approval); `as_signature` converts
+    an approval."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    session: str = Field(max_length=64)
-    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-    party: str = Field(max_length=64)
-    key: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     decision: Decision
-    signature: str = Field(max_length=200)
 
     @classmethod
     def approval(cls, signature: SessionSignature) -> SignedDecision:
@@ -135,14 +141,8 @@ class SignedDecision(BaseModel):
             raise UsageError(f"a {self.decision.value} is not an approval signature")
         return SessionSignature(**self.model_dump(exclude={"decision"}))
 
-    def valid_for(self, hash_: str, raw_public_key: bytes) -> bool:
-        if self.hash != hash_ or self.key != fingerprint(raw_public_key):
-            return False
-        try:
-            sig = base64.b64decode(self.signature, validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        return verify_ed25519(raw_public_key, sig, decision_message(self.decision, hash_))
+    def _message(self, hash_: str) -> bytes:
+        return decision_message(self.decision, hash_)
 
 
 def sign_decision(
