@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +20,7 @@ from seml.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
     from seml.cas import CasClient, ProposalView, SessionStatus
+    from seml.cas._proposal_models import ExporterPins
     from seml.policy import PartyKey, Session
 
 __all__ = ["add_commands", "pick_proposal", "print_view", "repin_imported", "status_lines"]
@@ -279,7 +281,8 @@ def _decide(
             # version keeps its data meanwhile.
             active = client.session_status(view.name, k).active
             hashes = [active.hash] if active is not None else []
-            for line in repin_imported(client, k, view.document, [*hashes, view.hash]):
+            pins = [*hashes, view.hash]
+            for line in repin_imported(client, k, view.document, pins, status.exporters):
                 typer.echo(line)
 
 
@@ -373,10 +376,15 @@ def status(
 
 
 def repin_imported(
-    client: CasClient, key: PartyKey, importer: Session, hashes: list[str]
+    client: CasClient,
+    key: PartyKey,
+    importer: Session,
+    hashes: list[str],
+    known: Sequence[ExporterPins] = (),
 ) -> list[str]:
     """Propose, for every session `importer` imports from whose party `key` is, the next version
-    whose exports to `importer` pin exactly `hashes`; say what must be done for the others."""
+    whose exports to `importer` pin exactly `hashes`; say what must be done for the others.
+    `known` (from a status read) says whose sessions they are, saving a refused read."""
     from seml.policy import (
         Decision,
         changes_between,
@@ -392,11 +400,14 @@ def repin_imported(
         {x.import_.session for x in importer.secrets if x.import_ is not None}
         | {v.import_.session for v in importer.volumes if v.import_ is not None}
     )
+    owners = {e.session: set(e.parties.values()) for e in known if e.exists}
     for name in sources:
-        try:
-            active = client.session_status(name, key).active
-        except PolicyError:
-            active = None
+        active = None
+        if key.fingerprint in owners.get(name, {key.fingerprint}):
+            try:
+                active = client.session_status(name, key).active
+            except PolicyError:
+                active = None
         if active is None:
             lines.append(
                 f"{name}: not yours to re-pin; its party re-pins it with "

@@ -205,7 +205,7 @@ def update(
         view = client.propose(new, sign_decision(h, name, party, k, Decision.APPROVE))
         print_view(view, False)
         if repin and _sources(new):
-            for line in repin_imported(client, k, new, [active.hash, h]):
+            for line in repin_imported(client, k, new, [active.hash, h], status.exporters):
                 typer.echo(line)
 
 
