@@ -18,6 +18,7 @@ from seml.errors import UsageError
 from seml.flow._programs import key_variable
 from seml.policy import (
     Approval,
+    ApprovalRule,
     Export,
     Secret,
     SecretImport,
@@ -304,7 +305,7 @@ def collaboration_session(
             name=name,
             predecessor=None,
             parties=dict(parties),
-            approval=Approval(create=names, update=names),
+            approval=Approval(create=ApprovalRule.all_of(names), update=ApprovalRule.all_of(names)),
             security=_SIMULATION,
             secrets=[
                 *(
@@ -352,7 +353,9 @@ def private_session(
             name=f"{collaboration}-{party}",
             predecessor=None,
             parties={party: public_key},
-            approval=Approval(create=[party], update=[party]),
+            approval=Approval(
+                create=ApprovalRule.all_of([party]), update=ApprovalRule.all_of([party])
+            ),
             security=_SIMULATION,
             secrets=[
                 Secret(
