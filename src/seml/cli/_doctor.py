@@ -127,9 +127,12 @@ def checks(profile: Profile, environ: Mapping[str, str]) -> list[Check]:
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Check this machine against its profile (select one with seml --profile NAME doctor):
-    attestation service and pin, keys and their modes, folders, storage (a real put, get and
-    delete), FUSE, TEE or simulation, seml and its measurement. Exits 1 if a check fails."""
+    """Check this machine against its profile: one line per check, with the fix.
+
+    Checks the attestation service and its pin, the keys and their modes, the folders, storage
+    (a real put, get and delete of a probe object), FUSE, TEE interfaces or simulation, and the
+    seml version and measurement. Exits 1 if a check fails. Another profile: seml --profile
+    NAME doctor."""
     from seml.cli._machine import selected
 
     chosen = selected()

@@ -159,10 +159,11 @@ def init(
         typer.Option("--host", help="Operator: a name or address for the TLS certificate."),
     ] = None,
 ) -> None:
-    """Set this machine up for one role: write its profile, create its folders and keys, and
-    say what to send to the other organizations and what you need from them.
+    """Set this machine up: write its profile, create its folders and keys, say what to exchange.
 
-    Safe to run again: nothing that exists is overwritten; given values are updated.
+    Prints what to send to the other organizations (a party's public key and platform id; the
+    operator's service URL and pin) and what you need from them. Safe to run again: nothing
+    that exists is overwritten; given values are updated.
     """
     import datetime as dt
     import re
