@@ -191,3 +191,42 @@ def test_keys_new_creates_a_missing_folder(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert _mode(target) == 0o700 and _mode(target / "alice.key") == 0o600
     assert (target / "alice.pub").read_text().strip() in r.stdout
+
+
+def test_the_global_profile_option_names_the_profile_init_writes(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    r = seml(cfg, "--profile", "lab", "init", "--role", "party", "--name", "alice",
+             "--root", str(tmp_path / "a"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("profile lab (party alice) written")
+    r = seml(cfg, "--profile", "lab", "profile", "show")
+    assert "# profile lab (selected by --profile)" in r.stdout
+
+
+def test_seml_as_a_service_reads_no_profile(tmp_path: Path) -> None:
+    from seml.cli import _machine
+
+    cfg = tmp_path / "cfg"
+    assert (
+        seml(
+            cfg, "init", "--role", "party", "--name", "a", "--root", str(tmp_path / "a")
+        ).returncode
+        == 0
+    )
+    env = {"SEML_CONFIG_DIR": str(cfg)}
+    assert _machine.selected(env).name == "a"
+    chosen = _machine.selected({**env, "SEML_SERVICE": "upload"})
+    assert chosen.profile is None and chosen.how == "none (running as a service)"
+
+
+def test_profile_is_seml_s_own_option_before_the_command() -> None:
+    from seml.cli import _profile_option, _split_command
+
+    own, command, rest = _split_command(["--profile", "alice", "run", "--session", "s"])
+    assert (own, command, rest) == (["--profile", "alice"], "run", ["--session", "s"])
+    assert _profile_option(own) == "alice"
+    assert _profile_option(["--profile=bob", "-v"]) == "bob"
+    with pytest.raises(UsageError, match="--profile needs a profile name"):
+        _profile_option(["--profile"])
+    # After the command, --profile is the command's (seml init --profile NAME).
+    assert _split_command(["init", "--profile", "x"])[0] == []

@@ -174,7 +174,12 @@ def init(
 
     if role not in ("party", "operator"):
         raise UsageError(f"--role is party or operator, not {role!r}")
-    chosen = profile or name or ("operator" if role == "operator" else None)
+    from seml.cli import _machine
+
+    # init's own --profile, else `seml --profile NAME init`, else $SEML_PROFILE: the profile to
+    # write (it need not exist yet); else the party's name, or "operator".
+    asked = profile or _machine.chosen() or os.environ.get("SEML_PROFILE")
+    chosen = asked or name or ("operator" if role == "operator" else None)
     if chosen is None:
         raise UsageError("a party's profile needs --name PARTY (its name in sessions)")
     if not re.fullmatch(PROFILE_NAME, chosen):

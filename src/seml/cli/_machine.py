@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RunMachine",
     "choose",
+    "chosen",
     "click_defaults",
     "profile_values",
     "run_machine",
@@ -53,13 +54,18 @@ def choose(name: str | None) -> None:
     _chosen = name
 
 
+def chosen() -> str | None:
+    """The profile named with ``seml --profile NAME`` (None: not given)."""
+    return _chosen
+
+
 def _as_service(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("SEML_SERVICE"))
 
 
 def selected(environ: Mapping[str, str] | None = None) -> Selected:
     """The profile in effect (read once per process and selection)."""
-    from seml.profiles import Selected, config_path, load_config, select_profile
+    from seml.profiles import Selected, config_path
 
     env = os.environ if environ is None else environ
     path = config_path(env)
@@ -68,17 +74,23 @@ def selected(environ: Mapping[str, str] | None = None) -> Selected:
     if key not in _cache:
         if service:
             _cache[key] = Selected(None, None, path, "none (running as a service)")
+        elif not (_chosen or env.get("SEML_PROFILE")) and not path.exists():
+            _cache[key] = Selected(None, None, path, "none")  # nothing to parse
         else:
+            from seml.profiles import load_config, select_profile
+
             _cache[key] = select_profile(load_config(path), path, flag=_chosen, environ=env)
     return _cache[key]
 
 
 def profile_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Variable name -> the selected profile's value (only the variables it sets)."""
+    profile = selected(environ).profile
+    if profile is None:
+        return {}
     from seml.profiles import profile_variables
 
-    profile = selected(environ).profile
-    return profile_variables(profile) if profile is not None else {}
+    return profile_variables(profile)
 
 
 def setting(
@@ -176,7 +188,7 @@ def run_machine(
     folders: list[str],
     environ: Mapping[str, str] | None = None,
 ) -> RunMachine:
-    from seml.profiles import storage_environment
+    from seml.profiles._storage import storage_environment
     from seml.runtime import default_platform_key
 
     env = os.environ if environ is None else environ

@@ -7,32 +7,13 @@ else ``~/.config/seml/config.yaml``; written 0600 in a 0700 folder, whole or not
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from seml.errors import StorageError, UsageError
-from seml.profiles._model import ConfigFile, Profile, dump_config, parse_config
+from seml.profiles._env import PROFILE_ENV, Selected
+from seml.profiles._model import ConfigFile, dump_config, parse_config
 
-__all__ = [
-    "CONFIG_DIR_ENV",
-    "PROFILE_ENV",
-    "Selected",
-    "config_path",
-    "load_config",
-    "save_config",
-    "select_profile",
-]
-
-CONFIG_DIR_ENV = "SEML_CONFIG_DIR"
-PROFILE_ENV = "SEML_PROFILE"
-CONFIG_NAME = "config.yaml"
-
-
-def config_path(environ: Mapping[str, str]) -> Path:
-    if folder := environ.get(CONFIG_DIR_ENV):
-        return Path(folder) / CONFIG_NAME
-    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")) / ".config")
-    return Path(base).expanduser() / "seml" / CONFIG_NAME
+__all__ = ["load_config", "save_config", "select_profile"]
 
 
 def load_config(path: Path) -> ConfigFile:
@@ -55,16 +36,6 @@ def save_config(path: Path, config: ConfigFile) -> None:
     except OSError as e:
         raise StorageError(f"cannot create {path.parent}: {e.strerror or e}") from e
     write_atomic(path, dump_config(config), mode=0o600)
-
-
-@dataclass(frozen=True)
-class Selected:
-    """The profile in effect and why: `how` is "--profile", "SEML_PROFILE", "current" or "none"."""
-
-    name: str | None
-    profile: Profile | None
-    path: Path
-    how: str
 
 
 def select_profile(

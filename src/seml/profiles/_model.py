@@ -10,11 +10,9 @@ services run. Pure: text in, models out, and back.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,6 +24,7 @@ from pydantic import (
 )
 
 from seml.errors import UsageError
+from seml.profiles._env import VARIABLES
 
 __all__ = [
     "PROFILE_NAME",
@@ -40,30 +39,12 @@ __all__ = [
     "dump_config",
     "parse_config",
     "profile_variables",
-    "storage_environment",
 ]
 
 PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _FOLDER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _MAX_CONFIG = 1 << 20
-
-# Each profile setting and the environment variable that overrides it (and that `seml`'s own
-# options read). Precedence, everywhere: flag > environment variable > profile > built-in default.
-VARIABLES: dict[str, str] = {
-    "cas.url": "SEML_CAS",
-    "cas.fingerprint": "SEML_CAS_FINGERPRINT",
-    "platform_key": "SEML_PLATFORM_KEY",
-    "signing_key": "SEML_SIGNING_KEY",
-    "volumes": "SEML_VOLUMES_DIR",
-    "state": "SEML_STATE_DIR",
-    "storage.endpoint": "SEML_S3_ENDPOINT",
-    "storage.location": "SEML_STORAGE",
-    "seml": "SEML_EXECUTABLE",
-    "service.state": "SEML_CAS_STATE",
-    "service.listen": "SEML_CAS_LISTEN",
-    "service.advertise": "SEML_CAS_ADVERTISE",
-}
 
 
 def _absolute(path: Path) -> Path:
@@ -214,6 +195,8 @@ def _describe(e: ValidationError) -> str:
 
 def parse_config(text: str, *, source: str) -> ConfigFile:
     """The configuration in `text` (YAML); a UsageError naming `source` and the offending key."""
+    import yaml
+
     if len(text) > _MAX_CONFIG:
         raise UsageError(f"{source}: larger than {_MAX_CONFIG} bytes")
     try:
@@ -240,14 +223,15 @@ _HEADER = """\
 """
 
 
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
 def dump_config(config: ConfigFile) -> str:
+    import yaml
+
+    class _Plain(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
     data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-    return _HEADER + yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100)
+    return _HEADER + yaml.dump(data, Dumper=_Plain, sort_keys=False, width=100)
 
 
 def _get(profile: Profile, dotted: str) -> Any:
@@ -267,55 +251,3 @@ def profile_variables(profile: Profile) -> dict[str, str]:
         if value is not None:
             out[var] = str(value)
     return out
-
-
-# What boto3 reads for credentials, and settings that are not secret but that a workload reaching
-# the same storage needs too.
-_AWS_CREDENTIALS = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CONFIG_FILE",
-)
-_AWS_SETTINGS = ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_MAX_ATTEMPTS", "AWS_CA_BUNDLE")
-
-
-def storage_environment(
-    storage: StorageSettings | None, environ: Mapping[str, str], *, endpoint: str | None = None
-) -> tuple[dict[str, str], list[str]]:
-    """(variables, missing): what a service on this machine needs to reach its storage.
-
-    `endpoint` (already resolved: flag > environment > profile) becomes SEML_S3_ENDPOINT. The
-    credentials come from the profile's source: values of the variables it names (found in
-    `environ`, passed under AWS's standard names), or AWS_PROFILE / AWS_SHARED_CREDENTIALS_FILE;
-    without a source, AWS's standard variables that are set. `missing` names the variables the
-    profile points at that `environ` lacks.
-    """
-    out: dict[str, str] = {}
-    missing: list[str] = []
-    if endpoint:
-        out["SEML_S3_ENDPOINT"] = endpoint
-    credentials = storage.credentials if storage is not None else None
-    if credentials is None:
-        out.update({k: environ[k] for k in _AWS_CREDENTIALS if environ.get(k)})
-    elif credentials.env is not None:
-        names = {
-            "AWS_ACCESS_KEY_ID": credentials.env.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": credentials.env.secret_access_key,
-        }
-        if credentials.env.session_token:
-            names["AWS_SESSION_TOKEN"] = credentials.env.session_token
-        for target, source in names.items():
-            if environ.get(source):
-                out[target] = environ[source]
-            else:
-                missing.append(source)
-    else:
-        if credentials.aws_profile:
-            out["AWS_PROFILE"] = credentials.aws_profile
-        if credentials.file:
-            out["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials.file)
-    out.update({k: environ[k] for k in _AWS_SETTINGS if environ.get(k)})
-    return out, missing
