@@ -89,6 +89,8 @@ def test_init_again_keeps_the_keys_and_fills_in_the_service(tmp_path: Path) -> N
         (["--role", "operator", "--listen", "127.0.0.1:0"], "needs a fixed port"),
         (["--role", "party", "--name", "a", "--seml", "/nonexistent"], "not an executable file"),
         (["--role", "party", "--name", "a b"], "profile name 'a b'"),
+        (["--role", "party", "--name", "a", "--folder", "x/y=/tmp"], "--folder 'x/y'"),
+        (["--role", "party", "--name", "a", "--storage", "gs://b"], "is not s3://BUCKET"),
     ],
 )
 def test_bad_init_is_refused_before_anything_is_created(

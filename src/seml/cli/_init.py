@@ -43,8 +43,7 @@ def _pairs(values: list[str], what: str) -> dict[str, Path]:
 def _credentials(
     access_env: str | None, secret_env: str | None, aws_profile: str | None, file: Path | None
 ) -> Credentials | None:
-    from pydantic import ValidationError
-
+    from seml.policy import schema_errors
     from seml.profiles import Credentials
 
     data: dict[str, object] = {}
@@ -59,12 +58,8 @@ def _credentials(
         data["file"] = str(file.absolute())
     if not data:
         return None
-    try:
+    with schema_errors("seml init credentials"):
         return Credentials.model_validate(data)
-    except ValidationError as e:
-        raise UsageError(
-            f"credentials: {e.errors()[0]['msg'].removeprefix('Value error, ')}"
-        ) from e
 
 
 def _default_seml() -> Path | None:

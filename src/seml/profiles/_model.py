@@ -19,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
@@ -27,6 +26,7 @@ from seml.errors import UsageError
 from seml.profiles._env import VARIABLES
 
 __all__ = [
+    "FOLDER_NAME",
     "PROFILE_NAME",
     "VARIABLES",
     "CasEndpoint",
@@ -43,7 +43,7 @@ __all__ = [
 
 PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-_FOLDER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+FOLDER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _MAX_CONFIG = 1 << 20
 
 
@@ -55,7 +55,7 @@ def _absolute(path: Path) -> Path:
 
 AbsPath = Annotated[Path, AfterValidator(_absolute)]
 EnvName = Annotated[str, StringConstraints(pattern=_ENV_NAME)]
-FolderName = Annotated[str, StringConstraints(pattern=_FOLDER_NAME)]
+FolderName = Annotated[str, StringConstraints(pattern=FOLDER_NAME)]
 
 
 def _https(url: str) -> str:
@@ -184,15 +184,6 @@ class ConfigFile(_Strict):
         return self
 
 
-def _describe(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
-
-
 def parse_config(text: str, *, source: str) -> ConfigFile:
     """The configuration in `text` (YAML); a UsageError naming `source` and the offending key."""
     import yaml
@@ -209,10 +200,10 @@ def parse_config(text: str, *, source: str) -> ConfigFile:
         return ConfigFile()
     if not isinstance(data, dict):
         raise UsageError(f"{source}: a seml configuration is a mapping")
-    try:
+    from seml.policy import schema_errors
+
+    with schema_errors(source):
         return ConfigFile.model_validate(data)
-    except ValidationError as e:
-        raise UsageError(f"{source}: {_describe(e)}") from None
 
 
 _HEADER = """\

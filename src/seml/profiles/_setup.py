@@ -17,6 +17,7 @@ from pathlib import Path
 
 from seml.errors import StorageError, UsageError
 from seml.profiles._model import (
+    FOLDER_NAME,
     CasEndpoint,
     ConfigFile,
     Credentials,
@@ -142,19 +143,22 @@ def _check(request: InitRequest) -> None:
     """Refuse malformed values before anything is created."""
     import os
 
-    from pydantic import ValidationError
+    from seml.policy import schema_errors
 
     if request.role not in ("party", "operator"):
         raise UsageError(f"--role is party or operator, not {request.role!r}")
-    try:
+    with schema_errors("seml init --cas"):
         CasEndpoint(url=request.cas_url, fingerprint=request.cas_fingerprint)
+    with schema_errors("seml init --storage"):
         StorageSettings(location=request.storage, endpoint=request.s3_endpoint)
-        if request.advertise is not None:
+    if request.advertise is not None:
+        with schema_errors("seml init --advertise"):
             CasEndpoint(url=request.advertise)
-    except ValidationError as e:
-        err = e.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UsageError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+    import re
+
+    for name in request.folders:
+        if not re.fullmatch(FOLDER_NAME, name):
+            raise UsageError(f"--folder {name!r}: a folder's name is letters, digits, _ . -")
     if request.role == "party" and (request.listen or request.advertise or request.hosts):
         raise UsageError("--listen, --advertise and --host are for --role operator")
     if request.listen is not None:
@@ -238,9 +242,9 @@ def init_profile(
         credentials=credentials,
     )
     seml = request.seml or (old.seml if old is not None else None) or default_seml
-    from pydantic import ValidationError
+    from seml.policy import schema_errors
 
-    try:
+    with schema_errors(f"profile {request.profile}"):
         profile = Profile(
             role=request.role,  # type: ignore[arg-type]  # checked by the model
             party=party,
@@ -254,8 +258,6 @@ def init_profile(
             storage=storage,
             seml=seml.absolute() if seml is not None else None,
         )
-    except ValidationError as e:
-        raise UsageError(f"profile {request.profile}: {e.errors()[0]['msg']}") from None
     result = InitResult(
         name=request.profile,
         profile=profile,
