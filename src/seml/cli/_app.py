@@ -36,16 +36,26 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        metavar="NAME",
+        help="The profile (machine settings, see `seml init`) to use: else $SEML_PROFILE, else "
+        "the current one. Flags and environment variables override its values.",
+    ),
 ) -> None:
-    # `seml.cli.main` reads --verbose from the arguments itself (`seml run` never reaches
-    # typer); declaring it here makes typer accept it and list it in --help.
-    del verbose, version
+    # `seml.cli.main` reads --verbose and --profile from the arguments itself (`seml run` never
+    # reaches typer); declaring them here makes typer accept them and list them in --help.
+    del verbose, version, profile
 
 
 # Which module provides each top-level command. Only the module of the command being run is
 # loaded and registered (building every group's signatures costs tens of milliseconds on each
 # call, which `seml run` pays per service); `seml --help` and unknown commands load them all.
 COMMANDS = {
+    "init": "_init",
+    "profile": "_init",
+    "doctor": "_doctor",
     "demo": "_flow",
     "flow": "_flow",
     "bench": "_bench",
