@@ -250,4 +250,8 @@ def create_app(service: CasService) -> FastAPI:
         )
         return page.model_dump()
 
+    # Proposals and approvals: their own module, so the ledger's routes stay together.
+    from seml.cas._proposal_routes import add_proposal_routes
+
+    add_proposal_routes(app, service, refuse=refuse, read_body=_body)
     return app

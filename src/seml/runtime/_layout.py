@@ -11,6 +11,7 @@ creates missing top-level folders (empty) to mount on. System folders are never 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,17 @@ from pathlib import Path, PurePosixPath
 
 from seml.errors import PolicyError, UsageError
 
-__all__ = ["MountPlan", "namespace_available", "plan_mounts", "workspace_path", "wrap_command"]
+__all__ = [
+    "CODE_LOADING",
+    "MountPlan",
+    "check_pass_env",
+    "link_folders",
+    "namespace_available",
+    "plan_mounts",
+    "resolve_seml",
+    "workspace_path",
+    "wrap_command",
+]
 
 # Never bind over these: the child needs the host's system to run at all.
 _SYSTEM = frozenset(
@@ -103,11 +114,79 @@ def wrap_command(command: Sequence[str], plan: MountPlan) -> list[str]:
     return [*args, "--", *command]
 
 
+# Variables that make a program load other code than what was measured: the machine may not
+# pass them to a service (its own environment's are the caller's business; see child_environment).
+CODE_LOADING = frozenset(
+    {"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
+     "PYTHONUSERBASE", "PYTHONINSPECT", "BASH_ENV", "ENV", "PERL5LIB", "PERL5OPT", "RUBYLIB",
+     "RUBYOPT", "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "GCONV_PATH"}
+)  # fmt: skip
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_pass_env(pass_env: Mapping[str, str], service_env: Mapping[str, str]) -> None:
+    """Refuse what the machine may not pass to a service: a code-loading variable, a malformed
+    name, or a variable the session sets itself (the agreed value wins, so it is an error)."""
+    for name in pass_env:
+        if not _VARIABLE.fullmatch(name):
+            raise UsageError(f"cannot pass {name!r} to a service: not a variable name")
+        if name in CODE_LOADING or name.startswith("LD_"):
+            raise PolicyError(
+                f"this machine may not pass {name} to a service: it makes the program load code "
+                "the measurement does not cover"
+            )
+        if name in service_env:
+            raise PolicyError(
+                f"this machine passes {name}, which the session sets for the service itself: "
+                "remove it from this machine's settings"
+            )
+
+
 def child_environment(
-    base: Mapping[str, str], service_env: Mapping[str, str], extra: Mapping[str, str]
+    base: Mapping[str, str],
+    service_env: Mapping[str, str],
+    extra: Mapping[str, str],
+    pass_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The child's environment: the caller's minus anything SEML-secret, then the service's."""
+    """The child's environment: the caller's minus anything SEML's, then what this machine
+    passes (storage endpoint and credentials), then the service's, then the runtime's own."""
     env = {k: v for k, v in base.items() if not k.startswith("SEML_")}
+    env.update(pass_env or {})
     env.update(service_env)
     env.update(extra)
     return env
+
+
+_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def link_folders(workspace: Path, folders: Mapping[str, Path]) -> list[Path]:
+    """Make each of this machine's folders appear in the workspace as ``NAME`` (a symbolic
+    link), so a session's command names ``data/`` or ``output/`` and each machine chooses where
+    they are. Returns the links (the caller removes them before the workspace is wiped)."""
+    links: list[Path] = []
+    for name, target in sorted(folders.items()):
+        if not _FOLDER.fullmatch(name) or name in (".", ".."):
+            raise UsageError(f"this machine's folder name {name!r} is not a plain name")
+        if not target.is_dir():
+            raise UsageError(
+                f"this machine's folder {name} ({target}) is not a folder: create it, or fix "
+                "the profile (`seml doctor` checks them)"
+            )
+        link = workspace / name
+        if link.exists() or link.is_symlink():
+            raise PolicyError(
+                f"this machine's folder {name} collides with /{name} of the session (a volume "
+                "or an injected file): give the folder another name in the profile"
+            )
+        link.symlink_to(target.absolute(), target_is_directory=True)
+        links.append(link)
+    return links
+
+
+def resolve_seml(command: Sequence[str], seml: Sequence[str]) -> list[str]:
+    """A command whose program is `seml` runs this machine's seml (`seml` need not be on PATH,
+    and the session names no install path, so every machine measures the same command)."""
+    if command and command[0] == "seml" and seml:
+        return [*seml, *command[1:]]
+    return list(command)

@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -34,9 +34,12 @@ from seml.attest import (
 from seml.cas import CasClient, ServiceConfig, VolumeGrant
 from seml.errors import IntegrityError, PolicyError, StorageError, UsageError
 from seml.runtime._layout import (
+    check_pass_env,
     child_environment,
+    link_folders,
     namespace_available,
     plan_mounts,
+    resolve_seml,
     workspace_path,
     wrap_command,
 )
@@ -67,6 +70,12 @@ class RunOptions:
     mount: str = "auto"  # auto | namespace | workspace | fuse
     platform_key: Path | None = None  # simulation: the machine's identity (see _platform)
     gpu: str = "auto"  # auto | required | simulate | none: GPU evidence (see select_gpu_provider)
+    # What this machine chooses to give the service, never what the session's public text says:
+    # variables (storage endpoint and credentials; no code-loading ones), folders linked into
+    # the workspace by name, and the argv of its `seml` (for commands whose program is `seml`).
+    pass_env: Mapping[str, str] = field(default_factory=dict)
+    folders: Mapping[str, Path] = field(default_factory=dict)
+    seml: Sequence[str] = ()
 
 
 @dataclass
@@ -171,6 +180,13 @@ def _inject_files(config: ServiceConfig, workspace: Path) -> None:
             ws.write(rel, content, mode=0o600)
 
 
+def _unlink(links: list[Path]) -> None:
+    """Remove the folder links first, so wiping the workspace can never reach their targets."""
+    for link in links:
+        with contextlib.suppress(OSError):
+            link.unlink()
+
+
 def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> int:
     """Run the child in its own process group; forward SIGINT/SIGTERM; return its status."""
     try:
@@ -250,6 +266,10 @@ def run_service(
         )
     if not command:
         raise UsageError(f"service {config.service} has no command: give one after --")
+    command = resolve_seml(command, options.seml)
+    check_pass_env(options.pass_env, config.environment)
+    if options.pass_env:
+        _say(err, f"passing {', '.join(sorted(options.pass_env))} from this machine")
     mode = options.mount
     if mode == "auto":
         mode = "namespace" if namespace_available() else "workspace"
@@ -262,6 +282,11 @@ def run_service(
     with private_workspace(size_hint=plaintext) as ws, contextlib.ExitStack() as stack:
         _mount_volumes(mounted, ws, err, stack, root=options.volumes_dir, fuse=mode == "fuse")
         _inject_files(config, ws)
+        links = link_folders(ws, options.folders)
+        stack.callback(_unlink, links)
+        if links:
+            shown = ", ".join(f"{p.name} -> {options.folders[p.name]}" for p in links)
+            _say(err, f"this machine's folders: {shown}")
         plan = plan_mounts(
             ws,
             [*config.files, *(g.path for g in config.volumes.values())],
@@ -276,7 +301,8 @@ def run_service(
         env = child_environment(
             os.environ,
             config.environment,
-            {
+            pass_env=options.pass_env,
+            extra={
                 "SEML_WORKSPACE": str(ws),
                 "SEML_SESSION": config.session,
                 "SEML_SERVICE": config.service,
