@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seml.cli import main
-from seml.flow import FlowLayout, collaboration_session, predict_all
+from seml.flow import collaboration_session, predict_all
 from seml.flow._plan import training_specs
 from seml.policy import new_key_pair, public_key_text
 
@@ -65,7 +65,6 @@ def test_a_withdrawn_model_is_not_run_after_the_next_pull(
         parties={"alice": key},
         measurement="ab" * 32,
         storage=remote,
-        layout=FlowLayout(tmp_path, ("alice",)),
         specs=training_specs(["classification"]),
     )
     service = shared.service("pull-alice")
