@@ -10,7 +10,9 @@ typer app lists `run` among the commands with `SUMMARY` and hands any call back 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from seml.errors import UsageError
@@ -91,6 +93,16 @@ def _parser() -> argparse.ArgumentParser:
         "none. Default: auto.",
     )
     p.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Pass this machine's variable NAME to the command (repeatable), e.g. storage "
+        "credentials. Only these and PATH, LANG, LC_*, TZ, TERM, USER, LOGNAME come from this "
+        "machine; a variable that loads code (PYTHONPATH, LD_PRELOAD, ...) is refused. The "
+        "names are printed, never the values.",
+    )
+    p.add_argument(
         "--cas", metavar="URL", help="Attestation service URL, https://HOST:PORT; env SEML_CAS."
     )
     p.add_argument(
@@ -137,6 +149,7 @@ def run(args: list[str]) -> int:
         simulation=options.simulation,
         platform_key=options.platform_key,
         gpu=options.gpu,
+        pass_env=options.pass_env,
         cas_url=options.cas,
         cas_fingerprint=options.cas_fingerprint,
     )
@@ -156,6 +169,7 @@ def execute(
     cas_url: str | None,
     cas_fingerprint: str | None,
     gpu: str = "auto",
+    pass_env: Sequence[str] = (),
 ) -> int:
     """What `seml run` does once its options are parsed."""
     from seml.cas import client_from_env
@@ -165,6 +179,22 @@ def execute(
         raise UsageError(f"--mount must be auto, namespace, workspace or fuse, not {mount!r}")
     if gpu not in GPUS:
         raise UsageError(f"--gpu must be auto, required, simulate or none, not {gpu!r}")
+    passed: dict[str, str] = {}
+    for name in pass_env:
+        if "=" in name:
+            raise UsageError(
+                f"--pass-env takes a variable's NAME, not {name.split('=')[0]}=...: values never "
+                "go on the command line"
+            )
+        if name not in os.environ:
+            raise UsageError(f"--pass-env {name}: {name} is not set in this environment")
+        passed[name] = os.environ[name]
+    if platform_key is None:
+        # A key named by --platform-key or SEML_PLATFORM_KEY must exist; the default one is
+        # used when it does (run_service says when a run has none).
+        default = default_platform_key()
+        if os.environ.get("SEML_PLATFORM_KEY") or default.exists():
+            platform_key = default
     options = RunOptions(
         session=session,
         service=service,
@@ -174,8 +204,9 @@ def execute(
         session_hash=session_hash,
         simulation=simulation,
         mount=mount,
-        platform_key=platform_key or default_platform_key(),
+        platform_key=platform_key,
         gpu=gpu,
+        pass_env=passed,
     )
     with client_from_env(cas_url, cas_fingerprint) as cas:
         return run_service(options, cas).status

@@ -59,6 +59,18 @@ class PhaseResult:
     step: StepResult
 
 
+# What the flow's programs read from their environment to reach S3 storage (boto3's standard
+# variables); `seml run` passes exactly these from the machine when they are set.
+STORAGE_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_MAX_ATTEMPTS",
+)
+
+
 @dataclass
 class Flow:
     config: FlowConfig
@@ -103,6 +115,9 @@ class Flow:
             volumes, platform_key = lay.cloud_volumes, lay.cloud_platform_key
         else:
             volumes, platform_key = lay.party_volumes(machine), lay.platform_key(machine)
+        # A workload gets nothing from the host's environment but a short allow-list; the
+        # storage credentials its programs need are passed by name (`seml run --pass-env`).
+        passed = [a for n in STORAGE_VARIABLES if n in self._env() for a in ("--pass-env", n)]
         return self.step(
             label or f"{service} runs attested on {machine}'s machine",
             [
@@ -115,6 +130,7 @@ class Flow:
                 str(volumes),
                 "--platform-key",
                 str(platform_key),
+                *passed,
             ],
             phase=phase,
         )

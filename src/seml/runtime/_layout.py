@@ -16,9 +16,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from seml._environ import FORCED, code_loading, from_host
+from seml._paths import path_problem
 from seml.errors import PolicyError, UsageError
 
-__all__ = ["MountPlan", "namespace_available", "plan_mounts", "workspace_path", "wrap_command"]
+__all__ = [
+    "MountPlan",
+    "child_environment",
+    "namespace_available",
+    "plan_mounts",
+    "workspace_path",
+    "wrap_command",
+]
 
 # Never bind over these: the child needs the host's system to run at all.
 _SYSTEM = frozenset(
@@ -28,14 +37,11 @@ _SYSTEM = frozenset(
 
 
 def workspace_path(workspace: Path, session_path: str) -> Path:
-    """The place of a session path (absolute, POSIX) inside the workspace; no escaping it."""
-    pure = PurePosixPath(session_path)
-    if not pure.is_absolute() or any(part in ("..", ".") for part in pure.parts[1:]):
-        raise PolicyError(f"session path {session_path!r} must be absolute without . or ..")
-    rel = pure.relative_to("/")
-    if not rel.parts:
-        raise PolicyError("the workspace root itself cannot be a volume or a file")
-    return workspace.joinpath(*rel.parts)
+    """The place of a session path (absolute, normalised: `seml._paths`) in the workspace."""
+    problem = path_problem(session_path)
+    if problem is not None:
+        raise PolicyError(f"session path {session_path[:80]!r} {problem}")
+    return workspace.joinpath(*PurePosixPath(session_path).relative_to("/").parts)
 
 
 @dataclass(frozen=True)
@@ -104,10 +110,31 @@ def wrap_command(command: Sequence[str], plan: MountPlan) -> list[str]:
 
 
 def child_environment(
-    base: Mapping[str, str], service_env: Mapping[str, str], extra: Mapping[str, str]
+    host: Mapping[str, str],
+    *,
+    passed: Mapping[str, str],
+    service: Mapping[str, str],
+    workspace: Path,
+    extra: Mapping[str, str],
 ) -> dict[str, str]:
-    """The child's environment: the caller's minus anything SEML-secret, then the service's."""
-    env = {k: v for k, v in base.items() if not k.startswith("SEML_")}
-    env.update(service_env)
+    """The child's whole environment, later entries winning: the host's allow-listed variables
+    (`seml._environ.HOST_ALLOWED`), the variables the machine's operator passes on, HOME (the
+    private workspace, so the host's dotfiles never configure the workload), the session's
+    environment, seml's own SEML_* variables, and `seml._environ.FORCED`.
+
+    `passed` and `service` must not set a code-loading variable (PolicyError): the schema and
+    `run_service` refuse them before, this is the last line."""
+    for what, names in (
+        ("the variables passed from this machine", passed),
+        ("the session", service),
+    ):
+        bad = sorted(n for n in names if code_loading(n))
+        if bad:
+            raise PolicyError(f"{what} may not set {', '.join(bad)}: it loads unmeasured code")
+    env = from_host(host)
+    env.update(passed)
+    env["HOME"] = str(workspace)
+    env.update(service)
     env.update(extra)
+    env.update(FORCED)
     return env
