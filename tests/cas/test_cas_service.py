@@ -177,7 +177,12 @@ def test_attestation_releases_resolved_config(client: CasClient, shared: Session
     assert "BEGIN PUBLIC KEY" in train.environment["SIG"]
     assert len(train.environment["TOKEN"]) == 24 and train.environment["TOKEN"].isalnum()
     assert train.command == ["python", "-m", "train"]
-    assert train.volumes["model"] == run.volumes["model"]
+    # The same volume and key for both; each service its own capability (bound to it).
+    volume_of = {"path", "key", "owner", "volume"}
+    assert train.volumes["model"].model_dump(include=volume_of) == run.volumes["model"].model_dump(
+        include=volume_of
+    )
+    assert train.volumes["model"].token != run.volumes["model"].token
     assert train.secrets == ["api_token", "model_key", "sig", "tls"]
     # A service gets only what it reads: no provided password in the trainer's config.
     assert PROVIDED.decode() not in train.model_dump_json()
@@ -350,6 +355,38 @@ def test_volume_versions_compare_and_set(client: CasClient, shared: SessionSumma
         client.volume_version(owner, vol, "0" * 64)
     with pytest.raises(PolicyError, match="no valid capability"):
         client.volume_version(owner, "other", token)
+
+
+def test_a_volume_token_is_bound_to_its_service_its_session_version_and_time(
+    cas: InProcessCas, client: CasClient, parties: Parties
+) -> None:
+    s = session_of(shared_document("tokens", parties))
+    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw"))
+    grant = client.attest("tokens", "train", SimulationProvider(GOOD)).volumes["model"]
+    owner, vol, token = grant.owner, grant.volume, grant.token
+    assert client.volume_version(owner, vol, token) == (0, None)
+    # The claim is readable, not forgeable: the same MAC under another service's name fails.
+    _, expires, holder, service, mac = token.split(".")
+    assert (holder, service) == ("tokens", "train")
+    for forged in (
+        f"v2.{expires}.tokens.run.{mac}",
+        f"v2.{int(expires) + 10**6}.tokens.train.{mac}",
+        "0" * 64,  # the old, unbound form
+    ):
+        with pytest.raises(PolicyError, match="no valid capability"):
+            client.volume_version(owner, vol, forged)
+    # Expired: refused, even though everything else matches.
+    with pytest.raises(PolicyError, match="no valid capability"):
+        cas.service.volume_get(owner, vol, token, now=int(expires) + 1)
+    assert cas.service.volume_get(owner, vol, token, now=int(expires) - 1) == (0, None)
+    # A new version of the session ends every token released under the old one: a token that
+    # leaked from an old run cannot move the volume's version forward (a denial of service).
+    s2 = update_of(s, storage={"location": "s3://elsewhere"})
+    client.submit_session(s2, parties.sign(s2), parties.provide(client, s2, b"pw"))
+    with pytest.raises(PolicyError, match="no valid capability"):
+        client.set_volume_version(owner, vol, token, expected=0, version=1, tag="x")
+    fresh = client.attest("tokens", "train", SimulationProvider(GOOD)).volumes["model"].token
+    assert client.set_volume_version(owner, vol, fresh, expected=0, version=1, tag="x") == (1, "x")
 
 
 def test_audit_log_records_and_verifies(

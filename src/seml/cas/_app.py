@@ -96,6 +96,7 @@ def _party(
 Party = Annotated[str | None, Header(max_length=64)]
 Nonce = Annotated[str | None, Header(max_length=200)]
 Signature = Annotated[str | None, Header(max_length=200)]
+VolumeToken = Annotated[str, Header(max_length=300)]
 
 
 def _json(data: dict[str, Any]) -> Response:
@@ -238,10 +239,10 @@ def create_app(service: CasService) -> RequestLimits:
 
     @app.get("/v1/volumes/{owner}/{volume}", response_model=None)
     async def volume_get(
-        owner: str, volume: str, x_seml_volume_token: Annotated[str, Header(max_length=100)]
+        owner: str, volume: str, x_seml_volume_token: VolumeToken
     ) -> dict[str, Any] | JSONResponse:
         try:
-            version, tag = service.volume_get(owner, volume, x_seml_volume_token)
+            version, tag = service.volume_get(owner, volume, x_seml_volume_token, now=time.time())
         except SemlError as e:
             return refuse("volume.get", e, session=owner[:64], volume=volume[:64])
         return {"version": version, "tag": tag}
@@ -251,7 +252,7 @@ def create_app(service: CasService) -> RequestLimits:
         owner: str,
         volume: str,
         body: VolumeSet,
-        x_seml_volume_token: Annotated[str, Header(max_length=100)],
+        x_seml_volume_token: VolumeToken,
     ) -> dict[str, Any] | JSONResponse:
         try:
             version, tag = service.volume_set(

@@ -34,7 +34,12 @@ from seml.cas._nonce import NonceBook
 from seml.cas._protocol import audit_challenge, error_kind, read_challenge
 from seml.cas._provided import open_provided
 from seml.cas._refusals import RefusalBook
-from seml.cas._resolve import resolve_config, volume_secret_name, volume_token
+from seml.cas._resolve import (
+    parse_volume_token,
+    resolve_config,
+    volume_secret_name,
+    volume_token,
+)
 from seml.cas._results import ServiceInfo
 from seml.cas._secrets import generate_secret, open_secret, seal_secret
 from seml.cas._state import SessionRecord, StateStore
@@ -376,6 +381,7 @@ class CasService:
             measurement=admitted.workload,
             tee=verdict.tee.value,
             weaknesses=weaknesses,
+            now=now,
         )
         sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.model_dump_json().encode())
         with self.store.transaction() as db:
@@ -413,12 +419,35 @@ class CasService:
 
     # -- volumes --------------------------------------------------------------------------
 
-    def _check_token(self, owner: str, volume: str, token: str) -> None:
-        if not hmac.compare_digest(volume_token(self._token_key, owner, volume), token):
-            raise PolicyError(f"no valid capability for volume {volume} of session {owner}")
+    def _check_token(self, owner: str, volume: str, token: str, now: float) -> None:
+        """The token must be one this service released for this volume, unexpired, and the
+        sessions it was released under (holder and owner) must still be at the versions it
+        names. One refusal for every failure: a guesser learns nothing."""
+        refusal = PolicyError(
+            f"no valid capability for volume {volume[:64]} of session {owner[:64]} (a token "
+            "ends when it expires or either session gets a new version: attest again)"
+        )
+        claim = parse_volume_token(token)
+        if claim is None or claim.expires < now:
+            raise refusal
+        holder, owning = self.store.latest(claim.holder), self.store.latest(owner)
+        if holder is None or owning is None:
+            raise refusal
+        expected = volume_token(
+            self._token_key,
+            owner=owner,
+            volume=volume,
+            owner_hash=owning.hash,
+            holder_hash=holder.hash,
+            claim=claim,
+        )
+        if not hmac.compare_digest(expected.encode(), token.encode()):
+            raise refusal
 
-    def volume_get(self, owner: str, volume: str, token: str) -> tuple[int, str | None]:
-        self._check_token(owner, volume, token)
+    def volume_get(
+        self, owner: str, volume: str, token: str, *, now: float
+    ) -> tuple[int, str | None]:
+        self._check_token(owner, volume, token, now)
         return self.store.volume_version(owner, volume)
 
     def volume_set(
@@ -433,7 +462,7 @@ class CasService:
         now: float,
     ) -> tuple[int, str]:
         """Compare-and-set: only from the current version, only forwards."""
-        self._check_token(owner, volume, token)
+        self._check_token(owner, volume, token, now)
         current, _ = self.store.volume_version(owner, volume)
         if expected != current:
             raise PolicyError(
