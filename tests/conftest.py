@@ -24,6 +24,23 @@ settings.register_profile(
 settings.load_profile("seml")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads the profile of the user running the suite: `seml` (in this process and
+    its children) looks in an empty configuration folder unless a test points elsewhere."""
+    saved = {k: os.environ.get(k) for k in ("SEML_CONFIG_DIR", "SEML_PROFILE")}
+    os.environ["SEML_CONFIG_DIR"] = str(tmp_path_factory.mktemp("no-profile"))
+    os.environ.pop("SEML_PROFILE", None)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @pytest.fixture
 def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records every os.fsync of the test, as "file" or "dir" (durability checks)."""

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from seml.bench import FIGURES, INFO_FILE, REPORT_FILE, RESULTS_FILE
 from seml.cli import main
 
 if TYPE_CHECKING:
     from _seaweedfs import SeaweedFS
 
+RESULT_FILES = sorted([INFO_FILE, *FIGURES, REPORT_FILE, RESULTS_FILE])
 PHASES = {
     "upload-alice",
     "upload-bob",
@@ -67,6 +69,18 @@ def check_images(out: Path) -> None:
         assert height > 100 and width > 100
 
 
+def check_printed_tables(out: str, status: str) -> None:
+    """Tables rendered as text, never as Markdown; a row is one line even far past 80
+    columns (stdout is not a terminal under pytest)."""
+    assert "**" not in out and "|---" not in out
+    target = [line for line in out.splitlines() if "whole flow, conf. / native, G" in line]
+    assert len(target) == 1, out
+    assert f"| {status} " in target[0] and "| 5.8x (237 s / 41 s) " in target[0]
+    assert target[0].endswith("|")  # the whole row on its line
+    assert max(len(line) for line in out.splitlines()) > 80
+    assert all(line == line.rstrip() for line in out.splitlines())
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_bench_both_modes_on_file_storage(
@@ -76,10 +90,12 @@ def test_bench_both_modes_on_file_storage(
     code = main(
         ["bench", "-n", "1", "--dataset", "P", "--task", "classification", "--out", str(out)]
     )
-    err = capsys.readouterr().err
-    assert code == 0, err
-    assert "SIMULATED" in err
-    assert "[2/2] confidential classification P rep 1" in err  # plain progress lines: no TTY
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "SIMULATED" in printed.err
+    assert "2 runs (1 each on P)" in printed.err
+    assert "[2/2] confidential classification P rep 1" in printed.err  # plain lines: no TTY
+    check_printed_tables(printed.out, "NOT RUN")
     check_results(
         out,
         {
@@ -90,14 +106,24 @@ def test_bench_both_modes_on_file_storage(
     check_images(out)
     report = (out / "report.md").read_text()
     assert "| classification | P | " in report and "x |" in report  # the ratio
-    assert "whole flow, confidential / native, G" in report and "NOT RUN" in report
+    assert "whole flow, conf. / native, G" in report and "NOT RUN" in report
     assert "SIMULATED" in report and "cores" in report
-    assert sorted(p.name for p in out.iterdir()) == [
-        "phases.png",
-        "report.md",
-        "resources.png",
-        "results.csv",
-    ]  # the work folder (data, keys, volumes) is gone
+    assert "removed after the run" in report
+    assert "finished: 20" in report  # a date, not "not finished"
+    assert (
+        sorted(p.name for p in out.iterdir()) == RESULT_FILES
+    )  # the work folder (data, keys, volumes) is gone
+
+    # The report again from the same results: same text, through the real entry point.
+    first = report
+    (out / "report.md").unlink()
+    (out / "phases.png").unlink()
+    assert main(["bench", "report", str(out)]) == 0
+    printed = capsys.readouterr()
+    check_printed_tables(printed.out, "NOT RUN")
+    assert "rebuilt" in printed.err
+    assert (out / "report.md").read_text() == first
+    check_images(out)
 
 
 @pytest.mark.slow
@@ -137,6 +163,51 @@ def test_bad_options_exit_non_zero(
     assert main(["bench", *args, "--out", str(tmp_path / "r")]) != 0
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_bench_report_through_the_entry_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seml.bench import Row, total_row, write_csv
+
+    out = tmp_path / "results"
+    out.mkdir()
+    rows: list[Row] = []
+    for mode, seconds in (("native", 1.0), ("confidential", 1.1)):
+        phases = [
+            Row(mode, "regression", "G", 15_000, 1, p, seconds, 0.5, 50.0, 80.0)
+            for p in sorted(PHASES - {"total"})
+        ]
+        rows += [*phases, total_row(phases)]
+    write_csv(out / "results.csv", rows)
+    assert main(["bench", "report", str(out)]) == 0
+    printed = capsys.readouterr()
+    check_printed_tables(printed.out, "PASS")
+    assert "| whole flow, conf. / native, G     |   1.100x | <= 1.2x | PASS " in printed.out
+    check_images(out)
+    assert "| whole flow, conf. / native, G | 1.100x | <= 1.2x | **PASS** |" in (
+        (out / "report.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "report", "{tmp}/absent"], "is not a folder"),
+        (["bench", "report", "{tmp}"], "has no results.csv"),
+        (
+            ["bench", "-n", "3", "report", "{tmp}"],
+            "--repetitions is an option of `seml bench`, not of `seml bench report`",
+        ),
+    ],
+)
+def test_bench_report_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_refuses_a_non_empty_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

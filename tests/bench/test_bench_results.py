@@ -10,6 +10,8 @@ from seml.bench import (
     COLUMNS,
     Row,
     phase_means,
+    phase_runs,
+    phase_stats,
     ratios,
     read_csv,
     scenario_stats,
@@ -85,25 +87,52 @@ def test_ratio_and_targets() -> None:
         ("classification", "G"): pytest.approx(1.25),
         ("regression", "G"): pytest.approx(14 / 6),
     }  # P has no confidential run: no ratio
-    ratio, seconds = targets(stats)
-    assert ratio.value == pytest.approx(24 / 14)
-    assert ratio.status == "MISS"
+    ratio_g, ratio_l, seconds = targets(stats)
+    assert ratio_g.name == "whole flow, conf. / native, G"
+    assert ratio_g.value == pytest.approx(24 / 14)
+    assert (ratio_g.limit, ratio_g.status) == (1.2, "MISS")
+    assert (ratio_l.value, ratio_l.status) == (None, "NOT RUN")  # no L run
     assert seconds.value == pytest.approx(14.0)
     assert seconds.status == "PASS"
 
 
 def test_targets_pass_and_not_run() -> None:
     rows = [*run("native", "classification", "G", 1, {"train": 10.0})]
-    rows += run("confidential", "classification", "G", 1, {"train": 12.0})
-    assert [t.status for t in targets(scenario_stats(rows))] == ["PASS", "PASS"]
+    rows += run("confidential", "classification", "G", 1, {"train": 11.9})
+    rows += run("native", "regression", "L", 1, {"train": 100.0})
+    rows += run("confidential", "regression", "L", 1, {"train": 121.0})
+    assert [t.status for t in targets(scenario_stats(rows))] == ["PASS", "MISS", "PASS"]
     slow = run("confidential", "regression", "G", 1, {"train": 15.5})
-    assert targets(scenario_stats([*rows, *slow]))[1].status == "MISS"
+    assert targets(scenario_stats([*rows, *slow]))[2].status == "MISS"
     assert [
         t.status for t in targets(scenario_stats(run("native", "regression", "P", 1, {"x": 1})))
-    ] == [
-        "NOT RUN",
-        "NOT RUN",
+    ] == ["NOT RUN"] * 3
+
+
+def test_targets_say_which_figures_are_the_papers() -> None:
+    by_name = {t.name: t.paper for t in targets([])}
+    assert by_name == {
+        "whole flow, conf. / native, G": "5.8x (237 s / 41 s)",
+        "whole flow, conf. / native, L": "none (ran P, G only)",
+        "conf. whole flow, G (slower task)": "237 s",
+    }
+
+
+def test_phase_runs_add_up_parties_and_phase_stats_take_the_peak() -> None:
+    rows = [
+        *run("native", "classification", "G", 1, {"upload-alice": 1.0, "upload-bob": 3.0}),
+        *run("native", "classification", "G", 2, {"upload-alice": 2.0, "upload-bob": 2.0}),
     ]
+    runs = phase_runs(rows)
+    assert [(p.repetition, p.group, p.seconds, p.cpu_seconds, p.peak_rss_mb) for p in runs] == [
+        (1, "upload", 4.0, 2.0, 103.0),  # peak: the larger party's (100 + its seconds)
+        (2, "upload", 4.0, 2.0, 102.0),
+    ]
+    assert runs[0].cpu_percent == pytest.approx(50.0)
+    (upload,) = phase_stats(rows)
+    assert (upload.group, upload.runs, upload.seconds) == ("upload", 2, 4.0)
+    assert (upload.seconds_min, upload.seconds_max, upload.peak_rss_mb) == (4.0, 4.0, 103.0)
+    assert upload.cpu_percent == pytest.approx(50.0)
 
 
 def test_csv_round_trip(tmp_path: Path) -> None:

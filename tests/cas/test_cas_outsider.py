@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _casdata import Parties, session_of
+from _casdata import Parties, session_of, update_of
 from seml.attest import SimulationProvider
 from seml.cas import LocalCas, init_state_dir, verify_audit_chain
 from seml.cas._app import create_app, routes
@@ -27,7 +27,7 @@ from seml.cas._audit import AuditEntry
 from seml.cas._client import _pinned_context
 from seml.cas._service import CasService
 from seml.cas._state import StateStore
-from seml.policy import public_key_text, session_hash
+from seml.policy import Decision, public_key_text, session_hash, sign_decision
 
 pytestmark = pytest.mark.integration
 
@@ -77,9 +77,17 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCas,
             )
             with pytest.raises(Exception, match="not allowed"):
                 client.attest(SESSION, "svcname-3f8e", SimulationProvider("00" * 32))
+            # An open proposal for the next version: the ledger must not show it either.
+            nxt = update_of(s, storage={"location": "s3://proposalmarker-9e1b/prefix"})
+            alice = parties.keys["alice"]
+            client.propose(
+                nxt, sign_decision(session_hash(nxt), SESSION, "alice", alice, Decision.APPROVE)
+            )
         markers = [
             session_hash(s),
             session_hash(s).removeprefix("sha256:"),
+            session_hash(nxt).removeprefix("sha256:"),
+            "proposalmarker-9e1b",
             MEASUREMENT,
             *(public_key_text(k.public) for k in parties.keys.values()),
             *(k.fingerprint for k in parties.keys.values()),
@@ -142,8 +150,8 @@ def _probes(
     ]
     queries: list[dict[str, str]] = [{}, {"hash": hash_}, {"session": SESSION}, {"after": "0"}]
     names = [
-        {"name": SESSION, "owner": SESSION, "volume": VOLUME},
-        {"name": "nothing-here", "owner": "nothing-here", "volume": "nope"},
+        {"name": SESSION, "owner": SESSION, "volume": VOLUME, "subject": SESSION, "hash_": hash_},
+        {"name": "nothing-here", "owner": "nothing-here", "volume": "nope", "subject": "nothing"},
     ]
     for (method, template), values, query, headers, body in itertools.product(
         endpoints, names, queries, [{}, guessed], bodies

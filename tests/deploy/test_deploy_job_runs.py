@@ -86,6 +86,7 @@ def _run_job(
     configmap = {"SEML_CAS": cas.url, "SEML_CAS_FINGERPRINT": cas.fingerprint}
     secret = {"AWS_ACCESS_KEY_ID": "unused-id", "AWS_SECRET_ACCESS_KEY": "unused-secret"}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEML_", "AWS_"))}
+    env["SEML_CONFIG_DIR"] = os.environ["SEML_CONFIG_DIR"]  # no profile of the user's
     for e in c["env"]:
         ref = e["valueFrom"]
         if "configMapKeyRef" in ref:

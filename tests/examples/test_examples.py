@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEML_")}
+    env["SEML_CONFIG_DIR"] = os.environ["SEML_CONFIG_DIR"]  # no profile of the user's
     env["SEML"] = str(Path(sys.executable).with_name("seml"))
     env.update(extra)
     return env
@@ -68,9 +69,20 @@ def test_iris_walkthrough_on_seaweedfs(tmp_path: Path, seaweedfs: Any) -> None:
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
-    for party in ("alice", "bob"):
-        predictions = tmp_path / "root" / "parties" / party / "predictions"
+    # Each party chose its own root; the sessions name neither, nor the endpoint, which reached
+    # the services only through each machine's profile (the script unsets SEML_S3_ENDPOINT).
+    root = tmp_path / "root"
+    for home in (root / "parties" / "alice", root / "bob-host" / "srv" / "seml"):
+        predictions = home / "output"
         assert (predictions / "classification.csv").read_text().startswith("row,prediction")
+    for session in (root / "sessions").glob("*.yaml"):
+        text = session.read_text()
+        assert str(root) not in text and seaweedfs.endpoint not in text, session
+    assert out.count("seml run: passing ") == 9  # every service run
+    for line in out.splitlines():
+        if line.startswith("seml run: passing "):
+            assert "SEML_S3_ENDPOINT" in line and "AWS_SECRET_ACCESS_KEY" in line, line
+            assert seaweedfs.secret_key not in line  # names only, never values
     # The bucket holds objects, none of them readable.
     client = seaweedfs.client()
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]

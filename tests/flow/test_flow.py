@@ -70,6 +70,7 @@ def _attempt(
         str(volumes),
         "--platform-key",
         str(key),
+        *(f"--folder={name}={path}" for name, path in lay.folders(machine).items()),
     )
 
 

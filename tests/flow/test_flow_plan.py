@@ -21,8 +21,7 @@ def _collaboration(parties: dict[str, str], platform: str = PLATFORM) -> Session
         name="iris",
         parties=parties,
         measurement=M,
-        storage="file:///srv/store",
-        layout=FlowLayout(Path("/work"), tuple(parties)),
+        storage="s3://bucket/iris",
         specs=training_specs(["classification"]),
         platforms={"cloud": platform},
     )
@@ -42,8 +41,7 @@ def test_written_sessions_parse_back_to_the_same_session(parties: dict[str, str]
         party="alice",
         public_key=parties["alice"],
         measurement=M,
-        storage="file:///srv/store",
-        layout=FlowLayout(Path("/work"), ("alice", "bob")),
+        storage="s3://bucket/iris",
     )
     assert parse_session(dump_session(private)) == private
     data_key = private.secret("data_key")
@@ -60,3 +58,43 @@ def test_a_refused_value_names_the_session_and_the_key(parties: dict[str, str]) 
         _collaboration({**parties, "bob": "not a key"})
     with pytest.raises(UsageError, match=r"collaboration session iris: platforms"):
         _collaboration(parties, platform="not-a-platform-id")
+
+
+def test_sessions_name_no_machine_local_path_endpoint_or_executable(
+    parties: dict[str, str],
+) -> None:
+    # Each machine chooses its folders, storage endpoint and seml: a session names none of
+    # them, so alice's and bob's machines can differ and every machine measures one command.
+    shared = _collaboration(parties)
+    private = private_session(
+        collaboration="iris",
+        collaboration_hash=session_hash(shared),
+        party="alice",
+        public_key=parties["alice"],
+        measurement=M,
+        storage="s3://bucket/iris",
+    )
+    services = [*shared.services, *private.services]
+    assert len(services) == 8
+    for service in services:
+        assert service.command[0] == "seml", service.name
+        for arg in service.command:
+            assert not arg.startswith("/"), (service.name, arg)
+            assert "endpoint" not in arg and "http" not in arg, (service.name, arg)
+    upload = private.service("upload")
+    run = shared.service("run-alice")
+    assert upload is not None and run is not None
+    assert upload.command[:3] == ["seml", "push", "data"]
+    assert "--state-dir" not in upload.command  # the machine's SEML_STATE_DIR, passed by run
+    assert run.command[-4:] == ["--input", "input/holdout.csv", "--out", "output"]
+
+
+def test_layout_folders_are_what_each_machine_links_by_the_sessions_names() -> None:
+    layout = FlowLayout(Path("/w"), ("alice", "bob"))
+    assert layout.folders("alice") == {
+        "data": Path("/w/parties/alice/data"),
+        "input": Path("/w/parties/alice/input"),
+        "output": Path("/w/parties/alice/predictions"),
+    }
+    assert layout.holdout("bob") == Path("/w/parties/bob/input/holdout.csv")
+    assert layout.folders("cloud") == {}

@@ -11,17 +11,24 @@ import pytest
 
 from seml.errors import PolicyError, UsageError
 from seml.policy import (
+    Decision,
     PartyKey,
+    RuleState,
     Session,
     SessionSignature,
+    SignedDecision,
     check_creation,
     check_update,
+    decision_party,
     load_private_key,
     new_key_pair,
     public_key_text,
     session_from_document,
     session_hash,
+    sign_decision,
     sign_session,
+    tally,
+    verify_decision,
     write_private_key,
 )
 
@@ -151,3 +158,58 @@ def test_key_files(tmp_path: Path) -> None:
         load_private_key(tmp_path / "missing.key")
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_threshold_and_veto_rules_for_creation_and_update(keys: dict[str, PartyKey]) -> None:
+    three = {n: public_key_text(keys[n].public) for n in ("A", "B", "C")}
+    rule = {"require": 1, "of": ["B", "C"], "veto": ["A"]}
+    s = make(keys, parties=three, approval={"create": rule, "update": ["A", "B", "C"]})
+    a, b = sign_session(s, "A", keys["A"]), sign_session(s, "B", keys["B"])
+    with pytest.raises(PolicyError, match=r"needs a valid signature from 1 more of B, C over"):
+        check_creation(s, [a])
+    with pytest.raises(PolicyError, match=r"needs a valid signature from A \(veto\) over"):
+        check_creation(s, [b])
+    check_creation(s, [a, b])
+    # An update is checked with the predecessor's rule: here all three, whatever it says itself.
+    v2 = make(
+        keys,
+        parties=three,
+        predecessor=session_hash(s),
+        approval={"create": rule, "update": {"require": 1, "of": ["A", "B", "C"]}},
+    )
+    with pytest.raises(PolicyError, match="updating session s needs a valid signature from C"):
+        check_update(s, v2, [sign_session(v2, p, keys[p]) for p in ("A", "B")])
+    check_update(s, v2, [sign_session(v2, p, keys[p]) for p in ("A", "B", "C")])
+
+
+def test_tally_counts_only_valid_decisions_of_the_rule(keys: dict[str, PartyKey]) -> None:
+    three = {n: public_key_text(keys[n].public) for n in ("A", "B", "C")}
+    rule = {"require": 1, "of": ["B", "C"], "veto": ["A"]}
+    s = make(keys, parties=three, approval={"create": rule, "update": rule})
+    h = session_hash(s)
+
+    def signed(party: str, decision: Decision, key: PartyKey | None = None) -> SignedDecision:
+        return sign_decision(h, "s", party, key or keys[party], decision)
+
+    t = tally(None, s, [signed("B", Decision.APPROVE)])
+    assert t.state is RuleState.POSSIBLE and t.needs == ("A must approve (veto)",)
+    assert t.approved == ("B",) and t.waiting == ("A",)
+    # C's key signing as A, and A's rejection relabelled as an approval, count for nothing.
+    forged = signed("A", Decision.APPROVE, keys["C"])
+    relabelled = signed("A", Decision.REJECT).model_copy(update={"decision": Decision.APPROVE})
+    t = tally(None, s, [signed("B", Decision.APPROVE), forged, relabelled])
+    assert t.state is RuleState.POSSIBLE and t.approved == ("B",)
+    t = tally(None, s, [signed("B", Decision.APPROVE), signed("A", Decision.APPROVE)])
+    assert t.state is RuleState.SATISFIED and [x.party for x in t.signatures] == ["A", "B"]
+    check_creation(s, t.signatures)
+    t = tally(None, s, [signed("B", Decision.APPROVE), signed("A", Decision.REJECT)])
+    assert t.state is RuleState.DEFEATED and t.reason == "A rejected (veto)"
+
+    with pytest.raises(PolicyError, match=r"is not A's key in session s \(it is C's\)"):
+        verify_decision(None, s, forged)
+    with pytest.raises(PolicyError, match=r"A's approve signature over .* does not verify"):
+        verify_decision(None, s, relabelled)
+    with pytest.raises(PolicyError, match="is not the key of any party of session s"):
+        decision_party(None, s, new_key_pair().public)
+    assert decision_party(None, s, keys["C"].public) == "C"
+    verify_decision(None, s, signed("C", Decision.REJECT))

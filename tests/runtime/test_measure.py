@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from seml.errors import UsageError
-from seml.runtime import measure
+from seml.runtime import explain, measure, runtime_identity
 
 
 def _code(tmp_path: Path) -> Path:
@@ -56,3 +57,133 @@ def test_command_is_covered(tmp_path: Path) -> None:
 def test_missing_code_path_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="does not exist"):
         measure([tmp_path / "nope"], ["true"])
+
+
+def _package() -> Path:
+    import seml
+
+    return Path(seml.__file__).resolve().parent
+
+
+def test_the_runtime_identity_does_not_depend_on_where_seml_is_installed(tmp_path: Path) -> None:
+    from seml.runtime._measure import _identity, _runtime_files
+
+    here = _runtime_files(_package())
+    for where in (tmp_path / "a" / "seml", tmp_path / "b" / "deeper" / "site-packages" / "seml"):
+        shutil.copytree(_package(), where, ignore=shutil.ignore_patterns("__pycache__"))
+        assert _runtime_files(where) == here
+    assert _identity(here) == runtime_identity()
+    # Data the package ships is covered too: a changed pinned root is another runtime.
+    root = next(p for p in (tmp_path / "a" / "seml").rglob("*.pem"))
+    root.write_bytes(root.read_bytes() + b"\n")
+    assert _identity(_runtime_files(tmp_path / "a" / "seml")) != _identity(here)
+
+
+def test_explain_lists_what_the_value_covers(tmp_path: Path) -> None:
+    code = _code(tmp_path)
+    e = explain([code], ["python3", "main.py"])
+    assert e.value == measure([code], ["python3", "main.py"])
+    assert e.runtime_identity == runtime_identity()
+    assert ("runtime/_measure.py", _sha256(_package() / "runtime" / "_measure.py")) in (
+        e.runtime_files
+    )
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n, _ in e.runtime_files)
+    assert dict(e.code_files) == {
+        "code/main.py": _sha256(code / "main.py"),
+        "code/pkg/util.py": _sha256(code / "pkg" / "util.py"),
+    }
+    assert e.command == ("python3", "main.py")
+    assert any("install" in x for x in e.not_covered)
+    assert any("dependencies" in x for x in e.not_covered)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_seml_measure_explain_prints_files_command_and_what_is_not_covered() -> None:
+    import subprocess
+
+    from seml.cli import seml_command
+
+    out = subprocess.run(
+        [*seml_command(), "measure", "--explain", "--", "seml", "flow", "train"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    value = measure([], ["seml", "flow", "train"])
+    assert out.startswith(f"measurement {value}\n")
+    assert f"the runtime identity {runtime_identity()}" in out
+    assert f"{_sha256(_package() / '_fs.py')}  _fs.py" in out
+    assert '3. the command ["seml", "flow", "train"]' in out
+    assert "does not cover:" in out and "(simulation)" in out
+    as_json = subprocess.run(
+        [*seml_command(), "measure", "--explain", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    import json
+
+    doc = json.loads(as_json)
+    assert doc["measurement"] == measure([], []) and doc["simulated"] is True
+    assert len(doc["runtime_files"]) > 100 and doc["command"] == []
+
+
+@pytest.mark.integration
+def test_two_installs_at_different_paths_measure_the_same(tmp_path: Path) -> None:
+    """The package copied to two install paths, each imported by its own interpreter process
+    (as a service's runtime would be), measures what this installation measures."""
+    import os
+    import subprocess
+    import sys
+
+    values = []
+    for target in (tmp_path / "one", tmp_path / "two" / "opt" / "lib" / "site-packages"):
+        shutil.copytree(_package(), target / "seml", ignore=shutil.ignore_patterns("__pycache__"))
+        probe = (
+            "import seml, sys; from seml.runtime import measure; "
+            f"assert seml.__file__.startswith({str(target)!r}), seml.__file__; "
+            "print(measure([], ['seml', 'flow', 'train']))"
+        )
+        env = {**os.environ, "PYTHONPATH": str(target)}
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        values.append(out.stdout.strip())
+    assert values[0] == values[1] == measure([], ["seml", "flow", "train"])
+
+
+def test_a_built_package_ships_every_file_the_measurement_covers() -> None:
+    """Every file of the source package is one a wheel installs (a .py file, or package data
+    declared in pyproject.toml), so an installed release measures like this tree."""
+    import fnmatch
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[2]
+    data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    declared = data["package-data"]
+    from seml.runtime._measure import _runtime_files
+
+    for name, _ in _runtime_files(repo / "src" / "seml"):
+        if name.endswith(".py"):
+            continue
+        package = ".".join(["seml", *Path(name).parts[:-1]])
+        owner = max(
+            (p for p in declared if package == p or package.startswith(p + ".")),
+            key=len,
+            default=None,
+        )
+        rel = (
+            name
+            if owner in (None, "seml")
+            else Path(name).relative_to(*owner.split(".")[1:]).as_posix()
+        )
+        patterns = declared.get(owner or "", [])
+        assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), (name, owner, patterns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import time
@@ -9,10 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from seml._fs import write_atomic
-from seml.bench._plots import plot_phases, plot_resources
-from seml.bench._report import machine, render_report
-from seml.bench._results import Row, scenario_stats, total_row, write_csv
+from seml.bench._outputs import RESULTS_FILE, write_info, write_outputs
+from seml.bench._report import BenchInfo, machine
+from seml.bench._results import Row, read_csv, total_row, write_csv
 from seml.bench._scenarios import Dataset, Scenario
 from seml.bench._setup import FastAgreement, current_measurement
 from seml.cas import LocalCas
@@ -22,17 +22,33 @@ from seml.flow._runner import environment
 
 __all__ = ["BenchOptions", "BenchResult", "RunDone", "run_bench"]
 
-# Runs refused because the runtime's source changed under them are retried this often in all.
-
 
 @dataclass(frozen=True)
 class BenchOptions:
     out: Path
     scenarios: Sequence[Scenario]
-    repetitions: int = 20
+    repetitions: int = 10
+    large_repetitions: int = 2  # for the large datasets (at most `repetitions`)
     storage: str | None = None  # default: file://OUT/work/storage
     s3_endpoint: str | None = None
     keep_work: bool = False
+
+    def repetitions_of(self, scenario: Scenario) -> int:
+        if scenario.dataset.large:
+            return min(self.repetitions, self.large_repetitions)
+        return self.repetitions
+
+    def runs(self) -> list[tuple[int, Scenario]]:
+        """(repetition, scenario) in run order: repetition 1 of each scenario, then 2, ... so
+        machine noise spreads over all of them; a large scenario drops out after its own
+        repetitions."""
+        most = max((self.repetitions_of(s) for s in self.scenarios), default=0)
+        return [
+            (rep, s)
+            for rep in range(1, most + 1)
+            for s in self.scenarios
+            if rep <= self.repetitions_of(s)
+        ]
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,7 @@ class BenchResult:
     out: Path
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)  # 1-minute load average after each run
 
 
 def _rows(flow: Flow, scenario: Scenario, repetition: int) -> list[Row]:
@@ -153,8 +170,8 @@ class _Bench:
         finally:
             self.cleanup(flow)
 
-    def run(self, result: BenchResult) -> None:
-        runs = [(rep, s) for rep in range(1, self.o.repetitions + 1) for s in self.o.scenarios]
+    def run(self, result: BenchResult, info: BenchInfo) -> None:
+        runs = self.o.runs()
         for dataset in dict.fromkeys(s.dataset for s in self.o.scenarios):
             self.config(dataset)
         self.start()
@@ -167,7 +184,9 @@ class _Bench:
                 except SemlError as e:
                     error = str(e).splitlines()[0]
                     result.failures.append(f"{scenario.name} repetition {rep}: {e}")
-                write_csv(self.o.out / "results.csv", result.rows)
+                result.load.append(os.getloadavg()[0])
+                write_csv(self.o.out / RESULTS_FILE, result.rows)
+                write_info(self.o.out, _info(info, result))
                 self.on_run(
                     RunDone(index, len(runs), scenario, rep, time.perf_counter() - started, error)
                 )
@@ -175,12 +194,22 @@ class _Bench:
             self.stop()
 
 
+def _storage_words(options: BenchOptions, storage: str) -> str:
+    """The report's storage line: never a folder that is gone when the report is read."""
+    if options.storage is not None:
+        return f"`{storage}` (each run under its own prefix)"
+    where = "kept in `work/storage`" if options.keep_work else "removed after the run"
+    return f"a local folder (file://) in the results folder's work/ ({where})"
+
+
 def run_bench(options: BenchOptions, on_run: Callable[[RunDone], None]) -> BenchResult:
-    """Run every scenario `options.repetitions` times (interleaved: repetition 1 of each
-    scenario, then repetition 2, ... so machine noise spreads over all of them) and write
-    results.csv (after every run), phases.png, resources.png and report.md to `options.out`."""
-    if options.repetitions < 1:
-        raise UsageError(f"--repetitions {options.repetitions}: give at least 1")
+    """Run every scenario its number of repetitions (`BenchOptions.runs`) and write results.csv
+    (after every run), bench.json, phases.png, resources.png and report.md to `options.out`."""
+    if options.repetitions < 1 or options.large_repetitions < 1:
+        raise UsageError(
+            f"--repetitions {options.repetitions} / --large-repetitions "
+            f"{options.large_repetitions}: give at least 1"
+        )
     if not options.scenarios:
         raise UsageError("no scenario left after the filters")
     out = options.out
@@ -190,25 +219,32 @@ def run_bench(options: BenchOptions, on_run: Callable[[RunDone], None]) -> Bench
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create {out}: {e.strerror or e}") from e
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     result = BenchResult(out)
     bench = _Bench(options, on_run)
+    info = BenchInfo(
+        started=_now(),
+        repetitions=options.repetitions,
+        large_repetitions=options.large_repetitions,
+        storage=_storage_words(options, bench.storage),
+        host=machine(),
+    )
+    write_info(out, info)
     try:
-        bench.run(result)
+        bench.run(result, info)
     finally:
         if not options.keep_work:
             shutil.rmtree(bench.work, ignore_errors=True)
-    if result.rows:
-        stats = scenario_stats(result.rows)
-        plot_phases(stats, out / "phases.png")
-        plot_resources(result.rows, out / "resources.png")
-    report = render_report(
-        result.rows,
-        started=started,
-        repetitions=options.repetitions,
-        storage=bench.storage,
-        host=machine(),
-        failures=result.failures,
-    )
-    write_atomic(out / "report.md", report)
+    info = replace(_info(info, result), finished=_now())
+    write_info(out, info)
+    # From the file, not the rows in memory: the report is exactly what `seml bench report`
+    # makes of this folder (the CSV keeps 4 decimals).
+    write_outputs(out, read_csv(out / RESULTS_FILE) if result.rows else [], info)
     return result
+
+
+def _info(info: BenchInfo, result: BenchResult) -> BenchInfo:
+    return replace(info, failures=tuple(result.failures), load=tuple(result.load))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")

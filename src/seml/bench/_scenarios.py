@@ -1,7 +1,8 @@
-"""The benchmark's scenarios: the paper's 8 (mode x task x dataset P/G), plus larger datasets."""
+"""The benchmark's scenarios: mode x task x dataset (the paper's P and G, and a large one)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from seml.errors import UsageError
 __all__ = [
     "DATASETS",
     "IRIS_ROWS",
+    "LARGE_ROWS",
     "MODES",
     "TASKS",
     "Dataset",
@@ -20,6 +22,9 @@ __all__ = [
 ]
 
 IRIS_ROWS = 150
+# From this many rows on a dataset is "large": it runs at the reduced repetitions (a run of
+# 1.5 M rows takes minutes where one of G takes seconds).
+LARGE_ROWS = 150_000
 
 
 @dataclass(frozen=True)
@@ -34,21 +39,33 @@ class Dataset:
         return IRIS_ROWS * self.factor
 
     @property
+    def large(self) -> bool:
+        return self.rows >= LARGE_ROWS
+
+    @property
     def flow_dataset(self) -> str:
         return "iris" if self.factor == 1 else "iris-large"
 
+    @property
+    def description(self) -> str:
+        copies = "Iris" if self.factor == 1 else f"Iris x {self.factor:,}"
+        return f"{self.label} ({copies} = {self.rows:,} rows)"
 
-DATASETS = (Dataset("P", 1), Dataset("G", 100))
+
+# P and G are the paper's; L is ours: a size where data volume, not process start, dominates.
+DATASETS = (Dataset("P", 1), Dataset("G", 100), Dataset("L", 10_000))
 
 
 def dataset_for_rows(rows: int) -> Dataset:
-    """A `--scale` dataset: Iris repeated to `rows` rows (a multiple of 150)."""
+    """A `--scale` dataset: Iris repeated to `rows` rows (a multiple of 150); the named one
+    when a named dataset has that many rows (`--scale 1500000` is L)."""
     if rows < IRIS_ROWS or rows % IRIS_ROWS:
         raise UsageError(
             f"--scale {rows}: give a row count that is a multiple of {IRIS_ROWS} (Iris is "
             f"repeated), e.g. 1500000"
         )
-    return Dataset(f"S{rows}", rows // IRIS_ROWS)
+    named = [d for d in DATASETS if d.rows == rows]
+    return named[0] if named else Dataset(f"S{rows}", rows // IRIS_ROWS)
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,19 @@ def _pick(values: Sequence[str], allowed: Sequence[str], option: str) -> list[st
     return [v for v in allowed if v in values]
 
 
+_ROWS_LABEL = re.compile(r"S(\d+)")
+
+
+def _label_of(value: str, sets: Sequence[Dataset]) -> str:
+    """`--dataset S1500000` names L too (the label `--scale` would have given it)."""
+    m = _ROWS_LABEL.fullmatch(value)
+    if m:
+        for d in sets:
+            if d.rows == int(m[1]):
+                return d.label
+    return value
+
+
 def scenarios(
     *,
     scale: Sequence[int] = (),
@@ -84,13 +114,13 @@ def scenarios(
     Native and confidential of the same (task, dataset) are adjacent so that a repetition
     measures both under the same machine load.
     """
-    all_sets = [*DATASETS, *(dataset_for_rows(r) for r in scale)]
-    labels = list(dict.fromkeys(d.label for d in all_sets))
-    chosen = _pick(datasets, labels, "--dataset")
-    picked_sets = [d for d in dict.fromkeys(all_sets) if d.label in chosen]
+    all_sets = list(dict.fromkeys([*DATASETS, *(dataset_for_rows(r) for r in scale)]))
+    labels = [d.label for d in all_sets]
+    chosen = _pick([_label_of(v, all_sets) for v in datasets], labels, "--dataset")
     return [
         Scenario(mode, task, d)
-        for d in picked_sets
+        for d in all_sets
+        if d.label in chosen
         for task in _pick(tasks, TASKS, "--task")
         for mode in _pick(modes, MODES, "--mode")
     ]

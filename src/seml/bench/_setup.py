@@ -23,7 +23,7 @@ from seml.policy import (
     sign_session,
     write_private_key,
 )
-from seml.runtime import init_platform_key, measure, platform_of, runtime_identity
+from seml.runtime import explain, init_platform_key, platform_of
 
 __all__ = ["FastAgreement", "current_measurement"]
 
@@ -31,8 +31,7 @@ __all__ = ["FastAgreement", "current_measurement"]
 def current_measurement() -> str:
     """What `seml measure` prints now (the runtime's source is re-read: it may have changed
     since this process started, and the services will measure what is on disk)."""
-    runtime_identity.cache_clear()
-    return measure([], [])
+    return explain([], [], fresh=True).value
 
 
 def _ensure_key(layout: FlowLayout, party: str) -> PartyKey:
@@ -85,17 +84,13 @@ class FastAgreement:
         lay, c = flow.layout, flow.config
         keys, platforms = self.identities(lay)
         publics = {p: public_key_text(k.public) for p, k in keys.items()}
-        seml = flow.seml[0] if len(flow.seml) == 1 else "seml"
         shared = collaboration_session(
             name=c.session,
             parties=publics,
             measurement=measurement,
             storage=flow.storage,
-            layout=lay,
             specs=flow.specs(),
-            seml=seml,
             platforms=platforms,
-            s3_args=flow.s3_args,
         )
         shared_hash = session_hash(shared)
         self._client.submit_session(shared, [sign_session(shared, p, keys[p]) for p in keys])
@@ -107,10 +102,7 @@ class FastAgreement:
                 public_key=publics[p],
                 measurement=measurement,
                 storage=flow.storage,
-                layout=lay,
-                seml=seml,
                 platform=platforms[p],
-                s3_args=flow.s3_args,
             )
             self._client.submit_session(private, [sign_session(private, p, keys[p])])
         flow.session_hash = shared_hash

@@ -5,18 +5,20 @@ Server side: `init_state_dir`, `serve` (HTTPS, SQLite WAL state, signed audit lo
 `LocalCas`, which runs `seml cas serve` as a child process on this machine (the demo, the bench,
 the benchmarks and the tests all start their service through it).
 Client side: `CasClient` (pinned certificate; typed answers: `ServiceInfo`, `SessionSummary`,
-`SessionVersion`, `AuditEntry`), `ServiceConfig` (what an attested service gets).
+`SessionVersion`, `AuditEntry`; for proposals `SessionStatus`, `ProposalView`, `ProposalState`),
+`ServiceConfig` (what an attested service gets).
 """
 
 from typing import TYPE_CHECKING, Any
 
-from seml.cas._client import CasClient, client_from_env
+from seml.cas._client import CasClient, PinMismatchError, client_from_env
 from seml.cas._protocol import ServiceConfig, VolumeGrant, cert_fingerprint
 
 if TYPE_CHECKING:
     from seml.cas._audit import AuditEntry, verify_audit_chain
     from seml.cas._identity import CasIdentity, init_state_dir, load_identity
     from seml.cas._local import LocalCas
+    from seml.cas._proposal_models import ProposalState, ProposalView, SessionStatus
     from seml.cas._results import ServiceInfo, SessionSummary, SessionVersion
     from seml.cas._serve import serve
 
@@ -29,6 +31,9 @@ _LAZY = {
     "init_state_dir": "seml.cas._identity",
     "load_identity": "seml.cas._identity",
     "LocalCas": "seml.cas._local",
+    "ProposalState": "seml.cas._proposal_models",
+    "ProposalView": "seml.cas._proposal_models",
+    "SessionStatus": "seml.cas._proposal_models",
     "ServiceInfo": "seml.cas._results",
     "SessionSummary": "seml.cas._results",
     "SessionVersion": "seml.cas._results",
@@ -49,8 +54,12 @@ __all__ = [
     "CasClient",
     "CasIdentity",
     "LocalCas",
+    "PinMismatchError",
+    "ProposalState",
+    "ProposalView",
     "ServiceConfig",
     "ServiceInfo",
+    "SessionStatus",
     "SessionSummary",
     "SessionVersion",
     "VolumeGrant",

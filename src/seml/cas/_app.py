@@ -99,6 +99,11 @@ Signature = Annotated[str | None, Header(max_length=200)]
 VolumeToken = Annotated[str, Header(max_length=300)]
 
 
+async def _read_body(request: Request) -> bytes:
+    """The request body: already read, within MAX_BODY, by `RequestLimits`."""
+    return await request.body()
+
+
 def _json(data: dict[str, Any]) -> Response:
     return Response(json.dumps(data).encode(), media_type="application/json")
 
@@ -132,9 +137,11 @@ def create_app(service: CasService) -> RequestLimits:
     app = FastAPI(title="SEML attestation service", docs_url=None, redoc_url=None, openapi_url=None)
 
     def log(request: str, e: SemlError, **details: str) -> None:
-        # The refusal is answered even if the log cannot be written.
+        # The refusal is answered even if the log cannot be written. Only the session, service
+        # and volume it names are kept (bounded, see RefusalBook); never a hash or a party.
+        kept = {k: v for k, v in details.items() if k in ("session", "service", "volume")}
         with contextlib.suppress(SemlError):
-            service.log_refusal(request, e, time.time(), **details)
+            service.log_refusal(request, e, time.time(), **kept)
 
     def refuse(request: str, e: SemlError, **details: str) -> JSONResponse:
         log(request, e, **details)
@@ -297,4 +304,8 @@ def create_app(service: CasService) -> RequestLimits:
         page = AuditPage(identity_key=service.info().identity_key, entries=entries)
         return page.model_dump()
 
+    # Proposals and approvals: their own module, so the ledger's routes stay together.
+    from seml.cas._proposal_routes import add_proposal_routes
+
+    add_proposal_routes(app, service, refuse=refuse, read_body=_read_body)
     return RequestLimits(app, on_refusal=log)

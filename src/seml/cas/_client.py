@@ -38,16 +38,22 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from seml.cas._audit import AuditEntry
+    from seml.cas._proposal_models import ProposalView, SessionStatus
     from seml.cas._results import ServiceInfo, SessionSummary, SessionVersion
-    from seml.policy import PartyKey, Session, SessionSignature
+    from seml.policy import PartyKey, Session, SessionSignature, SignedDecision
 
-__all__ = ["CasClient", "client_from_env"]
+__all__ = ["CasClient", "PinMismatchError", "client_from_env"]
 
 _M = TypeVar("_M", bound="BaseModel")
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+class PinMismatchError(NetworkError):
+    """The service presents another certificate than the pinned one: a trust failure of the
+    connection (exit 7, like any TLS failure), to be fixed with the current pin."""
 
 
 def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
@@ -72,7 +78,7 @@ def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
         # A trust failure of the connection (network class, exit 7), like any TLS failure:
         # nothing was received from the service, so no data failed its integrity check.
         got = "none" if der is None else cert_fingerprint(der)
-        raise NetworkError(
+        raise PinMismatchError(
             f"the attestation service at {url} presents certificate {got}, not the pinned "
             f"{pin}: check --cas-fingerprint (or SEML_CAS_FINGERPRINT) against `seml cas info` "
             "on the service's machine"
@@ -248,6 +254,76 @@ class CasClient:
     ) -> list[SessionVersion]:
         """Every version up to the latest (or up to the one with `hash_`), oldest first."""
         return self._read(name, hash_=hash_, party=party)
+
+    # -- proposals ----------------------------------------------------------------------
+
+    def propose(
+        self,
+        session: Session,
+        signature: SignedDecision,
+        provided: Mapping[str, str] | None = None,
+    ) -> ProposalView:
+        """Propose a version with the proposer's signed approval and any sealed provided
+        secrets (from `seal_provided`); the proposal as the service now holds it."""
+        body = self._call(
+            "POST",
+            "/v1/proposals",
+            json={
+                "document": session.document(),
+                "signature": signature.model_dump(mode="json"),
+                "provided": dict(provided or {}),
+            },
+        )
+        return self._proposal(body, "a proposal", session_hash_of=session)
+
+    def decide(
+        self, decision: SignedDecision, provided: Mapping[str, str] | None = None
+    ) -> ProposalView:
+        """Upload a signed approval, rejection or withdrawal of the proposal `decision.hash`."""
+        body = self._call(
+            "POST",
+            f"/v1/proposals/{quote(decision.hash, safe='')}/decisions",
+            json={"decision": decision.model_dump(mode="json"), "provided": dict(provided or {})},
+        )
+        return self._proposal(body, "a decision")
+
+    def _proposal(
+        self, body: Any, what: str, *, session_hash_of: Session | None = None
+    ) -> ProposalView:
+        from seml.cas._proposal_models import ProposalView
+        from seml.policy import session_hash
+
+        view = _parse(ProposalView, body, what)
+        if session_hash(view.document) != view.hash or (
+            session_hash_of is not None and session_hash(session_hash_of) != view.hash
+        ):
+            raise IntegrityError(f"attestation service: proposal {view.hash} does not match it")
+        return view
+
+    def session_status(self, subject: str, key: PartyKey) -> SessionStatus:
+        """What party `key` sees of session `subject` (a name, or a proposal's or version's
+        hash): the active version, its proposals, the sessions they import from."""
+        from seml.cas._proposal_models import SessionStatus, proposals_challenge
+        from seml.policy import session_hash
+
+        nonce = self.nonce()
+        body = self._call(
+            "GET",
+            f"/v1/proposals/{quote(subject, safe='')}",
+            headers={
+                "X-Seml-Key": _b64(key.public),
+                "X-Seml-Nonce": _b64(nonce),
+                "X-Seml-Signature": _b64(key.sign(proposals_challenge(subject, nonce))),
+            },
+        )
+        status = _parse(SessionStatus, body, f"a status read of {subject}")
+        documents = [(p.hash, p.document) for p in status.proposals]
+        if status.active is not None:
+            documents.append((status.active.hash, status.active.document))
+        for h, document in documents:
+            if session_hash(document) != h or document.name != status.name:
+                raise IntegrityError(f"attestation service: {h} does not match its document")
+        return status
 
     # -- attestation --------------------------------------------------------------------
 

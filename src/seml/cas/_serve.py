@@ -8,12 +8,14 @@ import contextlib
 import fcntl
 import functools
 import gc
+import ipaddress
 import os
+import re
 import resource
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +24,10 @@ from seml.errors import NetworkError, SemlError, StorageError, UsageError
 if TYPE_CHECKING:
     from seml.cas._identity import CasIdentity
 
-__all__ = ["lock_state", "parse_listen", "serve"]
+__all__ = ["client_urls", "interface_addresses", "lock_state", "parse_listen", "serve"]
 
 LOCK_NAME = "serve.lock"
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognising them, not binding
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -67,23 +70,81 @@ def _more_files() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def interface_addresses() -> list[str]:
+    """This machine's interface addresses (IPv4 and IPv6), in the order the OS lists them."""
+    import psutil
+
+    out: list[str] = []
+    for addresses in psutil.net_if_addrs().values():
+        for a in addresses:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                out.append(a.address)
+    return out
+
+
+def _url(host: str, port: int) -> str:
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def client_urls(
+    host: str, port: int, interfaces: Iterable[str], *, advertise: str | None = None
+) -> list[str]:
+    """URLs a client can use for a service listening on `host`:`port`, best first.
+
+    `advertise` (what the operator tells the parties, e.g. behind NAT or a DNS name) comes
+    first. A wildcard listen address is no address to connect to: each non-loopback,
+    non-link-local interface address is (IPv4 for 0.0.0.0; both families for ::); with none,
+    the loopback address, which only this machine can use.
+    """
+    urls: list[str] = []
+    if advertise:
+        if not re.fullmatch(r"https://[^\s/]+(:\d{1,5})?/?", advertise):
+            raise UsageError(f"--advertise wants https://HOST[:PORT], got {advertise!r}")
+        urls.append(advertise.rstrip("/"))
+    if host not in _WILDCARDS:
+        urls.append(_url(host, port))
+        return list(dict.fromkeys(urls))
+    loopback = "127.0.0.1" if host != "::" else "::1"
+    for raw in interfaces:
+        try:
+            ip = ipaddress.ip_address(raw.split("%", 1)[0])
+        except ValueError:
+            continue
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified:
+            continue
+        if ip.version == 6 and host != "::":
+            continue
+        urls.append(_url(str(ip), port))
+    if len(urls) == (1 if advertise else 0):
+        urls.append(_url(loopback, port))
+    return list(dict.fromkeys(urls))
+
+
 def serve(
-    directory: Path, listen: str, *, keys: Path | None = None, tls: Path | None = None
+    directory: Path,
+    listen: str,
+    *,
+    keys: Path | None = None,
+    tls: Path | None = None,
+    advertise: str | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM. Prints one ready line with the URL and certificate pin.
+    """Serve until SIGINT/SIGTERM. Prints one ready line with a URL a client can use and the
+    certificate pin, then every other usable URL and what the parties need.
 
     `keys` and `tls` are folders holding the key material when it does not live in
     `directory` (Secrets mounted in a pod); `directory` then holds the database only.
+    `advertise` is the URL the parties use when the listen address is not it (a DNS name,
+    a forwarded port); it is printed first.
     """
     from seml.cas._identity import load_identity
 
     identity = load_identity(directory, keys=keys, tls=tls)
     host, port = parse_listen(listen)
     with lock_state(identity.database):
-        _serve(identity, host, port)
+        _serve(identity, host, port, advertise)
 
 
-def _serve(identity: CasIdentity, host: str, port: int) -> None:
+def _serve(identity: CasIdentity, host: str, port: int, advertise: str | None) -> None:
     import uvicorn
 
     from seml.attest import default_verifier
@@ -106,8 +167,16 @@ def _serve(identity: CasIdentity, host: str, port: int) -> None:
         sock.close()
         raise NetworkError(f"cannot listen on {listen}: {e.strerror}") from e
     bound = sock.getsockname()[1]
-    url_host = f"[{host}]" if family == socket.AF_INET6 else host
-    url = f"https://{url_host}:{bound}"
+    wildcard = host in _WILDCARDS
+    try:
+        urls = client_urls(
+            host, bound, interface_addresses() if wildcard else (), advertise=advertise
+        )
+    except UsageError:
+        sock.close()
+        store.close()
+        raise
+    url = urls[0]
     config = uvicorn.Config(
         create_app(service),
         loop="uvloop",
@@ -146,6 +215,25 @@ def _serve(identity: CasIdentity, host: str, port: int) -> None:
             gc.collect()
             gc.freeze()
             print(f"seml cas: serving {url} fingerprint {identity.fingerprint}", flush=True)
+            where = f"listening on {_url(host, bound).removeprefix('https://')}"
+            if len(urls) > 1:
+                print(f"seml cas: {where}; clients can use {', '.join(urls)}", flush=True)
+            elif wildcard or advertise:
+                print(f"seml cas: {where}", flush=True)
+            if (
+                wildcard
+                and not advertise
+                and urls[-1].startswith(("https://127.", "https://[::1]"))
+            ):
+                print(
+                    "seml cas: no interface but loopback: only this machine can reach it",
+                    flush=True,
+                )
+            print(
+                f"seml cas: give the parties --cas {url} --cas-fingerprint "
+                f"{identity.fingerprint} (seml init --role party takes both)",
+                flush=True,
+            )
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             await super().shutdown(sockets)

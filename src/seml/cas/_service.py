@@ -192,7 +192,12 @@ class CasService:
         signatures: list[SessionSignature],
         provided: dict[str, bytes],
         now: float,
+        *,
+        proposal: dict[str, Any] | None = None,
     ) -> SessionRecord:
+        """Accept a version carrying the signatures its rules need. `proposal` (details for the
+        audit log) says it is a proposal whose approvals met its rule: its activation is logged
+        in the same transaction as the version."""
         session = session_from_document(document, source="submitted session")
         h = session_hash(session)
         previous = self.store.latest(session.name)
@@ -230,6 +235,13 @@ class CasService:
                 },
                 now,
             )
+            if proposal is not None:
+                self.store.append_audit(
+                    db,
+                    "proposal.activate",
+                    {"session": session.name, "hash": h, "version": record.version, **proposal},
+                    now,
+                )
         self.store.committed(record)
         return record
 

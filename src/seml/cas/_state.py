@@ -43,6 +43,18 @@ CREATE TABLE IF NOT EXISTS secrets (
 CREATE TABLE IF NOT EXISTS volumes (
     owner TEXT NOT NULL, volume TEXT NOT NULL, version INTEGER NOT NULL, tag TEXT NOT NULL,
     updated REAL NOT NULL, PRIMARY KEY (owner, volume));
+CREATE TABLE IF NOT EXISTS proposals (
+    subject_kind TEXT NOT NULL, subject TEXT NOT NULL, name TEXT NOT NULL, predecessor TEXT,
+    document TEXT NOT NULL, proposer TEXT NOT NULL, proposer_key TEXT NOT NULL,
+    created REAL NOT NULL, PRIMARY KEY (subject_kind, subject));
+CREATE INDEX IF NOT EXISTS proposals_by_name ON proposals (subject_kind, name);
+CREATE TABLE IF NOT EXISTS approvals (
+    subject_kind TEXT NOT NULL, subject TEXT NOT NULL, party TEXT NOT NULL, key TEXT NOT NULL,
+    decision TEXT NOT NULL, signature TEXT NOT NULL, time REAL NOT NULL,
+    UNIQUE (subject_kind, subject, party, key, decision));
+CREATE TABLE IF NOT EXISTS proposal_secrets (
+    subject_kind TEXT NOT NULL, subject TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL,
+    time REAL NOT NULL, PRIMARY KEY (subject_kind, subject, name));
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT NULL, details TEXT NOT NULL,
     salt TEXT NOT NULL, body TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL,
@@ -50,7 +62,9 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 # `sessions` (JSON list) names the sessions an entry concerns: their parties may read it.
 _AUDIT_COLUMNS = {"salt", "body", "sessions"}
-_APPEND_ONLY = ("sessions", "secrets", "audit")
+# Proposals, their decisions and attached secrets are a ledger too: a proposal's state
+# (withdrawn, defeated, accepted, superseded) is computed from these facts, never stored over.
+_APPEND_ONLY = ("sessions", "secrets", "audit", "proposals", "approvals", "proposal_secrets")
 
 
 @dataclass(frozen=True)
@@ -121,6 +135,12 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for reads by the other tables' owners (`seml.cas._ledger`); writes go
+        through `transaction()`."""
+        return self._db
 
     def ping(self) -> None:
         """Raise StorageError unless the database answers a query (health probes)."""

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from seml.errors import SemlError
+from seml.errors import SemlError, UsageError
 
 __all__ = ["app", "entry", "main", "seml_command"]
 
@@ -37,15 +37,38 @@ def seml_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "seml"]
 
 
+# seml's own options that take a value (`seml --profile NAME run ...`).
+_WITH_VALUE = frozenset({"--profile"})
+
+
 def _split_command(args: list[str]) -> tuple[list[str], str | None, list[str]]:
     """(seml's own options, the command, its arguments): the command is the first argument
-    that is not an option, unless `--` comes first."""
+    that is not an option or an option's value, unless `--` comes first."""
+    skip = False
     for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
         if arg == "--":
             break
-        if not arg.startswith("-"):
+        if arg in _WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
             return args[:i], arg, args[i + 1 :]
     return args, None, []
+
+
+def _profile_option(own: list[str]) -> str | None:
+    """The value of `--profile NAME` / `--profile=NAME` among seml's own options."""
+    chosen = None
+    for i, arg in enumerate(own):
+        if arg == "--profile":
+            if i + 1 >= len(own) or own[i + 1].startswith("-"):
+                raise UsageError("--profile needs a profile name")
+            chosen = own[i + 1]
+        elif arg.startswith("--profile="):
+            chosen = arg.partition("=")[2]
+    return chosen
 
 
 def _command_of(args: list[str]) -> str | None:
@@ -95,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(a in ("-v", "--verbose") for a in own)
     try:
         _sweep_workspaces()
+        from seml.cli import _machine
+
+        _machine.choose(_profile_option(own))
         if command == "run":
             from seml.cli import _run_fast
 
@@ -129,11 +155,16 @@ def _typer_main(args: list[str], command: str | None) -> int:
         from click import ClickException  # type: ignore[assignment,unused-ignore]
 
     from seml.cli._app import COMMANDS, ORDER, app, register
+    from seml.cli._machine import click_defaults
 
     module = COMMANDS.get(command or "")
     register((module,) if module else ORDER)
+    root = typer.main.get_command(app)
     try:
-        result = app(args=args, prog_name="seml", standalone_mode=False)
+        # The profile's values reach every option that declares its variable (seml.cli._machine).
+        result = root.main(
+            args=args, prog_name="seml", standalone_mode=False, default_map=click_defaults(root)
+        )
     except typer.Exit as e:
         return int(e.exit_code)
     except typer.Abort:

@@ -3,28 +3,53 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from seml.errors import UsageError
+
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from seml.bench import BenchOptions, BenchResult, RunDone
+    from seml.bench import BenchOptions, BenchResult, Row, RunDone, Table
 
 __all__ = ["register"]
 
+# Off a terminal (a log, a pipe, CI) tables are printed this wide at most, never folded at 80
+# columns; a terminal gets its own width.
+LOG_WIDTH = 200
+
 
 def register(app: typer.Typer) -> None:
-    app.command("bench")(bench)
+    group = typer.Typer(invoke_without_command=True)
+    group.callback()(bench)
+    group.command("report")(report)
+    app.add_typer(group, name="bench")
 
 
 def bench(
+    ctx: typer.Context,
     repetitions: Annotated[
-        int, typer.Option("--repetitions", "-n", help="Runs of each scenario.", min=1)
-    ] = 20,
+        int,
+        typer.Option(
+            "--repetitions",
+            "-n",
+            help="Runs of each scenario on P and G (and --scale < 150,000).",
+            min=1,
+        ),
+    ] = 10,
+    large_repetitions: Annotated[
+        int,
+        typer.Option(
+            "--large-repetitions",
+            help="Runs of each scenario on the large datasets (L and --scale >= 150,000 rows).",
+            min=1,
+        ),
+    ] = 2,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -43,15 +68,15 @@ def bench(
         list[str] | None,
         typer.Option(
             "--dataset",
-            help="Only this dataset: P (Iris, 150 rows), G (Iris x 100, 15,000 rows) or "
-            "S<rows> from --scale (repeatable).",
+            help="Only this dataset: P (Iris, 150 rows), G (Iris x 100, 15,000 rows), L (Iris "
+            "x 10,000, 1,500,000 rows) or S<rows> from --scale (repeatable).",
         ),
     ] = None,
     scale: Annotated[
         list[int] | None,
         typer.Option(
             "--scale",
-            help="Add a dataset of Iris repeated to this many rows, e.g. 1500000 (repeatable).",
+            help="Add a dataset of Iris repeated to this many rows, e.g. 300000 (repeatable).",
         ),
     ] = None,
     storage: Annotated[
@@ -59,7 +84,7 @@ def bench(
         typer.Option(
             "--storage",
             help="Object storage base, file://DIR or s3://bucket/prefix; each run gets its own "
-            "prefix below it (default: file://OUT/work/storage).",
+            "prefix below it (default: a folder in OUT/work, removed after the run).",
         ),
     ] = None,
     s3_endpoint: Annotated[
@@ -71,14 +96,19 @@ def bench(
         typer.Option("--keep-work", help="Keep OUT/work (data, keys, CAS state) for inspection."),
     ] = False,
 ) -> None:
-    """Run the paper's 8 scenarios (native / confidential x classification / regression x
-    dataset P / G) REPETITIONS times each; write results.csv, phases.png, resources.png and
-    report.md.
+    """Run the whole flow in 12 scenarios (native / confidential x classification /
+    regression x dataset P, G, L) and write results.csv, bench.json, phases.png,
+    resources.png and report.md.
 
-    Each run is the whole flow, on fresh storage and (confidential) fresh sessions.
+    P and G are the paper's datasets and run --repetitions times; L (1.5 M rows) runs
+    --large-repetitions times. Each run is the whole flow, on fresh storage and
+    (confidential) fresh sessions. `seml bench report DIR` rebuilds the figures and report.
 
     Attestation is SIMULATED (no TEE). Exits 1 if any run failed; the others are reported.
     """
+    if ctx.invoked_subcommand is not None:
+        _refuse_options(ctx)
+        return
     from rich.console import Console
 
     from seml.bench import BenchOptions, scenarios
@@ -93,22 +123,72 @@ def bench(
         out=folder,
         scenarios=picked,
         repetitions=repetitions,
+        large_repetitions=large_repetitions,
         storage=storage,
         s3_endpoint=s3_endpoint,
         keep_work=keep_work,
     )
-    console = Console(stderr=True)
-    console.print(
-        f"seml bench: {len(picked)} scenarios x {repetitions} repetitions -> {folder}\n"
-        "[yellow]attestation is SIMULATED (no TEE hardware)[/]",
-        highlight=False,
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    runs = options.runs()
+    err.print(
+        f"seml bench: {len(picked)} scenarios, {len(runs)} runs ({_plan(options)}) -> {folder}"
+        "\n[yellow]attestation is SIMULATED (no TEE hardware)[/]"
     )
-    result = _run_with_progress(console, options)
-    console.print(f"results in {result.out}", highlight=False)
-    _print_targets(console, result.out / "report.md")
+    started = time.perf_counter()
+    try:
+        result = _run_with_progress(err, options)
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: the finished runs are in {folder / 'results.csv'}; "
+            f"`seml bench report {folder}` makes the figures and report from them"
+        )
+        raise typer.Exit(130) from None
+    minutes = (time.perf_counter() - started) / 60
+    _print_summary(result.rows)
+    err.print(f"{len(runs)} runs in {minutes:.1f} min; report: {result.out / 'report.md'}")
     if result.failures:
-        console.print(f"[red]{len(result.failures)} run(s) failed[/]; see report.md")
+        err.print(f"[red]{len(result.failures)} run(s) failed[/]; see report.md")
         raise typer.Exit(1)
+
+
+def _plan(options: BenchOptions) -> str:
+    """How many runs each dataset gets, e.g. "20 each on P, G; 2 each on L"."""
+    by: dict[int, list[str]] = {}
+    for s in options.scenarios:
+        label = s.dataset.label
+        reps = by.setdefault(options.repetitions_of(s), [])
+        if label not in reps:
+            reps.append(label)
+    return "; ".join(f"{n} each on {', '.join(labels)}" for n, labels in by.items())
+
+
+def _refuse_options(ctx: typer.Context) -> None:
+    """`seml bench -n 3 report DIR` would silently ignore -n: say so instead."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    given = [name for name, source in sources.items() if source and source.name != "DEFAULT"]
+    if given:
+        raise UsageError(
+            f"--{given[0].replace('_', '-')} is an option of `seml bench`, not of "
+            f"`seml bench {ctx.invoked_subcommand}`"
+        )
+
+
+def report(
+    folder: Annotated[
+        Path, typer.Argument(help="A results folder of `seml bench` (with its results.csv).")
+    ],
+) -> None:
+    """Rebuild phases.png, resources.png and report.md from a results folder's results.csv
+    (and bench.json), e.g. after an interrupted run or a change to the report."""
+    from rich.console import Console
+
+    from seml.bench import FIGURES, REPORT_FILE, rebuild
+
+    rows = rebuild(folder)
+    _print_summary(rows)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"rebuilt {', '.join(str(folder / f) for f in (*FIGURES, REPORT_FILE))}"
+    )
 
 
 def _line(done: RunDone) -> str:
@@ -123,7 +203,7 @@ def _run_with_progress(console: Console, options: BenchOptions) -> BenchResult:
     from seml.bench import run_bench
 
     if not console.is_terminal:
-        return run_bench(options, lambda d: console.print(_line(d), highlight=False))
+        return run_bench(options, lambda d: console.print(_line(d), markup=False))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     with Progress(
@@ -133,18 +213,66 @@ def _run_with_progress(console: Console, options: BenchOptions) -> BenchResult:
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        bar = progress.add_task("runs", total=len(options.scenarios) * options.repetitions)
+        bar = progress.add_task("runs", total=len(options.runs()))
 
         def on_run(done: RunDone) -> None:
-            progress.update(bar, advance=1, description=_line(done))
+            progress.update(bar, advance=1, description=_line(done).replace("[", r"\["))
             if done.error:
-                progress.console.print(_line(done), highlight=False)
+                progress.console.print(_line(done), markup=False)
 
         return run_bench(options, on_run)
 
 
-def _print_targets(console: Console, report: Path) -> None:
-    lines = report.read_text().splitlines()
-    start = lines.index("## Targets") if "## Targets" in lines else -1
-    for line in lines[start + 4 : start + 6] if start >= 0 else []:
-        console.print(line, highlight=False, soft_wrap=True)
+_STATUS_STYLE = {"PASS": "bold green", "MISS": "bold red", "NOT RUN": "yellow"}
+
+
+def _print_summary(rows: list[Row]) -> None:
+    """The targets, the ratios and the means per scenario, as tables: on a terminal at its
+    width, in a log or pipe at `LOG_WIDTH` columns (a row is one line there)."""
+    from rich.console import Console
+
+    from seml.bench import ratio_table, scenario_stats, summary_table, target_table
+
+    terminal = sys.stdout.isatty()
+    console = Console(highlight=False, width=None if terminal else LOG_WIDTH)
+    stats = scenario_stats(rows)
+    tables = [
+        _rich_table(title, table, terminal)
+        for title, table in (
+            ("Targets (the project's own; paper's figures for comparison)", target_table(stats)),
+            ("Confidential / native, whole flow", ratio_table(stats)),
+            ("Means per scenario (per phase: report.md)", summary_table(stats)),
+        )
+    ]
+    if terminal:
+        for table in tables:
+            console.print(table)
+        return
+    with console.capture() as captured:  # plain text: no trailing padding in a log
+        for table in tables:
+            console.print(table)
+            console.print()
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def _rich_table(title: str, table: Table, terminal: bool) -> object:
+    from rich import box
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    out = RichTable(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD if terminal else box.ASCII2,
+        header_style="bold" if terminal else "",
+        pad_edge=not terminal,  # a terminal's 80 columns need the two
+    )
+    for i, head in enumerate(table.headers):
+        out.add_column(head, justify="right" if i in table.right else "left", no_wrap=not terminal)
+    for row in table.rows:
+        cells = []
+        for i, cell in enumerate(row):
+            style = _STATUS_STYLE.get(cell, "bold") if i in table.strong and terminal else ""
+            cells.append(Text(cell, style=style))
+        out.add_row(*cells)
+    return out

@@ -18,7 +18,8 @@ CasUrl = Annotated[
     typer.Option(
         "--cas",
         envvar="SEML_CAS",
-        help="Attestation service URL, https://HOST:PORT; env SEML_CAS.",
+        show_envvar=False,
+        help="Attestation service URL, https://HOST:PORT; env SEML_CAS, else the profile's.",
     ),
 ]
 CasFingerprint = Annotated[
@@ -26,7 +27,9 @@ CasFingerprint = Annotated[
     typer.Option(
         "--cas-fingerprint",
         envvar="SEML_CAS_FINGERPRINT",
-        help="Pinned sha256:... fingerprint of the service certificate; env SEML_CAS_FINGERPRINT.",
+        show_envvar=False,
+        help="Pinned sha256:... fingerprint of the service certificate; env "
+        "SEML_CAS_FINGERPRINT, else the profile's.",
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -61,10 +64,35 @@ def init(
 
 
 def serve(
-    directory: Annotated[Path, typer.Argument(help="State directory made by `seml cas init`.")],
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="State directory made by `seml cas init` (default: $SEML_CAS_STATE, else the "
+            "operator profile's).",
+            envvar="SEML_CAS_STATE",
+            show_envvar=False,
+        ),
+    ],
     listen: Annotated[
-        str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free port).")
+        str,
+        typer.Option(
+            "--listen",
+            envvar="SEML_CAS_LISTEN",
+            show_envvar=False,
+            help="HOST:PORT to listen on (port 0: any free port; 0.0.0.0 or [::]: every "
+            "interface). Default: $SEML_CAS_LISTEN, else the profile's, else 127.0.0.1:8443.",
+        ),
     ] = "127.0.0.1:8443",
+    advertise: Annotated[
+        str | None,
+        typer.Option(
+            "--advertise",
+            envvar="SEML_CAS_ADVERTISE",
+            show_envvar=False,
+            help="The URL the parties use (https://HOST:PORT), printed first; default: the "
+            "listen address, or each interface's address when listening on all of them.",
+        ),
+    ] = None,
     keys: Annotated[
         Path | None,
         typer.Option(
@@ -82,13 +110,13 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve over HTTPS until interrupted (prints the URL and the certificate pin).
+    """Serve over HTTPS until interrupted (prints the URLs clients can use and the pin).
 
     GET /healthz answers 200 while the service can serve (for probes); it reveals nothing else.
     """
     from seml.cas import serve as run
 
-    run(directory, listen, keys=keys, tls=tls)
+    run(directory, listen, keys=keys, tls=tls, advertise=advertise)
 
 
 def info(

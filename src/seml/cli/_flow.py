@@ -12,7 +12,12 @@ __all__ = ["register"]
 
 S3Endpoint = Annotated[
     str | None,
-    typer.Option("--s3-endpoint", help="S3 endpoint for s3:// remotes (or $SEML_S3_ENDPOINT)."),
+    typer.Option(
+        "--s3-endpoint",
+        envvar="SEML_S3_ENDPOINT",
+        show_envvar=False,
+        help="S3 endpoint for s3:// remotes (default: $SEML_S3_ENDPOINT, else the profile's).",
+    ),
 ]
 
 
@@ -154,11 +159,9 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 def sessions(
     out: Annotated[Path, typer.Argument(help="Folder to write the session documents into.")],
-    root: Annotated[
-        Path,
-        typer.Option("--root", help="The flow's folder, the same path on every machine."),
+    storage: Annotated[
+        str, typer.Option("--storage", help="Object storage URL (s3://bucket/prefix).")
     ],
-    storage: Annotated[str, typer.Option("--storage", help="Object storage URL.")],
     party: Annotated[
         list[str], typer.Option("--party", help="NAME=PUBLIC_KEY_FILE, once per party.")
     ],
@@ -177,18 +180,17 @@ def sessions(
     task: Annotated[
         list[str] | None, typer.Option("--task", help="classification and/or regression.")
     ] = None,
-    seml: Annotated[str, typer.Option("--seml", help="The seml command on each machine.")] = "seml",
-    s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Write the flow's collaboration session and each party's private session.
 
     The private sessions export each party's data key to the collaboration's fetch service,
-    pinned to the collaboration session's hash, so they are written after it.
+    pinned to the collaboration session's hash, so they are written after it. The sessions
+    name no machine's path or endpoint: each machine gives its services its own folders
+    (data/, input/, output/), storage endpoint and credentials, and `seml` (see `seml init`).
     """
     from seml._fs import write_atomic
     from seml.errors import UsageError
     from seml.flow._plan import (
-        FlowLayout,
         collaboration_session,
         dump_session,
         private_session,
@@ -207,19 +209,14 @@ def sessions(
         except OSError as e:
             raise UsageError(f"cannot read {p}'s public key {key_file}: {e}") from e
     platforms = _pairs(platform or [], "--platform")
-    layout = FlowLayout(root.resolve(), tuple(publics))
     m = measurement or measure([], [])
-    s3 = ["--s3-endpoint", s3_endpoint] if s3_endpoint else []
     doc = collaboration_session(
         name=name,
         parties=publics,
         measurement=m,
         storage=storage,
-        layout=layout,
         specs=training_specs(task or ["classification", "regression"]),
-        seml=seml,
         platforms=platforms,
-        s3_args=s3,
     )
     shared_hash = session_hash(doc)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,10 +230,7 @@ def sessions(
             public_key=public,
             measurement=m,
             storage=storage,
-            layout=layout,
-            seml=seml,
             platform=platforms.get(p),
-            s3_args=s3,
         )
         path = out / f"{name}-{p}.yaml"
         write_atomic(path, dump_session(private))

@@ -27,6 +27,11 @@ ml_app = typer.Typer(
 
 _TASKS = ("classification", "regression")
 
+_MAX_MODEL_SIZE = typer.Option(
+    "--max-model-size",
+    help="Most a model file may inflate to, in total and per member (e.g. 512M, 4G). Default 1G.",
+)
+
 
 @ml_app.command("train")
 def train_command(
@@ -73,30 +78,36 @@ def predict_command(
         str | None,
         typer.Option("--id-column", help="Copy this input column into the predictions as row id."),
     ] = None,
+    max_model_size: Annotated[str | None, _MAX_MODEL_SIZE] = None,
 ) -> None:
-    """Load MODEL under the allow-list of trusted types and write predictions for INPUT."""
-    from seml.ml import predict
+    """Load MODEL (within size limits, under the allow-list of trusted types, its internal
+    arrays checked) and write predictions for INPUT."""
+    from seml.ml import model_limits, parse_size, predict
 
+    limits = model_limits(None if max_model_size is None else parse_size(max_model_size))
     with _busy(f"predicting with {model}"):
-        result = predict(model, input_, out, proba=proba, id_column=id_column)
+        result = predict(model, input_, out, proba=proba, id_column=id_column, limits=limits)
     typer.echo(f"wrote {len(result)} predictions to {out}")
 
 
 @ml_app.command("inspect")
 def inspect_command(
-    model: Annotated[Path, typer.Argument(help="Model file to inspect (nothing is loaded).")],
+    model: Annotated[Path, typer.Argument(help="Model file to inspect (nothing is predicted).")],
+    max_model_size: Annotated[str | None, _MAX_MODEL_SIZE] = None,
 ) -> None:
-    """List the types a model file names and whether SEML trusts them; exit 4 if any is not."""
-    from seml.ml import model_types
+    """List the types a model file names and whether SEML trusts them, then run the checks
+    predict runs before loading it. Exit 4 for an untrusted type, 3 for an inconsistent model."""
+    from seml.ml import inspect_model, model_limits, parse_size
 
-    types = model_types(model)
+    limits = model_limits(None if max_model_size is None else parse_size(max_model_size))
+    types = inspect_model(model, limits=limits)
     width = max(len(t.name) for t in types)
     for t in types:
         typer.echo(f"{t.name:<{width}}  {'trusted' if t.trusted else 'UNTRUSTED'}")
     untrusted = [t.name for t in types if not t.trusted]
     if untrusted:
         raise PolicyError(f"{model} names {len(untrusted)} untrusted type(s); it will not load")
-    typer.echo(f"{model}: all {len(types)} types trusted")
+    typer.echo(f"{model}: all {len(types)} types trusted; internal arrays consistent")
 
 
 @ml_app.command("dataset")

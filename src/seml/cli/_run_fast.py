@@ -24,7 +24,12 @@ _DESCRIPTION = f"""{SUMMARY}
 
 The command only starts if the attestation service accepted the evidence; its exit status
 becomes seml's. Volumes are sealed as a new version only when the command succeeds.
-Everything after -- is the command and its own arguments: seml reads none of them."""
+Everything after -- is the command and its own arguments: seml reads none of them.
+
+This machine's settings come from flags, else environment variables, else the profile
+(seml --profile NAME run ..., or SEML_PROFILE; see seml init). The command also gets this
+machine's storage endpoint and credentials (SEML_S3_ENDPOINT, AWS_*; their names are printed)
+and its folders (--folder, the profile's) as NAME/ in its working directory."""
 CODE_HELP = "A code file or folder the command runs; part of the measurement (repeatable)."
 MOUNTS = ("auto", "namespace", "workspace", "fuse")
 GPUS = ("auto", "required", "simulate", "none")
@@ -58,10 +63,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--volumes-dir",
         type=Path,
-        default=Path("volumes"),
         metavar="DIR",
         help="Where this machine keeps protected volumes (one folder per session/volume). "
-        "Default: volumes.",
+        "Default: $SEML_VOLUMES_DIR, else the profile's, else ./volumes.",
+    )
+    p.add_argument(
+        "--folder",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="A folder of this machine the command sees as NAME/ in its working directory "
+        "(repeatable; adds to and overrides the profile's folders).",
+    )
+    p.add_argument(
+        "--seml",
+        type=Path,
+        metavar="FILE",
+        help="The seml executable that runs a command whose program is `seml` (default: "
+        "$SEML_EXECUTABLE, else the profile's, else this installation's).",
     )
     p.add_argument(
         "--session-hash",
@@ -80,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "--platform-key",
         type=Path,
         metavar="FILE",
-        help="Simulated platform key (default: $SEML_PLATFORM_KEY, else "
+        help="Simulated platform key (default: $SEML_PLATFORM_KEY, else the profile's, else "
         "~/.local/share/seml/platform.key). Stands in for the CPU's identity.",
     )
     p.add_argument(
@@ -97,18 +116,21 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="Pass this machine's variable NAME to the command (repeatable), e.g. storage "
-        "credentials. Only these and PATH, LANG, LC_*, TZ, TERM, USER, LOGNAME come from this "
-        "machine; a variable that loads code (PYTHONPATH, LD_PRELOAD, ...) is refused. The "
-        "names are printed, never the values.",
+        help="Pass this machine's variable NAME to the command too (repeatable); the storage "
+        "endpoint and credentials of the profile are passed anyway. Only these and PATH, LANG, "
+        "LC_*, TZ, TERM, USER, LOGNAME come from this machine; a variable that loads code "
+        "(PYTHONPATH, LD_PRELOAD, ...) is refused. The names are printed, never the values.",
     )
     p.add_argument(
-        "--cas", metavar="URL", help="Attestation service URL, https://HOST:PORT; env SEML_CAS."
+        "--cas",
+        metavar="URL",
+        help="Attestation service URL, https://HOST:PORT; env SEML_CAS, else the profile's.",
     )
     p.add_argument(
         "--cas-fingerprint",
         metavar="PIN",
-        help="Pinned sha256:... fingerprint of the service certificate; env SEML_CAS_FINGERPRINT.",
+        help="Pinned sha256:... fingerprint of the service certificate; env "
+        "SEML_CAS_FINGERPRINT, else the profile's.",
     )
     p.add_argument(*_HELP, action="help", help="Show this message and exit.")
     return p
@@ -152,6 +174,8 @@ def run(args: list[str]) -> int:
         pass_env=options.pass_env,
         cas_url=options.cas,
         cas_fingerprint=options.cas_fingerprint,
+        folders=options.folder,
+        seml=options.seml,
     )
 
 
@@ -161,7 +185,7 @@ def execute(
     service: str,
     command: list[str],
     code: list[Path],
-    volumes_dir: Path,
+    volumes_dir: Path | None,
     session_hash: str | None,
     mount: str,
     simulation: bool,
@@ -170,16 +194,37 @@ def execute(
     cas_fingerprint: str | None,
     gpu: str = "auto",
     pass_env: Sequence[str] = (),
+    folders: list[str] | None = None,
+    seml: Path | None = None,
 ) -> int:
     """What `seml run` does once its options are parsed."""
     from seml.cas import client_from_env
-    from seml.runtime import RunOptions, default_platform_key, run_service
+    from seml.cli._machine import run_machine
+    from seml.runtime import RunOptions, run_service
 
     if mount not in MOUNTS:
         raise UsageError(f"--mount must be auto, namespace, workspace or fuse, not {mount!r}")
     if gpu not in GPUS:
         raise UsageError(f"--gpu must be auto, required, simulate or none, not {gpu!r}")
-    passed: dict[str, str] = {}
+    machine = run_machine(
+        cas_url=cas_url,
+        cas_fingerprint=cas_fingerprint,
+        volumes_dir=volumes_dir,
+        platform_key=platform_key,
+        seml=seml,
+        folders=folders or [],
+    )
+    if machine.profile is not None:
+        print(f"seml run: profile {machine.profile}", file=sys.stderr, flush=True)
+    for name in machine.missing:
+        what = f"no {name}" if " " in name else f"${name} is not set"
+        print(
+            f"seml run: warning: {what}: the profile takes storage credentials from there, so "
+            "the service gets none",
+            file=sys.stderr,
+            flush=True,
+        )
+    passed = dict(machine.pass_env)
     for name in pass_env:
         if "=" in name:
             raise UsageError(
@@ -189,24 +234,20 @@ def execute(
         if name not in os.environ:
             raise UsageError(f"--pass-env {name}: {name} is not set in this environment")
         passed[name] = os.environ[name]
-    if platform_key is None:
-        # A key named by --platform-key or SEML_PLATFORM_KEY must exist; the default one is
-        # used when it does (run_service says when a run has none).
-        default = default_platform_key()
-        if os.environ.get("SEML_PLATFORM_KEY") or default.exists():
-            platform_key = default
     options = RunOptions(
         session=session,
         service=service,
         code=tuple(code),
         command=tuple(command),
-        volumes_dir=volumes_dir,
+        volumes_dir=machine.volumes_dir,
         session_hash=session_hash,
         simulation=simulation,
         mount=mount,
-        platform_key=platform_key,
+        platform_key=machine.platform_key,
         gpu=gpu,
         pass_env=passed,
+        folders=machine.folders,
+        seml=machine.seml,
     )
-    with client_from_env(cas_url, cas_fingerprint) as cas:
+    with client_from_env(machine.cas_url, machine.cas_fingerprint) as cas:
         return run_service(options, cas).status

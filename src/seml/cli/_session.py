@@ -1,4 +1,8 @@
-"""`seml session check/sign/submit/show/history`: agree on sessions, hand them to the service."""
+"""`seml session check/sign/submit/show/history`: agree on sessions, hand them to the service.
+
+The lifecycle held by the service (propose, approve, reject, withdraw, status) is in
+`_proposals`; making the next version and reviewing one, in `_update`.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ ReadParty = Annotated[
 
 def register(app: typer.Typer) -> None:
     session = typer.Typer(
-        help="Session documents: check, sign, submit, read back.", no_args_is_help=True
+        help="Session documents: check, review, propose, approve, update, read back.",
+        no_args_is_help=True,
     )
     for name, fn in (
         ("check", check),
@@ -51,6 +56,10 @@ def register(app: typer.Typer) -> None:
         ("history", history),
     ):
         session.command(name)(fn)
+    from seml.cli import _proposals, _update
+
+    _proposals.add_commands(session)
+    _update.add_commands(session)
     app.add_typer(session, name="session")
 
 
@@ -79,8 +88,8 @@ def check(file: SessionFile, as_json: AsJson = False) -> None:
     typer.echo(f"hash: {session_hash(s)}")
     typer.echo(f"predecessor: {s.predecessor or '(none: first version)'}")
     typer.echo(f"parties: {', '.join(s.parties)}")
-    typer.echo(f"must sign creation: {', '.join(s.approval.create)}")
-    typer.echo(f"must sign updates: {', '.join(s.approval.update)}")
+    typer.echo(f"must approve creation: {s.approval.create.describe()}")
+    typer.echo(f"must approve updates: {s.approval.update.describe()}")
     typer.echo(f"services: {', '.join(x.name for x in s.services) or '(none)'}")
     if "simulation" in s.security.tolerate:
         typer.echo("note: tolerates SIMULATED evidence (no hardware protection)")

@@ -29,9 +29,12 @@ S3EndpointOpt = Annotated[
     str | None,
     typer.Option(
         "--s3-endpoint",
-        help="S3 endpoint URL for s3:// remotes (default: $SEML_S3_ENDPOINT, else AWS). "
-        "Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE.",
+        envvar="SEML_S3_ENDPOINT",
+        help="S3 endpoint URL for s3:// remotes (default: $SEML_S3_ENDPOINT, else the "
+        "profile's, else AWS). Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+        "or AWS_PROFILE.",
         show_default=False,
+        show_envvar=False,
     ),
 ]
 TransfersOpt = Annotated[
@@ -42,10 +45,12 @@ StateDirOpt = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
+        envvar="SEML_STATE_DIR",
         help="Where the last seen manifest versions and push journals live "
-        "(default: $SEML_STATE_DIR, else ~/.local/state/seml).",
+        "(default: $SEML_STATE_DIR, else the profile's, else ~/.local/state/seml).",
         file_okay=False,
         show_default=False,
+        show_envvar=False,
     ),
 ]
 QuietOpt = Annotated[

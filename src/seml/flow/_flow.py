@@ -12,7 +12,7 @@ type, so what is measured is what a user feels. `Flow` runs in two modes:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,18 +59,6 @@ class PhaseResult:
     step: StepResult
 
 
-# What the flow's programs read from their environment to reach S3 storage (boto3's standard
-# variables); `seml run` passes exactly these from the machine when they are set.
-STORAGE_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_MAX_ATTEMPTS",
-)
-
-
 @dataclass
 class Flow:
     config: FlowConfig
@@ -92,14 +80,24 @@ class Flow:
 
     # -- running steps -----------------------------------------------------------------------
 
-    def _env(self) -> dict[str, str]:
-        extra = dict(self.cas.env) if self.cas else {}
-        return environment(extra)
+    def _env(self, machine: Mapping[str, str] | None = None) -> dict[str, str]:
+        # Every step runs with the settings given here only: no profile of the user running
+        # the demo (SEML_CONFIG_DIR names a folder without one) leaks into it.
+        extra = {"SEML_CONFIG_DIR": str(self.layout.root / ".no-profile")}
+        if self.cas:
+            extra.update(self.cas.env)
+        return environment({**extra, **(machine or {})})
 
     def step(
-        self, label: str, args: Sequence[str], *, phase: str | None = None, cwd: Path | None = None
+        self,
+        label: str,
+        args: Sequence[str],
+        *,
+        phase: str | None = None,
+        cwd: Path | None = None,
+        machine: Mapping[str, str] | None = None,
     ) -> StepResult:
-        result = run_measured([*self.seml, *args], env=self._env(), cwd=cwd)
+        result = run_measured([*self.seml, *args], env=self._env(machine), cwd=cwd)
         if phase is not None:
             self.phases.append(PhaseResult(phase, result))
         if self.on_step is not None:
@@ -109,15 +107,19 @@ class Flow:
     def service(
         self, session: str, service: str, phase: str, *, machine: str, label: str = ""
     ) -> StepResult:
-        """Run one service under `seml run` on `machine` (a party's name, or "cloud")."""
+        """Run one service under `seml run` on `machine` (a party's name, or "cloud"), with that
+        machine's settings: its volumes, platform key and folders (flags), its sync-state
+        folder and storage endpoint (environment, which `seml run` passes to the service)."""
         lay = self.layout
+        settings: dict[str, str] = {}
+        if self.config.s3_endpoint:
+            settings["SEML_S3_ENDPOINT"] = self.config.s3_endpoint
         if machine == "cloud":
             volumes, platform_key = lay.cloud_volumes, lay.cloud_platform_key
         else:
             volumes, platform_key = lay.party_volumes(machine), lay.platform_key(machine)
-        # A workload gets nothing from the host's environment but a short allow-list; the
-        # storage credentials its programs need are passed by name (`seml run --pass-env`).
-        passed = [a for n in STORAGE_VARIABLES if n in self._env() for a in ("--pass-env", n)]
+            settings["SEML_STATE_DIR"] = str(lay.party_state(machine))
+        folders = [f"--folder={name}={path}" for name, path in lay.folders(machine).items()]
         return self.step(
             label or f"{service} runs attested on {machine}'s machine",
             [
@@ -130,9 +132,10 @@ class Flow:
                 str(volumes),
                 "--platform-key",
                 str(platform_key),
-                *passed,
+                *folders,
             ],
             phase=phase,
+            machine=settings,
         )
 
     # -- set-up ------------------------------------------------------------------------------
@@ -154,7 +157,8 @@ class Flow:
         shards = split_parties(rest, len(c.parties), c.seed)
         held_shards = split_parties(held, len(c.parties), c.seed)
         for name, shard, mine in zip(c.parties, shards, held_shards, strict=True):
-            self.layout.data(name).mkdir(parents=True, exist_ok=True)
+            for folder in self.layout.folders(name).values():
+                folder.mkdir(parents=True, exist_ok=True)
             shard.to_csv(self.layout.data(name) / f"{name}.csv", index=False)
             mine.to_csv(self.layout.holdout(name), index=False)
 
@@ -186,17 +190,13 @@ class Flow:
             out = self.step(f"{machine}'s machine gets its (simulated) platform id", args)
             platforms[machine] = out.stdout.strip()
         self.measurement = self.step("measure the services", ["measure"]).stdout.strip()
-        seml = self.seml[0] if len(self.seml) == 1 else "seml"
         doc = collaboration_session(
             name=c.session,
             parties=publics,
             measurement=self.measurement,
             storage=self.storage,
-            layout=lay,
             specs=self.specs(),
-            seml=seml,
             platforms=platforms,
-            s3_args=self.s3_args,
         )
         shared = lay.sessions / f"{c.session}.yaml"
         write_atomic(shared, dump_session(doc))
@@ -221,10 +221,7 @@ class Flow:
                 public_key=publics[p],
                 measurement=self.measurement,
                 storage=self.storage,
-                layout=lay,
-                seml=seml,
                 platform=platforms[p],
-                s3_args=self.s3_args,
             )
             path = lay.party(p) / f"{c.session}-{p}.yaml"
             write_atomic(path, dump_session(private))

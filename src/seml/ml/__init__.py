@@ -14,10 +14,11 @@ A user's own training script, run as a service's command, can use the same piece
     model = MyPreferredSklearnEstimator().fit(data[features], data[target])
     save_model(model, Path("/volumes/model/model.skops"))
 
-`save_model` writes atomically and only if the file loads back under the allow-list, so whatever
-a script saves, `seml ml predict` can run.
+`save_model` writes atomically and only if the file loads back under the allow-list and passes
+the structural checks, so whatever a script saves, `seml ml predict` can run.
 """
 
+from seml.ml._archive import ArchiveLimits, parse_size
 from seml.ml._datasets import (
     IRIS_FEATURES,
     enlarge,
@@ -29,16 +30,19 @@ from seml.ml._datasets import (
 )
 from seml.ml._layout import DATASETS, WrittenDataset, make_dataset, write_dataset
 from seml.ml._modelfile import (
+    MODEL_LIMITS,
     TRUSTED_INTERNALS,
     ModelType,
+    inspect_model,
     is_trusted_type,
     load_model,
+    model_limits,
     model_types,
     save_model,
 )
 from seml.ml._predict import model_features, predict, predict_frame
 from seml.ml._spec import Task, TrainingSpec, load_spec, parse_spec, resolve_estimator
-from seml.ml._tables import dataset_files, load_datasets, read_table
+from seml.ml._tables import TableLimits, dataset_files, load_datasets, read_table
 from seml.ml._train import (
     METRICS_FILE,
     MODEL_FILE,
@@ -53,8 +57,11 @@ __all__ = [
     "IRIS_FEATURES",
     "METRICS_FILE",
     "MODEL_FILE",
+    "MODEL_LIMITS",
     "TRUSTED_INTERNALS",
+    "ArchiveLimits",
     "ModelType",
+    "TableLimits",
     "Task",
     "TrainResult",
     "TrainingSpec",
@@ -63,6 +70,7 @@ __all__ = [
     "dataset_files",
     "enlarge",
     "holdout",
+    "inspect_model",
     "iris_frame",
     "is_trusted_type",
     "load_datasets",
@@ -70,7 +78,9 @@ __all__ = [
     "load_spec",
     "make_dataset",
     "model_features",
+    "model_limits",
     "model_types",
+    "parse_size",
     "parse_spec",
     "predict",
     "predict_frame",

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from seml._fs import staged
 from seml.errors import StorageError, UsageError
-from seml.ml._modelfile import load_model
+from seml.ml._archive import ArchiveLimits
+from seml.ml._modelfile import MODEL_LIMITS, load_model
 from seml.ml._tables import load_datasets, read_table
 
 if TYPE_CHECKING:
@@ -62,10 +63,12 @@ def predict(
     *,
     proba: bool = False,
     id_column: str | None = None,
+    limits: ArchiveLimits = MODEL_LIMITS,
 ) -> pd.DataFrame:
-    """Load `model_path` under the allow-list, predict for `inputs` (a DataFrame, a CSV or
-    Parquet file, or a folder of them) and write the predictions CSV to `out` atomically."""
-    model = load_model(model_path)
+    """Load `model_path` within `limits`, under the allow-list and its structural checks,
+    predict for `inputs` (a DataFrame, a CSV or Parquet file, or a folder of them) and write
+    the predictions CSV to `out` atomically."""
+    model = load_model(model_path, limits=limits)
     if isinstance(inputs, Path):
         frame = load_datasets(inputs) if inputs.is_dir() else read_table(inputs)
     else:

@@ -23,6 +23,7 @@ __all__ = [
     "TrainingSpec",
     "estimator_kind",
     "import_sklearn_class",
+    "is_validated_estimator",
     "load_spec",
     "parse_spec",
     "resolve_estimator",
@@ -119,8 +120,9 @@ def resolve_estimator(path: str, task: Task) -> type[Any]:
     """Import the estimator class named by `path`, refusing anything SEML does not train.
 
     Only classes in the ``sklearn`` package that are scikit-learn classifiers (for
-    classification) or regressors (for regression) are accepted. The model loader trusts exactly
-    the same classes, so whatever SEML trains it can load again.
+    classification) or regressors (for regression), and whose fitted state SEML checks
+    structurally before predicting (`is_validated_estimator`), are accepted. The model loader
+    trusts exactly the same classes, so whatever SEML trains it can load again.
     """
     if not _SKLEARN_PATH.fullmatch(path):
         raise PolicyError(f"estimator {path!r} is outside the sklearn namespace; refused")
@@ -132,7 +134,22 @@ def resolve_estimator(path: str, task: Task) -> type[Any]:
         raise PolicyError(f"{path!r} is not a scikit-learn classifier or regressor; refused")
     if kind != task:
         raise UsageError(f"estimator {path!r} is a {kind} estimator, but the task is {task}")
+    if not is_validated_estimator(f"{cls.__module__}.{cls.__qualname__}"):
+        raise PolicyError(
+            f"{path!r} is not among the estimators whose fitted state SEML checks before running "
+            "it, so it cannot be trained or loaded (the README lists the supported estimators)"
+        )
     return cls
+
+
+def is_validated_estimator(name: str) -> bool:
+    """Whether `name` (``module.Class`` where the class is defined) is an estimator whose
+    fitted state `seml.ml` checks structurally, so it may be trained and loaded."""
+    if not name.startswith("sklearn."):
+        return False  # never import anything outside scikit-learn to answer
+    from seml.ml._validate import validated_estimators
+
+    return name in validated_estimators()
 
 
 def import_sklearn_class(path: str) -> type[Any] | None:

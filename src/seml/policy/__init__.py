@@ -1,14 +1,24 @@
-"""Session documents: schema, canonical hash, party keys, detached signatures, update rules.
+"""Session documents: schema, canonical hash, party keys, signatures and decisions, approval
+rules.
 
 Pure: nothing here touches the network; reading files is left to the caller (and the CLI).
 """
 
 from seml.policy._approval import (
+    Decision,
     SessionSignature,
+    SignedDecision,
+    Tally,
     check_creation,
+    check_lineage,
     check_update,
+    decision_message,
+    decision_party,
+    sign_decision,
     sign_session,
     signature_message,
+    tally,
+    verify_decision,
 )
 from seml.policy._document import (
     canonical_json,
@@ -16,6 +26,14 @@ from seml.policy._document import (
     schema_errors,
     session_from_document,
     session_hash,
+)
+from seml.policy._edit import (
+    exported_to,
+    parse_path,
+    repin_document,
+    repin_exports,
+    set_path,
+    successor,
 )
 from seml.policy._keys import (
     PartyKey,
@@ -50,16 +68,27 @@ from seml.policy._model import (
     placeholders_in,
 )
 from seml.policy._requirements import describe_requirements
+from seml.policy._review import ExportTarget, Review, review_session
+from seml.policy._review_diff import Change, changes_between
+from seml.policy._review_text import render_review
+from seml.policy._rules import ApprovalRule, RuleState, RuleVerdict
 
 __all__ = [
     "PLACEHOLDER",
     "Approval",
+    "ApprovalRule",
     "AzureSnpPlatform",
+    "Change",
     "ConfidentialVm",
+    "Decision",
     "Export",
+    "ExportTarget",
     "NvidiaGpu",
     "PartyKey",
     "Placeholder",
+    "Review",
+    "RuleState",
+    "RuleVerdict",
     "Secret",
     "SecretImport",
     "SecretKind",
@@ -67,28 +96,45 @@ __all__ = [
     "Service",
     "Session",
     "SessionSignature",
+    "SignedDecision",
     "SnpPlatform",
     "SnpTcb",
     "Storage",
+    "Tally",
     "TdxPlatform",
     "Volume",
     "VolumeImport",
     "canonical_json",
+    "changes_between",
     "check_creation",
+    "check_lineage",
     "check_update",
+    "decision_message",
+    "decision_party",
     "describe_requirements",
+    "exported_to",
     "fingerprint",
     "load_private_key",
     "new_key_pair",
+    "parse_path",
     "parse_public_key",
     "parse_session",
     "placeholders_in",
     "public_key_text",
+    "render_review",
+    "repin_document",
+    "repin_exports",
+    "review_session",
     "schema_errors",
     "session_from_document",
     "session_hash",
+    "set_path",
+    "sign_decision",
     "sign_session",
     "signature_message",
+    "successor",
+    "tally",
+    "verify_decision",
     "verify_ed25519",
     "write_private_key",
 ]

@@ -28,6 +28,7 @@ from pydantic import (
 
 from seml._environ import code_loading
 from seml._paths import check_layout
+from seml.policy._rules import ApprovalRule
 
 __all__ = [
     "ENV_NAME_PATTERN",
@@ -333,8 +334,11 @@ class Service(_Strict):
 
 
 class Approval(_Strict):
-    create: list[Name] = Field(min_length=1)
-    update: list[Name] = Field(min_length=1)
+    """Who must approve the first version (`create`) and each update (`update`): each an
+    `ApprovalRule` (a list of parties, all of them; or {require, of, veto})."""
+
+    create: ApprovalRule
+    update: ApprovalRule
 
 
 # The weaknesses a verdict can carry (seml.attest); "revoked" is never tolerable. A typo here
@@ -419,10 +423,9 @@ def _check_cross_references(s: Session) -> None:
     _unique("volume", [x.name for x in s.volumes])
     _unique("service", [x.name for x in s.services])
     parties = set(s.parties)
-    for rule, names in (("create", s.approval.create), ("update", s.approval.update)):
-        for n in names:
-            if n not in parties:
-                raise ValueError(f"approval.{rule}: {n} is not one of the parties")
+    for rule, approval in (("create", s.approval.create), ("update", s.approval.update)):
+        for n in sorted(approval.parties() - parties):
+            raise ValueError(f"approval.{rule}: {n} is not one of the parties")
     services = {x.name: x for x in s.services}
     secrets: dict[str, Secret] = {x.name: x for x in s.secrets}
     volumes = {x.name for x in s.volumes}

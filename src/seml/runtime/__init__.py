@@ -1,6 +1,6 @@
 """The confidential runtime: measure a workload, attest it, and run it with its secrets."""
 
-from seml.runtime._measure import measure, runtime_identity
+from seml.runtime._measure import NOT_COVERED, Explanation, explain, measure, runtime_identity
 from seml.runtime._platform import (
     default_platform_key,
     init_platform_key,
@@ -10,10 +10,13 @@ from seml.runtime._platform import (
 from seml.runtime._run import SIMULATION_BANNER, RunOptions, RunResult, run_service
 
 __all__ = [
+    "NOT_COVERED",
     "SIMULATION_BANNER",
+    "Explanation",
     "RunOptions",
     "RunResult",
     "default_platform_key",
+    "explain",
     "init_platform_key",
     "load_platform_key",
     "measure",

@@ -11,6 +11,7 @@ creates missing top-level folders (empty) to mount on. System folders are never 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ from seml.errors import PolicyError, UsageError
 
 __all__ = [
     "MountPlan",
+    "check_pass_env",
     "child_environment",
+    "link_folders",
     "namespace_available",
     "plan_mounts",
+    "resolve_seml",
     "workspace_path",
     "wrap_command",
 ]
@@ -109,6 +113,27 @@ def wrap_command(command: Sequence[str], plan: MountPlan) -> list[str]:
     return [*args, "--", *command]
 
 
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_pass_env(pass_env: Mapping[str, str], service_env: Mapping[str, str]) -> None:
+    """Refuse what the machine may not pass to a service: a code-loading variable, a malformed
+    name, or a variable the session sets itself (the agreed value wins, so it is an error)."""
+    for name in pass_env:
+        if not _VARIABLE.fullmatch(name):
+            raise UsageError(f"cannot pass {name!r} to a service: not a variable name")
+        if code_loading(name):  # the one deny-list: seml._environ
+            raise PolicyError(
+                f"this machine may not pass {name} to a service: it makes the program load code "
+                "the measurement does not cover"
+            )
+        if name in service_env:
+            raise PolicyError(
+                f"this machine passes {name}, which the session sets for the service itself: "
+                "remove it from this machine's settings"
+            )
+
+
 def child_environment(
     host: Mapping[str, str],
     *,
@@ -138,3 +163,38 @@ def child_environment(
     env.update(extra)
     env.update(FORCED)
     return env
+
+
+_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def link_folders(workspace: Path, folders: Mapping[str, Path]) -> list[Path]:
+    """Make each of this machine's folders appear in the workspace as ``NAME`` (a symbolic
+    link), so a session's command names ``data/`` or ``output/`` and each machine chooses where
+    they are. Returns the links (the caller removes them before the workspace is wiped)."""
+    links: list[Path] = []
+    for name, target in sorted(folders.items()):
+        if not _FOLDER.fullmatch(name) or name in (".", ".."):
+            raise UsageError(f"this machine's folder name {name!r} is not a plain name")
+        if not target.is_dir():
+            raise UsageError(
+                f"this machine's folder {name} ({target}) is not a folder: create it, or fix "
+                "the profile (`seml doctor` checks them)"
+            )
+        link = workspace / name
+        if link.exists() or link.is_symlink():
+            raise PolicyError(
+                f"this machine's folder {name} collides with /{name} of the session (a volume "
+                "or an injected file): give the folder another name in the profile"
+            )
+        link.symlink_to(target.absolute(), target_is_directory=True)
+        links.append(link)
+    return links
+
+
+def resolve_seml(command: Sequence[str], seml: Sequence[str]) -> list[str]:
+    """A command whose program is `seml` runs this machine's seml (`seml` need not be on PATH,
+    and the session names no install path, so every machine measures the same command)."""
+    if command and command[0] == "seml" and seml:
+        return [*seml, *command[1:]]
+    return list(command)

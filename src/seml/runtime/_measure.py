@@ -3,13 +3,17 @@
 A hardware TEE measures the code it loads (MRENCLAVE, MRTD). Without hardware, SEML computes a
 digest over the same three things the hardware would cover in its setting:
 
-1. the runtime's identity: every source file of the installed `seml` package, so a modified
+1. the runtime's identity: every file of the installed `seml` package (its source and the data
+   it ships, such as the pinned vendor roots), by name relative to the package, so a modified
    runtime gets a different measurement (and no keys);
 2. the service's code files (a file or a folder, hashed by relative path and content);
 3. the service's command line.
 
-`seml measure` and `seml run` call the same function, so parties can put the value in the
-session before anything runs. This proves nothing about where the code runs: it is simulation.
+No path on this machine enters the digest: every machine that installed the same seml release
+and has the same code files gets the same value, wherever it installed them. `seml measure`
+and `seml run` call the same function, so parties can put the value in the session before
+anything runs; `seml measure --explain` lists what it covers and what it does not. This proves
+nothing about where the code runs: it is simulation.
 """
 
 from __future__ import annotations
@@ -17,15 +21,30 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from seml.errors import UsageError
 
-__all__ = ["measure", "runtime_identity"]
+__all__ = ["NOT_COVERED", "Explanation", "explain", "measure", "runtime_identity"]
 
 _DOMAIN = b"seml/measurement/simulation/v1\x00"
+_IDENTITY_DOMAIN = b"seml/runtime-identity/v2\x00"
 _BUFFER = 1 << 20
+
+# What the simulated measurement leaves out, in plain words (printed by `seml measure --explain`).
+NOT_COVERED = (
+    "the Python interpreter, its standard library and the installed dependencies (pydantic, "
+    "cryptography, boto3, scikit-learn, ...): their versions may differ between machines",
+    "where seml and the code files are installed (so machines with other install paths agree)",
+    "compiled caches (__pycache__, *.pyc) and the seml launcher script",
+    "files the command reads that are not given with --code, and the data it processes",
+    "the environment, working directory, folders, storage settings and credentials this "
+    "machine gives the service",
+    "the session's injected files and secrets (delivered after attestation)",
+    "the operating system, the kernel and the hardware: no TEE measured anything here (simulation)",
+)
 
 
 def _file_digest(path: Path) -> bytes:
@@ -40,7 +59,8 @@ def _file_digest(path: Path) -> bytes:
 
 
 def _tree(root: Path) -> Iterable[tuple[str, Path]]:
-    """(relative name, path) for a file, or every regular file below a folder, sorted."""
+    """(relative name, path) for a file, or every regular file below a folder, sorted;
+    compiled caches left out."""
     if root.is_file():
         yield root.name, root
         return
@@ -49,21 +69,69 @@ def _tree(root: Path) -> Iterable[tuple[str, Path]]:
     entries = sorted(
         (p.relative_to(root).as_posix(), p)
         for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     )
     yield from entries
 
 
-@lru_cache(maxsize=1)
-def runtime_identity() -> str:
-    """Digest over the installed seml package's own source files (hex)."""
-    package_root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(b"seml/runtime-identity/v1\x00")
-    for name, path in _tree(package_root):
-        if not name.endswith(".py"):
-            continue
-        h.update(name.encode() + b"\x00" + _file_digest(path))
+def _package_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _runtime_files(root: Path) -> tuple[tuple[str, str], ...]:
+    """(name relative to the package, sha256 hex) of every file of the seml package."""
+    return tuple((name, _file_digest(path).hex()) for name, path in _tree(root))
+
+
+def _identity(files: Iterable[tuple[str, str]]) -> str:
+    h = hashlib.sha256(_IDENTITY_DOMAIN)
+    for name, digest in files:
+        h.update(name.encode() + b"\x00" + bytes.fromhex(digest))
     return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _installed() -> tuple[tuple[str, str], ...]:
+    return _runtime_files(_package_root())
+
+
+def runtime_identity() -> str:
+    """Digest over the installed seml package's files (hex), whatever its install path."""
+    return _identity(_installed())
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What a measurement covers: the runtime's files, the code files (with the names that
+    enter the digest), the command, and the resulting values."""
+
+    value: str
+    runtime_identity: str
+    runtime_files: tuple[tuple[str, str], ...]
+    code_files: tuple[tuple[str, str], ...]
+    command: tuple[str, ...]
+    not_covered: tuple[str, ...] = NOT_COVERED
+
+
+def explain(code: Sequence[Path], command: Sequence[str], *, fresh: bool = False) -> Explanation:
+    """The measurement of `command` with its `code` files, and everything it covers.
+
+    The package's files are read once per process; `fresh` reads them again (a long-lived
+    process measuring what the services it starts will measure)."""
+    if fresh:
+        _installed.cache_clear()
+    files = _installed()
+    identity = _identity(files)
+    h = hashlib.sha256(_DOMAIN)
+    h.update(bytes.fromhex(identity))
+    code_files: list[tuple[str, str]] = []
+    for root in sorted(code, key=lambda p: p.name):
+        for name, path in _tree(root):
+            digest = _file_digest(path)
+            code_files.append((f"{root.name}/{name}", digest.hex()))
+            h.update(f"{root.name}/{name}".encode() + b"\x00" + digest)
+    h.update(json.dumps(list(command), ensure_ascii=False).encode())
+    return Explanation(h.hexdigest(), identity, files, tuple(code_files), tuple(command))
 
 
 def measure(code: Sequence[Path], command: Sequence[str]) -> str:
@@ -72,10 +140,4 @@ def measure(code: Sequence[Path], command: Sequence[str]) -> str:
     Code paths are identified by their base name and the relative names below them, not by
     where they sit on disk, so two machines with the same files get the same value.
     """
-    h = hashlib.sha256(_DOMAIN)
-    h.update(bytes.fromhex(runtime_identity()))
-    for root in sorted(code, key=lambda p: p.name):
-        for name, path in _tree(root):
-            h.update(f"{root.name}/{name}".encode() + b"\x00" + _file_digest(path))
-    h.update(json.dumps(list(command), ensure_ascii=False).encode())
-    return h.hexdigest()
+    return explain(code, command).value

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from seml._environ import check_names, refuse_code_loading
+from seml._environ import refuse_code_loading
 from seml._paths import check_layout
 from seml.attest import (
     CompositeProvider,
@@ -42,9 +42,12 @@ from seml.attest import (
 from seml.cas import CasClient, ServiceConfig, VolumeGrant
 from seml.errors import IntegrityError, PolicyError, StorageError, UsageError
 from seml.runtime._layout import (
+    check_pass_env,
     child_environment,
+    link_folders,
     namespace_available,
     plan_mounts,
+    resolve_seml,
     workspace_path,
     wrap_command,
 )
@@ -77,9 +80,12 @@ class RunOptions:
     # makes a one-off platform for this run (refused by services pinned to platforms).
     platform_key: Path | None = None
     gpu: str = "auto"  # auto | required | simulate | none: GPU evidence (see select_gpu_provider)
-    # Variables the machine's operator passes to the command (storage endpoint, credentials):
-    # never a code-loading one; their names, never their values, are printed.
+    # What this machine chooses to give the service, never what the session's public text says:
+    # variables (storage endpoint and credentials; no code-loading ones), folders linked into
+    # the workspace by name, and the argv of its `seml` (for commands whose program is `seml`).
     pass_env: Mapping[str, str] = field(default_factory=dict)
+    folders: Mapping[str, Path] = field(default_factory=dict)
+    seml: Sequence[str] = ()
 
 
 @dataclass
@@ -214,6 +220,13 @@ def _die_with_parent(argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), *argv]
 
 
+def _unlink(links: list[Path]) -> None:
+    """Remove the folder links first, so wiping the workspace can never reach their targets."""
+    for link in links:
+        with contextlib.suppress(OSError):
+            link.unlink()
+
+
 def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> int:
     """Run the child in its own process group, dying with this process; forward SIGINT and
     SIGTERM; return its status."""
@@ -249,7 +262,7 @@ def run_service(
     variables, and the source of the host's allow-listed variables for the command."""
     host = os.environ if environ is None else environ
     refuse_code_loading(host, "seml run")
-    check_names(options.pass_env, "the variables passed from this machine")
+    check_pass_env(options.pass_env, {})  # before anything; against the session's once known
     measurement = measure(list(options.code), list(options.command))
     if provider_factory is not None:
         provider = provider_factory(measurement)
@@ -311,6 +324,8 @@ def run_service(
         check_layout(config.files, {n: g.path for n, g in config.volumes.items()})
     except ValueError as e:
         raise PolicyError(f"service {config.service} of session {config.session}: {e}") from None
+    command = resolve_seml(command, options.seml)
+    check_pass_env(options.pass_env, config.environment)
     mode = options.mount
     if mode == "auto":
         mode = "namespace" if namespace_available() else "workspace"
@@ -326,6 +341,11 @@ def run_service(
         except OSError as e:
             raise StorageError(f"cannot prepare the volumes in the workspace: {e}") from e
         _inject_files(config, ws)
+        links = link_folders(ws, options.folders)
+        stack.callback(_unlink, links)
+        if links:
+            shown = ", ".join(f"{p.name} -> {options.folders[p.name]}" for p in links)
+            _say(err, f"this machine's folders: {shown}")
         plan = plan_mounts(
             ws,
             [*config.files, *(g.path for g in config.volumes.values())],
@@ -338,7 +358,7 @@ def run_service(
             if plan.binds:
                 _say(err, "no private mount namespace: session paths are relative to the workspace")
         if options.pass_env:
-            _say(err, f"passing from this machine: {', '.join(sorted(options.pass_env))}")
+            _say(err, f"passing {', '.join(sorted(options.pass_env))} from this machine")
         env = child_environment(
             host,
             passed=options.pass_env,
