@@ -224,8 +224,11 @@ def test_lifecycle(
     monkeypatch.setenv("SEML_CAS", cas_server.url)
     code, out, _ = seml("session", "status", "c-bob", "--key", bob)
     assert code == 0 and "active: version 2" in out
+    # A party reads its session's entries; anyone else the chain only.
+    code, out, err = seml("cas", "audit", "--verify", "--session", "c-bob", "--key", bob)
+    assert code == 0 and "proposal.activate" in out and "intact" in err, err
     code, out, err = seml("cas", "audit", "--verify")
-    assert code == 0 and "proposal.activate" in out and "intact" in err
+    assert code == 0 and "proposal" not in out and "c-bob" not in out and "intact" in err
 
 
 def test_veto_rejection_and_withdrawal(tmp_path: Path, seml: Any) -> None:

@@ -19,6 +19,7 @@ from seml.errors import (
 __all__ = [
     "ServiceConfig",
     "VolumeGrant",
+    "audit_challenge",
     "cert_fingerprint",
     "error_class",
     "error_kind",
@@ -57,6 +58,11 @@ def cert_fingerprint(der: bytes) -> str:
 def read_challenge(name: str, nonce: bytes) -> bytes:
     """What a party signs to read session `name` (the nonce comes from the service)."""
     return b"SEML session read v1\n" + name.encode() + b"\n" + nonce
+
+
+def audit_challenge(name: str, nonce: bytes) -> bytes:
+    """What a party signs to read the audit entries of session `name`."""
+    return b"SEML audit read v1\n" + name.encode() + b"\n" + nonce
 
 
 def volume_subject(owner: str, volume: str) -> bytes:
