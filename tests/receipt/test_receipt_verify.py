@@ -28,7 +28,7 @@ def made() -> Made:
     return make_receipt()
 
 
-def _data(made: Made) -> dict[str, Any]:
+def _data(made: Made) -> Any:
     return json.loads(made.receipt.to_json())
 
 

@@ -93,9 +93,15 @@ def fetch(
         for name, remote in parsed:
             copy_out(remote, dest / name, s3_endpoint=s3_endpoint)
         return
-    counts = run_fetch(dest, parsed, state_dir=state_dir, s3_endpoint=s3_endpoint)
-    for name, n in counts.items():
-        typer.echo(f"fetched {name}: {n} file(s), verified")
+    from seml._claims import add_claims, claims_file
+
+    inputs = run_fetch(dest, parsed, state_dir=state_dir, s3_endpoint=s3_endpoint)
+    add_claims(claims_file(), inputs=inputs)
+    for i in inputs:
+        typer.echo(
+            f"fetched {i['party']}: {i['files']} file(s), verified (manifest "
+            f"v{i['manifest_version']})"
+        )
 
 
 def train(
@@ -104,9 +110,15 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Models go to OUT/<spec name>/.")],
 ) -> None:
     """Train every spec on DATA (one process, one import of scikit-learn)."""
+    from seml._claims import add_claims, claims_file
     from seml.flow import train_all
+    from seml.flow._programs import training_claims
 
-    for name, metrics in train_all(data, out, specs).items():
+    results = train_all(data, out, specs)
+    claims = claims_file()
+    if claims is not None:
+        add_claims(claims, training=training_claims(out, specs, results))
+    for name, metrics in results.items():
         shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
         typer.echo(f"trained {name}: {shown}")
 

@@ -1,8 +1,8 @@
 """Training receipts: what one run used and produced, signed by the attestation service, and
 verifiable offline (`verify_receipt`: bytes and keys in, a structured verdict out).
 
-Also the completion reports attested services send (`CompletionReport`, `Claims`) and the
-claims file a workload writes (`add_claims`), since the receipt is made from them.
+Also the completion reports attested services send (`CompletionReport`, `Claims`): the
+receipt is made from them (a workload writes its claims with `seml._claims.add_claims`).
 """
 
 from seml.receipt._claims import (
@@ -11,7 +11,6 @@ from seml.receipt._claims import (
     InputClaim,
     PushClaim,
     TrainClaim,
-    add_claims,
 )
 from seml.receipt._model import (
     FORMAT,
@@ -70,7 +69,6 @@ __all__ = [
     "TrainClaim",
     "TrainingRecord",
     "VolumeStep",
-    "add_claims",
     "model_digest",
     "parse_sync_state",
     "receipt_id",

@@ -1,7 +1,8 @@
 """Completion reports: what an attested service says it did, sent by `seml run` after its
 command exits 0, with the capability the attestation service sealed into its configuration.
 
-The workload writes its claims to the file the runtime names in ``SEML_REPORT`` (`add_claims`);
+The workload writes its claims to the file the runtime names in ``SEML_REPORT``
+(`seml._claims.add_claims`, which loads nothing heavy);
 the runtime adds what it saw itself (the volume versions it opened and sealed) and posts the
 report. Only attested code holds the capability, so the claims are exactly as trustworthy as the
 evidence that admitted it: with simulated evidence, they prove nothing about hardware.
@@ -9,28 +10,17 @@ evidence that admitted it: with simulated evidence, they prove nothing about har
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from seml.errors import StorageError
 from seml.receipt._model import InputRecord, ModelFile, SpecRecord, VolumeStep
 
 __all__ = [
-    "REPORT_VARIABLE",
     "Claims",
     "CompletionReport",
     "InputClaim",
     "PushClaim",
     "TrainClaim",
-    "add_claims",
 ]
-
-# The variable naming the file a workload under `seml run` writes its claims to.
-REPORT_VARIABLE = "SEML_REPORT"
-MAX_CLAIMS = 1 << 20
 
 
 class _Strict(BaseModel):
@@ -66,19 +56,3 @@ class CompletionReport(_Strict):
     service: str = Field(max_length=64)
     volumes: list[VolumeStep] = Field(default_factory=list, max_length=64)
     claims: Claims = Field(default_factory=Claims)
-
-
-def add_claims(path: Path, **claims: Any) -> None:
-    """Merge `claims` (keys of `Claims`, plain data) into the claims file at `path`."""
-    from seml._fs import write_atomic
-
-    current: dict[str, Any] = {}
-    try:
-        current = json.loads(path.read_text())
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as e:
-        raise StorageError(f"{path}: unreadable claims file: {e}") from e
-    current.update(claims)
-    Claims.model_validate(current)  # a workload never writes claims the service would refuse
-    write_atomic(path, json.dumps(current, sort_keys=True), mode=0o600)

@@ -44,7 +44,7 @@ __all__ = [
     "sign_receipt",
 ]
 
-FORMAT = "seml-receipt/1"
+FORMAT: Literal["seml-receipt/1"] = "seml-receipt/1"
 _DOMAIN = b"SEML receipt v1\n"
 SIMULATED_NOTICE = (
     "SIMULATED: the evidence of {services} was made in software (no TEE); this receipt "
