@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -18,6 +16,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from seml.cas._proposal_routes import _b64, _malformed
 from seml.cas._service import CasService
 from seml.errors import SemlError, UsageError
 from seml.policy import ModelDecision
@@ -31,21 +30,6 @@ Refuse = Callable[..., JSONResponse]
 class DecideModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: ModelDecision
-
-
-def _b64(value: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise UsageError(f"{what} is not base64") from None
-
-
-def _malformed(e: ValidationError) -> UsageError:
-    where = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-        for err in e.errors(include_url=False, include_input=False)[:5]
-    )
-    return UsageError(f"malformed request: {where}")
 
 
 def add_receipt_routes(

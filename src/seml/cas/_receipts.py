@@ -25,7 +25,6 @@ import hashlib
 import json
 import secrets as _random
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 from seml.cas._receipt_models import (
@@ -36,6 +35,7 @@ from seml.cas._receipt_models import (
     ReleaseStatus,
     receipts_challenge,
 )
+from seml.cas._runs import Attested, Completed, assemble_run, build_receipt, release_secret
 from seml.cas._service import CasService, NotFoundError
 from seml.cas._state import SessionRecord, StateStore
 from seml.errors import IntegrityError, PolicyError, UsageError
@@ -43,35 +43,19 @@ from seml.policy import (
     Decision,
     ModelDecision,
     RuleState,
-    Secret,
     Session,
     fingerprint,
     parse_public_key,
     verify_ed25519,
 )
 from seml.receipt import (
-    FORMAT,
-    SIMULATED_NOTICE,
-    AuditRef,
     CompletionReport,
-    InputRecord,
-    ModelRecord,
-    PrivateSession,
-    ReceiptBody,
-    ReleaseTerms,
-    ServiceRecord,
-    SessionBinding,
     SignedReceipt,
-    TrainingRecord,
-    VolumeStep,
-    model_digest,
-    sign_receipt,
 )
 
 __all__ = [
     "MODEL",
     "ReceiptDesk",
-    "assemble_run",
     "attestation_facts",
     "capability_id",
     "check_release",
@@ -141,95 +125,6 @@ def record_attestation(
     )
 
 
-# -- runs ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Attested:
-    service: str
-    verdict: dict[str, Any]
-    seq: int
-    time: float
-
-
-@dataclass(frozen=True)
-class _Completed:
-    service: str
-    report: CompletionReport
-    seq: int
-    audit_hash: str
-    time: float
-    attested: _Attested
-
-    def volumes(self) -> dict[tuple[str, str], VolumeStep]:
-        return {(v.owner, v.volume): v for v in self.report.volumes}
-
-
-def _chained(before: _Completed, after: _Completed, what: str) -> None:
-    """`after` opened a volume at the version `before` sealed: the same run."""
-    shared = sorted(set(before.volumes()) & set(after.volumes()))
-    if not shared:
-        raise PolicyError(
-            f"{after.service} and {what} {before.service} share no protected volume: nothing "
-            "shows they are one run"
-        )
-    for key in shared:
-        sealed, opened = before.volumes()[key].sealed, after.volumes()[key].opened
-        if sealed != opened:
-            raise PolicyError(
-                f"{after.service} opened volume {key[1]} v{opened}, but {what} {before.service} "
-                f"sealed v{sealed}: not one run (another step ran in between)"
-            )
-
-
-def assemble_run(completed: list[_Completed], publish: _Completed) -> tuple[_Completed, _Completed]:
-    """(fetch, train) of the run `publish` completes, from the completions under its session
-    hash (in audit order); PolicyError naming why they do not make one run."""
-    earlier = [c for c in completed if c.seq < publish.seq]
-    train = next((c for c in reversed(earlier) if c.report.claims.training is not None), None)
-    if train is None:
-        raise PolicyError("no training completed before this publish under the same session hash")
-    fetch = next(
-        (c for c in reversed(earlier) if c.seq < train.seq and c.report.claims.inputs is not None),
-        None,
-    )
-    if fetch is None:
-        raise PolicyError("no fetch completed before the training under the same session hash")
-    _chained(train, publish, "the last training")
-    _chained(fetch, train, "the fetch before it,")
-    return fetch, train
-
-
-def _service_record(c: _Completed, role: str) -> ServiceRecord:
-    v = c.attested.verdict
-    weaknesses = [str(w) for w in v.get("weaknesses", [])]
-    simulated = "simulation" in weaknesses
-    tee = str(v.get("tee", ""))
-    return ServiceRecord(
-        service=c.service,
-        role=role,  # type: ignore[arg-type]
-        tee=tee,
-        simulated=simulated,
-        evidence=(
-            "SIMULATED (made in software, no TEE): proves nothing about hardware"
-            if simulated
-            else f"hardware ({tee})"
-        ),
-        measurement=str(v.get("measurement", "")),
-        platform=v.get("platform"),
-        platform_measurement=v.get("platform_measurement"),
-        tcb_status=v.get("tcb_status"),
-        weaknesses=weaknesses,
-        attested=c.attested.time,
-        completed=c.time,
-        volumes=list(c.report.volumes),
-    )
-
-
-def release_secret(session: Session) -> Secret | None:
-    return next((s for s in session.secrets if s.release is not None), None)
-
-
 # -- the desk -----------------------------------------------------------------------------
 
 
@@ -240,7 +135,7 @@ class ReceiptDesk:
 
     # -- completions ------------------------------------------------------------------
 
-    def _attested(self, capability: str) -> tuple[str, str, str, _Attested] | None:
+    def _attested(self, capability: str) -> tuple[str, str, str, Attested] | None:
         row = self.store.db.execute(
             "SELECT session, hash, service, verdict, seq, time FROM attestations "
             "WHERE capability = ?",
@@ -249,9 +144,9 @@ class ReceiptDesk:
         if row is None:
             return None
         session, h, service, verdict, seq, time = row
-        return session, h, service, _Attested(service, json.loads(verdict), seq, time)
+        return session, h, service, Attested(service, json.loads(verdict), seq, time)
 
-    def _completions(self, hash_: str) -> list[_Completed]:
+    def _completions(self, hash_: str) -> list[Completed]:
         rows = self.store.db.execute(
             "SELECT c.service, c.report, c.seq, c.time, a.verdict, a.seq, a.time "
             "FROM completions c JOIN attestations a ON a.capability = c.capability "
@@ -262,13 +157,13 @@ class ReceiptDesk:
         for service, report, seq, time, verdict, a_seq, a_time in rows:
             data = json.loads(report)
             out.append(
-                _Completed(
+                Completed(
                     service,
                     CompletionReport.model_validate(data["report"]),
                     seq,
                     data["audit_hash"],
                     time,
-                    _Attested(service, json.loads(verdict), a_seq, a_time),
+                    Attested(service, json.loads(verdict), a_seq, a_time),
                 )
             )
         return out
@@ -326,19 +221,31 @@ class ReceiptDesk:
             )
             answer = CompletionAnswer(seq=seq)
             if claims.pushed is not None:
-                this = _Completed(service, kept, seq, audit_hash, now, attested)
+                this = Completed(service, kept, seq, audit_hash, now, attested)
                 answer = self._issue(db, session, h, this, now) or answer
         return answer
 
     def _issue(
-        self, db: sqlite3.Connection, session: str, h: str, publish: _Completed, now: float
+        self, db: sqlite3.Connection, session: str, h: str, publish: Completed, now: float
     ) -> CompletionAnswer | None:
         completed = self._completions(h)
         if not any(c.report.claims.training is not None for c in completed):
             return None  # a push outside a training run (an upload): no receipt to make
         try:
             fetch, train = assemble_run([*completed, publish], publish)
-            signed = self._receipt(h, fetch, train, publish, now)
+            record = self.store.by_hash(h)
+            if record is None:
+                raise IntegrityError(f"session {h} of a completed run is not stored")
+            identity = self.service.identity
+            signed = build_receipt(
+                record,
+                fetch,
+                train,
+                publish,
+                now=now,
+                public_key=identity.identity_public,
+                sign=identity.sign,
+            )
         except PolicyError as e:
             self.store.append_audit(
                 db, "receipt.refused", {"session": session, "hash": h, "reason": str(e)}, now
@@ -358,91 +265,6 @@ class ReceiptDesk:
             (signed.id, session, h, body.model.digest, signed.to_json(), seq, now),
         )
         return CompletionAnswer(seq=publish.seq, receipt=signed.id)
-
-    def _receipt(
-        self, h: str, fetch: _Completed, train: _Completed, publish: _Completed, now: float
-    ) -> SignedReceipt:
-        record = self.store.by_hash(h)
-        if record is None:
-            raise IntegrityError(f"session {h} of a completed run is not stored")
-        inputs = fetch.report.claims.inputs or []
-        training = train.report.claims.training
-        pushed = publish.report.claims.pushed
-        assert training is not None and pushed is not None  # noqa: S101 - assemble_run chose them
-        published = {(f.path, f.sha256, f.size) for f in pushed.files}
-        for m in training.models:
-            if (m.path, m.sha256, m.size) not in published:
-                raise PolicyError(
-                    f"publish pushed no file {m.path} with the SHA-256 and size train reported: "
-                    "it published another model"
-                )
-        services = [
-            _service_record(fetch, "fetch"),
-            _service_record(train, "train"),
-            _service_record(publish, "publish"),
-        ]
-        simulated = [s.service for s in services if s.simulated]
-        secret = release_secret(record.session)
-        release = ReleaseTerms(required=False)
-        if secret is not None and secret.release is not None:
-            rule = secret.release.approve
-            release = ReleaseTerms(
-                required=True,
-                secret=secret.name,
-                rule=rule.describe(),
-                owners=sorted(rule.parties()),
-            )
-        audit: list[AuditRef] = []
-        for c in (fetch, train, publish):
-            audit.append(
-                AuditRef(
-                    seq=c.attested.seq,
-                    hash=str(c.attested.verdict["audit_hash"]),
-                    event="attest.release",
-                )
-            )
-            audit.append(AuditRef(seq=c.seq, hash=c.audit_hash, event="run.complete"))
-        body = ReceiptBody(
-            format=FORMAT,
-            issued=now,
-            issuer=fingerprint(self.service.identity.identity_public),
-            simulated=bool(simulated),
-            notice=SIMULATED_NOTICE.format(services=", ".join(simulated)) if simulated else "",
-            session=SessionBinding(
-                name=record.session.name,
-                hash=h,
-                version=record.version,
-                parties={
-                    p: fingerprint(parse_public_key(k)) for p, k in record.session.parties.items()
-                },
-                signatures=list(record.signatures),
-            ),
-            private_sessions=[
-                PrivateSession.model_validate(e)
-                for e in fetch.attested.verdict.get("exporters", [])
-            ],
-            services=services,
-            inputs=[InputRecord.model_validate(i.model_dump()) for i in inputs],
-            training=TrainingRecord(
-                specs=training.specs,
-                measurement=services[1].measurement,
-                models=training.models,
-                metrics=training.metrics,
-            ),
-            model=ModelRecord(
-                digest=model_digest(pushed.files),
-                files=pushed.files,
-                remote=pushed.remote,
-                manifest_version=pushed.manifest_version,
-                manifest_digest=pushed.manifest_digest,
-            ),
-            release=release,
-            audit=sorted(audit, key=lambda a: a.seq),
-        )
-        identity = self.service.identity
-        return sign_receipt(body, identity.sign, identity.identity_public)
-
-    # -- receipts ---------------------------------------------------------------------
 
     def _stored(self, where: str, args: tuple[Any, ...]) -> list[SignedReceipt]:
         rows = self.store.db.execute(
