@@ -54,8 +54,9 @@ def demo(
 
     Two parties (alice, bob) agree on a session, upload their halves of Iris encrypted, the
     cloud side fetches them into a protected volume, trains a classifier and a regressor,
-    publishes the model encrypted, and each party pulls it and runs it on held-out rows.
-    Attestation is simulated (no TEE hardware) and says so.
+    publishes the model encrypted; each party keeps the run's receipt and verifies it offline,
+    approves the model it names, then pulls it and runs it on held-out rows. Attestation is
+    simulated (no TEE hardware) and says so.
     """
     from seml.flow import FlowConfig, run_demo
 
@@ -64,7 +65,14 @@ def demo(
         from seml.errors import UsageError
 
         raise UsageError(f"--workdir {workdir} is not empty: give a new or empty folder")
-    config = FlowConfig(workdir=root, dataset=dataset, storage=storage, s3_endpoint=s3_endpoint)
+    config = FlowConfig(
+        workdir=root,
+        dataset=dataset,
+        storage=storage,
+        s3_endpoint=s3_endpoint,
+        receipts=True,
+        release=True,
+    )
     if not run_demo(config):
         raise typer.Exit(1)
 
