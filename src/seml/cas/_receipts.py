@@ -266,9 +266,10 @@ class ReceiptDesk:
         )
         return CompletionAnswer(seq=publish.seq, receipt=signed.id)
 
-    def _stored(self, where: str, args: tuple[Any, ...]) -> list[SignedReceipt]:
+    def _stored(self, where: str, args: tuple[Any, ...], last: bool = False) -> list[SignedReceipt]:
+        order = "ORDER BY seq DESC LIMIT 1" if last else "ORDER BY seq"
         rows = self.store.db.execute(
-            f"SELECT id, document FROM receipts WHERE {where} ORDER BY seq",  # noqa: S608
+            f"SELECT id, document FROM receipts WHERE {where} {order}",  # noqa: S608
             args,
         ).fetchall()
         out = []
@@ -280,8 +281,8 @@ class ReceiptDesk:
         return out
 
     def latest_receipt(self, session: str) -> SignedReceipt | None:
-        found = self._stored("session = ?", (session,))
-        return found[-1] if found else None
+        found = self._stored("session = ?", (session,), last=True)
+        return found[0] if found else None
 
     def receipts(
         self, session: str, *, key: bytes, nonce: bytes, signature: bytes, now: float
