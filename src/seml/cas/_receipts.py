@@ -452,11 +452,14 @@ class ReceiptDesk:
         return self.status(receipts[-1], session)
 
 
-def check_release(desk: ReceiptDesk, record: SessionRecord, service: str) -> None:
-    """Refuse `service` a model key whose release its owners have not approved (yet)."""
+def check_release(desk: ReceiptDesk, record: SessionRecord, service: str) -> str | None:
+    """Refuse `service` a model key whose release its owners have not approved (yet); for a
+    gated service that may have it, the manifest digest of the approved model (its `seml pull`
+    takes that manifest only)."""
     svc = record.session.service(service)
     if svc is None:
-        return
+        return None
+    released: str | None = None
     used = {p.name for _, p in svc.placeholders()}
     for secret in record.session.secrets:
         release = secret.release
@@ -472,3 +475,5 @@ def check_release(desk: ReceiptDesk, record: SessionRecord, service: str) -> Non
         status = desk.status(receipt, record.session)
         if status.state is not ReleaseState.RELEASED:
             raise PolicyError(status.summary)
+        released = receipt.receipt.model.manifest_digest
+    return released
