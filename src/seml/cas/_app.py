@@ -308,4 +308,8 @@ def create_app(service: CasService) -> RequestLimits:
     from seml.cas._proposal_routes import add_proposal_routes
 
     add_proposal_routes(app, service, refuse=refuse, read_body=_read_body)
+    # Completion reports, receipts and model releases: likewise.
+    from seml.cas._receipt_routes import add_receipt_routes
+
+    add_receipt_routes(app, service, refuse=refuse, read_body=_read_body)
     return RequestLimits(app, on_refusal=log)

@@ -97,3 +97,6 @@ class ServiceConfig(BaseModel):
     volumes: dict[str, VolumeGrant]
     storage: str | None = None
     secrets: list[str]  # names released (values only inside environment/files/command)
+    # The capability for this attestation's completion report (`seml.receipt.CompletionReport`):
+    # only the attested workload's runtime holds it.
+    completion: str | None = Field(default=None, repr=False)

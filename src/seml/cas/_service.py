@@ -16,7 +16,7 @@ import base64
 import datetime as dt
 import hmac
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nacl.public import PublicKey, SealedBox
 
@@ -58,6 +58,9 @@ from seml.policy import (
     verify_ed25519,
 )
 
+if TYPE_CHECKING:
+    from seml.cas._receipts import ReceiptDesk
+
 __all__ = ["CasService", "NotFoundError"]
 
 
@@ -82,6 +85,7 @@ class CasService:
         self.refusals = refusals or RefusalBook()
         self._secrets_key = identity.secrets_key
         self._token_key = identity.token_key
+        self._receipts: ReceiptDesk | None = None
 
     # -- info / audit ---------------------------------------------------------------------
 
@@ -385,6 +389,16 @@ class CasService:
             ignore_advisories=session.security.ignore_advisories,
         )
         weaknesses = sorted(verdict.weaknesses)
+        # Receipts and model releases (`seml.cas._receipts`): a model key waits for its owners,
+        # and the attested service gets the capability for its completion report.
+        from seml.cas._receipts import (
+            attestation_facts,
+            check_release,
+            new_capability,
+            record_attestation,
+        )
+
+        released = check_release(self.receipts, record, service_name)
         config = resolve_config(
             record,
             service_name,
@@ -395,32 +409,51 @@ class CasService:
             weaknesses=weaknesses,
             now=now,
         )
+        capability = new_capability()
+        update: dict[str, Any] = {"completion": capability}
+        if released is not None:
+            from seml._claims import RELEASED_VARIABLE
+
+            update["environment"] = {**config.environment, RELEASED_VARIABLE: released}
+        config = config.model_copy(update=update)
         sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.model_dump_json().encode())
+        details: dict[str, Any] = {
+            "session": session_name,
+            "hash": record.hash,
+            "service": service_name,
+            "tee": verdict.tee.value,
+            "measurement": admitted.workload,
+            "platform_measurement": admitted.platform_measurement,
+            "gpus": admitted.gpus,
+            "tcb_status": verdict.tcb_status,
+            "weaknesses": weaknesses,
+            "platform": platform,
+            "secrets": config.secrets,
+            "volumes": sorted(config.volumes),
+            "key": fingerprint(public_key),
+        }
+        facts = attestation_facts(self.store, record, service_name, details)
         with self.store.transaction() as db:
             self.store.append_audit(
                 db,
                 "attest.release",
-                {
-                    "session": session_name,
-                    "hash": record.hash,
-                    "service": service_name,
-                    "tee": verdict.tee.value,
-                    "measurement": admitted.workload,
-                    "platform_measurement": admitted.platform_measurement,
-                    "gpus": admitted.gpus,
-                    "tcb_status": verdict.tcb_status,
-                    "weaknesses": weaknesses,
-                    "platform": platform,
-                    "secrets": config.secrets,
-                    "volumes": sorted(config.volumes),
-                    "key": fingerprint(public_key),
-                },
+                details,
                 now,
                 # The parties of a session whose secret or volume this release hands on read
                 # the entry too: who got my data key is theirs to know.
                 sessions=(session_name, *_sources(session, service)),
             )
+            record_attestation(self.store, db, capability, record, service_name, facts, now)
         return sealed
+
+    @property
+    def receipts(self) -> ReceiptDesk:
+        """Completions, receipts and model releases (`seml.cas._receipts`)."""
+        if self._receipts is None:
+            from seml.cas._receipts import ReceiptDesk
+
+            self._receipts = ReceiptDesk(self)
+        return self._receipts
 
     def _value(self, record: SessionRecord, name: str) -> tuple[SecretKind, bytes]:
         row = self.store.sealed_secrets(record.hash).get(name)

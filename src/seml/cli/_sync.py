@@ -237,6 +237,18 @@ def register(app: typer.Typer) -> None:
             progress=_progress(quiet),
             state_dir=state_dir,
         )
+        from seml._claims import add_claims, claims_file
+
+        # Under `seml run`: what was pushed goes into the completion report (a receipt's model).
+        add_claims(
+            claims_file(),
+            pushed={
+                "remote": remote,
+                "manifest_version": r.version,
+                "manifest_digest": r.digest,
+                "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in r.files],
+            },
+        )
         if not quiet:
             typer.echo(
                 f"pushed {src} to {store.url}: {len(r.uploaded)} uploaded, "
@@ -321,19 +333,35 @@ def register(app: typer.Typer) -> None:
             filename_encoding,
             directory_name_encryption,
         )
-        r = pull(
-            store,
-            dst,
-            cipher,
-            transfers=transfers,
-            min_version=min_version,
-            state_dir=state_dir,
-            no_manifest=no_manifest,
-            mirror=mirror,
-            dry_run=dry_run,
-            pushed_to=pushed_to,
-            progress=_progress(quiet or dry_run),
-        )
+        import os
+
+        from seml._claims import RELEASED_VARIABLE
+        from seml.errors import IntegrityError
+
+        # A model service gated by a release rule is told, by the attestation service, which
+        # manifest its owners approved: anything else in storage is refused.
+        released = os.environ.get(RELEASED_VARIABLE) or None
+        try:
+            r = pull(
+                store,
+                dst,
+                cipher,
+                transfers=transfers,
+                min_version=min_version,
+                state_dir=state_dir,
+                no_manifest=no_manifest,
+                mirror=mirror,
+                dry_run=dry_run,
+                pushed_to=pushed_to,
+                progress=_progress(quiet or dry_run),
+                expect_digest=released,
+            )
+        except IntegrityError as e:
+            if released is None or "is not the expected manifest" not in str(e):
+                raise
+            raise IntegrityError(
+                f"{e}: the model in storage is not the one its owners approved"
+            ) from None
         how = f"verified against manifest version {r.version}" if r.verified else "UNVERIFIED"
         if dry_run:
             replaced = set(r.replaced)

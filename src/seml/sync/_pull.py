@@ -59,6 +59,7 @@ class PullResult:
     replaced: list[str] = field(default_factory=list)  # local files a mirror pull overwrote
     deleted: list[str] = field(default_factory=list)  # local files a mirror pull removed
     dry_run: bool = False
+    digest: str | None = None  # sha256 of the authenticated manifest (as the sync state has it)
 
 
 def _safe_path(path: str, where: str) -> str:
@@ -97,6 +98,7 @@ def pull(
     dry_run: bool = False,
     pushed_to: str | None = None,
     progress: SyncProgress | None = None,
+    expect_digest: str | None = None,
 ) -> PullResult:
     """Pull the tree in `store` into folder `dst` (created, 0700, if missing).
 
@@ -105,9 +107,12 @@ def pull(
     least `min_version` and not older than the newest this machine already saw. `no_manifest`
     pulls a tree rclone wrote, with chunk authentication only. `dst` must be empty unless
     `mirror`; `dry_run` verifies the manifest and reports what would change, writing nothing.
+    With `expect_digest` the manifest must be exactly that one (its SHA-256, hex).
     """
     if transfers < 1:
         raise UsageError("--transfers must be at least 1")
+    if no_manifest and expect_digest is not None:
+        raise UsageError("an expected manifest cannot be checked without a manifest")
     keys = ManifestKeys.from_cipher(cipher)
     state = SyncState(state_dir)
     rid = remote_id(store)
@@ -120,6 +125,12 @@ def pull(
         plan, version, sealed = _verified_plan(
             store, cipher, keys, listing, state, rid, min_version, pushed_to, progress
         )
+        if expect_digest is not None and manifest_digest(sealed) != expect_digest:
+            raise IntegrityError(
+                f"{store.url}{MANIFEST_NAME}: manifest version {version} "
+                f"({manifest_digest(sealed)[:16]}...) is not the expected manifest "
+                f"({expect_digest[:16]}...)"
+            )
     for entry in plan:
         _safe_path(entry.path, store.url)
     result = _fetch_all(
@@ -134,6 +145,8 @@ def pull(
         dry_run=dry_run,
     )
     result.version = version
+    if not no_manifest and sealed is not None:
+        result.digest = manifest_digest(sealed)
     if not dry_run and not no_manifest and version is not None and sealed is not None:
         state.record(rid, keys.key_id, version, manifest_digest(sealed))
     return result
