@@ -145,6 +145,8 @@ class _Bench:
         for p in config.parties:
             shutil.rmtree(flow.layout.party_state(p), ignore_errors=True)
             shutil.rmtree(flow.layout.predictions(p), ignore_errors=True)
+            # The party's machine gives its services this folder (output/): it must exist.
+            flow.layout.predictions(p).mkdir(parents=True)
         return flow
 
     def cleanup(self, flow: Flow) -> None:
