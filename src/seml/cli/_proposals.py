@@ -27,7 +27,15 @@ __all__ = ["add_commands", "pick_proposal", "print_view", "repin_imported", "sta
 
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
-Key = Annotated[Path, typer.Option("--key", help="Your party's private key (NAME.key).")]
+Key = Annotated[
+    Path,
+    typer.Option(
+        "--key",
+        envvar="SEML_SIGNING_KEY",
+        show_envvar=False,
+        help="Your party's private key (NAME.key); else the profile's.",
+    ),
+]
 Party = Annotated[
     str | None,
     typer.Option("--party", help="Your party's name (default: the party whose key --key is)."),
@@ -289,7 +297,13 @@ def _decide(
 def approve(
     subject: Subject,
     key: Annotated[
-        Path | None, typer.Option("--key", help="Your party's private key (NAME.key).")
+        Path | None,
+        typer.Option(
+            "--key",
+            envvar="SEML_SIGNING_KEY",
+            show_envvar=False,
+            help="Your party's private key (NAME.key); else the profile's.",
+        ),
     ] = None,
     party: Party = None,
     secret_file: SecretFiles = None,
@@ -312,10 +326,9 @@ def approve(
         from seml.cli._session import _read
         from seml.policy import SessionSignature, SignedDecision
 
-        if key is not None or secret_file or repin:
+        if secret_file or repin:  # a --key (or the profile's) is not used
             raise UsageError(
-                "--signature uploads a signature as it is: no --key, --secret-file "
-                "or --repin with it"
+                "--signature uploads a signature as it is: no --secret-file or --repin with it"
             )
         sig = SessionSignature.from_json(_read(signature), source=str(signature))
         if subject not in (sig.session, sig.hash):

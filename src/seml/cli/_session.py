@@ -30,7 +30,12 @@ ReadHash = Annotated[
 ]
 ReadKey = Annotated[
     Path | None,
-    typer.Option("--key", help="Read access as a party: its private key (signs a challenge)."),
+    typer.Option(
+        "--key",
+        envvar="SEML_SIGNING_KEY",
+        show_envvar=False,
+        help="Read access as a party: its private key (signs a challenge); else the profile's.",
+    ),
 ]
 ReadParty = Annotated[
     str | None, typer.Option("--party", help="Party name for --key (default: the key file stem).")
@@ -98,7 +103,15 @@ def check(file: SessionFile, as_json: AsJson = False) -> None:
 
 def sign(
     file: SessionFile,
-    key: Annotated[Path, typer.Option("--key", help="The party's private key (NAME.key).")],
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            envvar="SEML_SIGNING_KEY",
+            show_envvar=False,
+            help="The party's private key (NAME.key); else the profile's.",
+        ),
+    ],
     party: Annotated[
         str | None,
         typer.Option("--party", help="Party name (default: the party whose key matches)."),
@@ -201,7 +214,15 @@ def seal_secret(
         Path,
         typer.Option("--value-file", help="File holding the value (never on the command line)."),
     ],
-    key: Annotated[Path, typer.Option("--key", help="The providing party's private key.")],
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            envvar="SEML_SIGNING_KEY",
+            show_envvar=False,
+            help="The providing party's private key.",
+        ),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the sealed value.")
     ],

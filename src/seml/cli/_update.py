@@ -111,7 +111,15 @@ def _sources(session: Session) -> set[str]:
 
 def update(
     name: Annotated[str, typer.Argument(help="The session to update (its active version).")],
-    key: Annotated[Path, typer.Option("--key", help="Your party's private key (NAME.key).")],
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            envvar="SEML_SIGNING_KEY",
+            show_envvar=False,
+            help="Your party's private key (NAME.key); else the profile's.",
+        ),
+    ],
     from_file: Annotated[
         Path | None,
         typer.Option("--from", help="An edited copy of the session (predecessor filled in)."),
@@ -121,8 +129,8 @@ def update(
         typer.Option(
             "--set",
             help="PATH=VALUE: change one field (repeatable). PATH goes through mappings by key "
-            "and lists by item name: services.train.command='[seml, flow, train]', "
-            "services.train.files[/specs/a.yaml]=@new-spec.yaml (@FILE: the file's text). "
+            "and lists by item name: services.train.command='\\[seml, flow, train]', "
+            "services.train.files\\[/specs/a.yaml]=@new-spec.yaml (@FILE: the file's text). "
             "VALUE is YAML.",
         ),
     ] = None,
@@ -266,7 +274,12 @@ def review(
     ],
     key: Annotated[
         Path | None,
-        typer.Option("--key", help="Your party's private key (to read at the service)."),
+        typer.Option(
+            "--key",
+            envvar="SEML_SIGNING_KEY",
+            show_envvar=False,
+            help="Your party's private key (to read at the service); else the profile's.",
+        ),
     ] = None,
     cas_url: CasUrl = None,
     cas_fingerprint: CasFingerprint = None,
