@@ -83,7 +83,9 @@ def _files(top: Path) -> list[Path]:
 
 def holdings(args: argparse.Namespace) -> bool:
     hosts = _pairs(args.host)
-    owners = {p: set().union(*(_rows(f) for f in d.glob("*.csv"))) for p, d in _pairs(args.owner).items()}
+    owners = {
+        p: set().union(*(_rows(f) for f in d.glob("*.csv"))) for p, d in _pairs(args.owner).items()
+    }
     shared = set().union(*(_rows(Path(f)) for f in args.shared))
     # A row counts as a party's own only if no other party, and no shared file, has it too.
     own = {
@@ -95,7 +97,8 @@ def holdings(args: argparse.Namespace) -> bool:
         files = _files(top)
         size = sum(f.stat().st_size for f in files)
         where = Counter(
-            "/".join(f.relative_to(top).parts[:3]) if len(f.relative_to(top).parts) > 3
+            "/".join(f.relative_to(top).parts[:3])
+            if len(f.relative_to(top).parts) > 3
             else f.relative_to(top).parent.as_posix()
             for f in files
         )
@@ -122,7 +125,10 @@ def holdings(args: argparse.Namespace) -> bool:
                 ok = False
                 print(f"  FAIL holds {party}'s rows: {', '.join(where_found[:3])}")
             elif allowed:
-                print(f"  ok   holds its own rows ({len(own[party])} of them) in {len(where_found)} files")
+                print(
+                    f"  ok   holds its own rows ({len(own[party])} of them) "
+                    f"in {len(where_found)} files"
+                )
             else:
                 print(f"  ok   none of {party}'s {len(own[party])} rows")
         if host in ("storage", "cloud"):

@@ -300,7 +300,10 @@ cut_pull() { # --faults: take the storage host's link down while alice's pull is
   local veth="seml-$id-s3" f="$W/faults"
   mkdir -p "$f"
   find "${root[alice]}/volumes" -type f -exec sha256sum {} + 2>/dev/null | sort >"$f/storage-cut.volumes-before"
-  on alice seml run --session iris --service pull-alice >"$f/storage-cut.out" 2>"$f/storage-cut.err" &
+  # One attempt (boto's AWS_MAX_ATTEMPTS, default 5): the request in flight when the link goes
+  # down waits for its 60 s read timeout; retries would only add their back-off.
+  on alice env AWS_MAX_ATTEMPTS=1 seml run --session iris --service pull-alice \
+    >"$f/storage-cut.out" 2>"$f/storage-cut.err" &
   local run=$!
   for _ in $(seq 600); do # until alice's host has a connection open to storage
     if ip netns exec "$(ns s3)" ss -Htn state established "( sport = :8333 )" dst "${ip[alice]}" | grep -q .; then

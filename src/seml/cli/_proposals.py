@@ -41,7 +41,11 @@ Party = Annotated[
     typer.Option("--party", help="Your party's name (default: the party whose key --key is)."),
 ]
 Subject = Annotated[
-    str, typer.Argument(help="The session's name (its one open proposal) or a proposal's hash.")
+    str,
+    typer.Argument(
+        help="The session's name (its one open proposal), a proposal's hash, or a session file "
+        "(the proposal of exactly that document: its hash)."
+    ),
 ]
 SecretFiles = Annotated[
     list[str] | None,
@@ -165,10 +169,23 @@ def status_lines(s: SessionStatus) -> list[str]:
     return lines
 
 
+def _file_hash(subject: str) -> str:
+    """A session file stands for its hash, so a party approves exactly the document it holds."""
+    path = Path(subject)
+    if _HASH.match(subject) or not path.is_file():
+        return subject
+    from seml.cli._session import _load_session
+    from seml.policy import session_hash
+
+    return session_hash(_load_session(path))
+
+
 def pick_proposal(
     client: CasClient, subject: str, key: PartyKey
 ) -> tuple[SessionStatus, ProposalView]:
-    """The proposal `subject` names: the one with that hash, or the session's one open one."""
+    """The proposal `subject` names: the one with that hash (or that session file's hash), or
+    the session's one open one."""
+    subject = _file_hash(subject)
     status = client.session_status(subject, key)
     if _HASH.match(subject):
         found = [p for p in status.proposals if p.hash == subject]

@@ -5,8 +5,9 @@ machine's identity), a volumes folder, a sync-state folder and its data folders:
 it uploads), `input/` (rows it runs models on), `output/` (results). An operator's machine gets
 an attestation service (state folder with its keys and certificate), a platform key for the
 cloud services, a volumes folder and a sync-state folder; given `--cas` (and no `--listen` or
-`--advertise`), its service runs on another machine and this one is only the cloud machine. Nothing that exists is overwritten:
-running init again fills in what is missing and updates what is given.
+`--advertise`), its service runs on another machine and this one is only the cloud machine.
+Nothing that exists is overwritten: running init again fills in what is missing and updates
+what is given.
 """
 
 from __future__ import annotations
