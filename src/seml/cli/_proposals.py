@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from seml.cli._cas import AsJson, CasFingerprint, CasUrl
+from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
@@ -29,12 +29,7 @@ _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 Key = Annotated[
     Path,
-    typer.Option(
-        "--key",
-        envvar="SEML_SIGNING_KEY",
-        show_envvar=False,
-        help="Your party's private key (NAME.key); else the profile's.",
-    ),
+    key_option("Your party's private key (NAME.key)"),
 ]
 Party = Annotated[
     str | None,
@@ -315,12 +310,7 @@ def approve(
     subject: Subject,
     key: Annotated[
         Path | None,
-        typer.Option(
-            "--key",
-            envvar="SEML_SIGNING_KEY",
-            show_envvar=False,
-            help="Your party's private key (NAME.key); else the profile's.",
-        ),
+        key_option("Your party's private key (NAME.key)"),
     ] = None,
     party: Party = None,
     secret_file: SecretFiles = None,

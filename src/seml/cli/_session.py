@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from seml._fs import write_atomic
-from seml.cli._cas import AsJson, CasFingerprint, CasUrl
+from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,12 +30,7 @@ ReadHash = Annotated[
 ]
 ReadKey = Annotated[
     Path | None,
-    typer.Option(
-        "--key",
-        envvar="SEML_SIGNING_KEY",
-        show_envvar=False,
-        help="Read access as a party: its private key (signs a challenge); else the profile's.",
-    ),
+    key_option("Read access as a party: its private key (signs a challenge)"),
 ]
 ReadParty = Annotated[
     str | None, typer.Option("--party", help="Party name for --key (default: the key file stem).")
@@ -105,12 +100,7 @@ def sign(
     file: SessionFile,
     key: Annotated[
         Path,
-        typer.Option(
-            "--key",
-            envvar="SEML_SIGNING_KEY",
-            show_envvar=False,
-            help="The party's private key (NAME.key); else the profile's.",
-        ),
+        key_option("The party's private key (NAME.key)"),
     ],
     party: Annotated[
         str | None,
@@ -216,12 +206,7 @@ def seal_secret(
     ],
     key: Annotated[
         Path,
-        typer.Option(
-            "--key",
-            envvar="SEML_SIGNING_KEY",
-            show_envvar=False,
-            help="The providing party's private key.",
-        ),
+        key_option("The providing party's private key"),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the sealed value.")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from seml.cli._cas import AsJson, CasFingerprint, CasUrl
+from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
@@ -113,12 +113,7 @@ def update(
     name: Annotated[str, typer.Argument(help="The session to update (its active version).")],
     key: Annotated[
         Path,
-        typer.Option(
-            "--key",
-            envvar="SEML_SIGNING_KEY",
-            show_envvar=False,
-            help="Your party's private key (NAME.key); else the profile's.",
-        ),
+        key_option("Your party's private key (NAME.key)"),
     ],
     from_file: Annotated[
         Path | None,
@@ -274,12 +269,7 @@ def review(
     ],
     key: Annotated[
         Path | None,
-        typer.Option(
-            "--key",
-            envvar="SEML_SIGNING_KEY",
-            show_envvar=False,
-            help="Your party's private key (to read at the service); else the profile's.",
-        ),
+        key_option("Your party's private key (to read at the service)"),
     ] = None,
     cas_url: CasUrl = None,
     cas_fingerprint: CasFingerprint = None,
