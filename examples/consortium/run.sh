@@ -300,6 +300,9 @@ cut_pull() { # --faults: take the storage host's link down while alice's pull is
   local veth="seml-$id-s3" f="$W/faults"
   mkdir -p "$f"
   find "${root[alice]}/volumes" -type f -exec sha256sum {} + 2>/dev/null | sort >"$f/storage-cut.volumes-before"
+  # Storage sends at 2 Mbit/s for now, so the models (a few MB) take seconds to download and
+  # the cut lands in the middle of the transfer.
+  ip netns exec "$(ns s3)" tc qdisc add dev eth0 root tbf rate 2mbit burst 32kbit latency 1s
   # One attempt (boto's AWS_MAX_ATTEMPTS, default 5): the request in flight when the link goes
   # down waits for its 60 s read timeout; retries would only add their back-off.
   on alice env AWS_MAX_ATTEMPTS=1 seml run --session iris --service pull-alice \
@@ -313,11 +316,14 @@ cut_pull() { # --faults: take the storage host's link down while alice's pull is
     sleep 0.05
   done
   ip link set "$veth" down
-  echo "FAULT storage-cut: link $veth down during alice's pull" | tee "$f/storage-cut.log"
+  local state=finished
+  kill -0 "$run" 2>/dev/null && state=running
+  echo "FAULT storage-cut: link $veth down; alice's pull: $state" | tee "$f/storage-cut.log"
   local rc=0
   wait "$run" || rc=$?
   echo "$rc" >"$f/storage-cut.rc"
   ip link set "$veth" up
+  ip netns exec "$(ns s3)" tc qdisc del dev eth0 root
   find "${root[alice]}/volumes" -type f -exec sha256sum {} + 2>/dev/null | sort >"$f/storage-cut.volumes-after"
   find "${root[alice]}/volumes" "${root[alice]}/output" /dev/shm -newer "$f/storage-cut.log" \
     -name '*.partial*' 2>/dev/null >"$f/storage-cut.leftovers" || true

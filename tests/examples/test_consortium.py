@@ -147,6 +147,8 @@ def test_attestation_service_restarted_between_two_steps(run: Run) -> None:
 
 
 def test_storage_link_cut_during_a_pull(run: Run) -> None:
+    # The link went down while the pull was running (storage is slowed to 2 Mbit/s meanwhile).
+    assert "alice's pull: running" in (run.faults / "storage-cut.log").read_text()
     rc = int((run.faults / "storage-cut.rc").read_text())
     err = (run.faults / "storage-cut.err").read_text()
     # A clean error: the storage (6) or network (7) exit code, one line, no traceback.
