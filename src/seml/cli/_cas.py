@@ -11,7 +11,7 @@ import typer
 
 from seml.errors import UsageError
 
-__all__ = ["CasFingerprint", "CasUrl", "register"]
+__all__ = ["CasFingerprint", "CasUrl", "key_option", "register"]
 
 CasUrl = Annotated[
     str | None,
@@ -33,6 +33,13 @@ CasFingerprint = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def key_option(help: str) -> Any:
+    """`--key`: a party's private key; else $SEML_SIGNING_KEY, else the profile's signing key."""
+    return typer.Option(
+        "--key", envvar="SEML_SIGNING_KEY", show_envvar=False, help=f"{help}; else the profile's."
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -169,7 +176,7 @@ def audit(
     ] = None,
     key: Annotated[
         Path | None,
-        typer.Option("--key", help="A party's private key: signs the service's challenge."),
+        key_option("A party's private key: signs the service's challenge"),
     ] = None,
     party: Annotated[
         str | None, typer.Option("--party", help="Party name for --key (default: its file stem).")

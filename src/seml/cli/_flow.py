@@ -223,7 +223,9 @@ def sessions(
     if len(keys) < 2:
         raise UsageError("give at least two --party NAME=PUBLIC_KEY_FILE")
     publics: dict[str, str] = {}
-    for p, key_file in keys.items():
+    # By name: the same keys and ids give the same documents, whichever order each party
+    # types them in (the others write them too, to approve exactly what they wrote).
+    for p, key_file in sorted(keys.items()):
         try:
             publics[p] = Path(key_file).read_text().strip()
         except OSError as e:

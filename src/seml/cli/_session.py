@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from seml._fs import write_atomic
-from seml.cli._cas import AsJson, CasFingerprint, CasUrl
+from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import UsageError
 
 if TYPE_CHECKING:
@@ -26,16 +26,11 @@ __all__ = ["register"]
 SessionFile = Annotated[Path, typer.Argument(help="Session YAML file.", dir_okay=False)]
 SessionName = Annotated[str, typer.Argument(help="Session name.")]
 ReadHash = Annotated[
-    str | None,
-    typer.Option("--hash", help="Show this version (and, for history, its ancestors) only."),
+    str | None, typer.Option("--hash", help="Read access by knowing one version's hash.")
 ]
 ReadKey = Annotated[
     Path | None,
-    typer.Option(
-        "--key",
-        help="A party's private key (signs the service's challenge): only the session's "
-        "parties read it.",
-    ),
+    key_option("Read access as a party: its private key (signs a challenge)"),
 ]
 ReadParty = Annotated[
     str | None, typer.Option("--party", help="Party name for --key (default: the key file stem).")
@@ -103,7 +98,10 @@ def check(file: SessionFile, as_json: AsJson = False) -> None:
 
 def sign(
     file: SessionFile,
-    key: Annotated[Path, typer.Option("--key", help="The party's private key (NAME.key).")],
+    key: Annotated[
+        Path,
+        key_option("The party's private key (NAME.key)"),
+    ],
     party: Annotated[
         str | None,
         typer.Option("--party", help="Party name (default: the party whose key matches)."),
@@ -206,7 +204,10 @@ def seal_secret(
         Path,
         typer.Option("--value-file", help="File holding the value (never on the command line)."),
     ],
-    key: Annotated[Path, typer.Option("--key", help="The providing party's private key.")],
+    key: Annotated[
+        Path,
+        key_option("The providing party's private key"),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the sealed value.")
     ],
@@ -236,11 +237,9 @@ def _versions(
     from seml.cas import client_from_env
     from seml.policy import load_private_key
 
-    if key is None:
-        raise UsageError(
-            f"reading session {name} needs --key: the private key of one of its parties"
-        )
-    reader: tuple[str, PartyKey] = (party or key.stem, load_private_key(key))
+    reader: tuple[str, PartyKey] | None = None
+    if key is not None:
+        reader = (party or key.stem, load_private_key(key))
     with client_from_env(cas_url, cas_fingerprint) as client:
         return client.history(name, hash_=hash_, party=reader)
 

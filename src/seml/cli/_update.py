@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from seml.cli._cas import AsJson, CasFingerprint, CasUrl
+from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
@@ -111,7 +111,10 @@ def _sources(session: Session) -> set[str]:
 
 def update(
     name: Annotated[str, typer.Argument(help="The session to update (its active version).")],
-    key: Annotated[Path, typer.Option("--key", help="Your party's private key (NAME.key).")],
+    key: Annotated[
+        Path,
+        key_option("Your party's private key (NAME.key)"),
+    ],
     from_file: Annotated[
         Path | None,
         typer.Option("--from", help="An edited copy of the session (predecessor filled in)."),
@@ -121,8 +124,8 @@ def update(
         typer.Option(
             "--set",
             help="PATH=VALUE: change one field (repeatable). PATH goes through mappings by key "
-            "and lists by item name: services.train.command='[seml, flow, train]', "
-            "services.train.files[/specs/a.yaml]=@new-spec.yaml (@FILE: the file's text). "
+            "and lists by item name: services.train.command='\\[seml, flow, train]', "
+            "services.train.files\\[/specs/a.yaml]=@new-spec.yaml (@FILE: the file's text). "
             "VALUE is YAML.",
         ),
     ] = None,
@@ -290,7 +293,7 @@ def review(
     ],
     key: Annotated[
         Path | None,
-        typer.Option("--key", help="Your party's private key (to read at the service)."),
+        key_option("Your party's private key (to read at the service)"),
     ] = None,
     cas_url: CasUrl = None,
     cas_fingerprint: CasFingerprint = None,
