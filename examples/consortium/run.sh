@@ -354,8 +354,20 @@ flow() {
     on "$p" seml run --session iris --service "pull-$p"
     on "$p" seml run --session iris --service "run-$p"
   done
-  # receipts (issue 13): when `seml run` leaves a receipt, each party keeps and verifies its own
-  # here, e.g. `on $p seml receipt verify ...`; not on main yet.
+  # The run's receipt: each party fetches it, keeps it on its own host and verifies it there,
+  # offline, against the session version it approved and the manifest its own upload recorded.
+  if [ "$round" = 1 ]; then
+    on cas seml cas info --json >"$W/cas-info.json"
+    "$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["identity_key"])' \
+      "$W/cas-info.json" >"$W/cas-identity.pub"
+    for p in alice bob; do send cas "$p" "$W/cas-identity.pub" "the service's identity key"; done
+  fi
+  for p in alice bob; do
+    on "$p" seml session show iris --key "${root[$p]}/keys/$p.key" >"${home[$p]}/iris-$round.yaml"
+    on "$p" seml receipt get iris --key "${root[$p]}/keys/$p.key" -o "iris-$round.receipt.json"
+    on "$p" seml receipt verify "iris-$round.receipt.json" --cas-identity inbox/cas-identity.pub \
+      --session "iris-$round.yaml" --manifest "$p=${root[$p]}/state/sync-versions.json" | tail -2
+  done
   on alice seml session show iris >"$W/referee-iris-$round.yaml"
   "$python" "$here/referee.py" predictions --session "$W/referee-iris-$round.yaml" \
     --data "alice=${root[alice]}/data" --data "bob=${root[bob]}/data" \

@@ -1,4 +1,4 @@
-"""The whole SEML flow, and the security questions of DESIGN.md, as tests.
+"""The whole SEML flow, and the security questions of the README's security table, as tests.
 
 One confidential flow (two parties, Iris, file:// storage, simulated evidence) runs once per
 module; the tests then look at what it left and try what a curious party or operator would.
