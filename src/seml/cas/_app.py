@@ -254,4 +254,7 @@ def create_app(service: CasService) -> FastAPI:
     from seml.cas._proposal_routes import add_proposal_routes
 
     add_proposal_routes(app, service, refuse=refuse, read_body=_body)
+    from seml.cas._listing import add_listing_routes
+
+    add_listing_routes(app, service, refuse=refuse)
     return app

@@ -1,0 +1,259 @@
+"""What each page shows, as plain data: pure functions from the service's answers (and the
+party's public key) to view models the templates render. No I/O, no HTML: tested directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from seml.cas import AuditEntry, ProposalView, SessionStatus
+    from seml.policy import Review, Session
+
+__all__ = [
+    "AuditRow",
+    "AuditView",
+    "ProposalRow",
+    "ReviewView",
+    "SessionRow",
+    "StatusView",
+    "audit_view",
+    "my_parties",
+    "review_view",
+    "session_rows",
+    "status_view",
+    "when",
+]
+
+
+def when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def my_parties(session: Session, public_key: bytes) -> list[str]:
+    """The names under which `public_key` is a party of `session`."""
+    from seml.policy import parse_public_key
+
+    return sorted(p for p, text in session.parties.items() if parse_public_key(text) == public_key)
+
+
+def _simulated(session: Session) -> bool:
+    return "simulation" in session.security.tolerate
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Who approved a proposal, who rejected it, who is missing; what this party may do."""
+
+    name: str
+    hash: str
+    kind: str  # "first version" | "update"
+    proposer: str
+    created: str
+    state: str
+    state_label: str
+    is_open: bool
+    version: int | None
+    rule: str
+    approved: list[str]
+    rejected: list[str]
+    waiting: list[str]
+    needs: list[str]
+    reason: str
+    me: list[str]  # this party's names in the proposal (or the version it updates)
+    my_decision: str | None  # approve | reject, if this party decided
+    can_decide: bool
+
+
+def status_view(
+    view: ProposalView, public_key: bytes, previous: Session | None = None
+) -> StatusView:
+    me = sorted(
+        set(my_parties(view.document, public_key))
+        | set(my_parties(previous, public_key) if previous is not None else [])
+    )
+    mine = [
+        d.decision.decision.value
+        for d in view.decisions
+        if d.decision.party in me and d.decision.decision.value != "withdraw"
+    ]
+    state = view.state.value
+    if view.version is not None:
+        label = f"ACCEPTED: active as version {view.version}"
+    elif not view.state.closed:
+        label = "OPEN: waiting for approvals" if state == "open" else "APPROVED: " + view.reason
+    else:
+        label = f"{state.upper()}: {view.reason}"
+    is_open = not view.state.closed
+    return StatusView(
+        name=view.name,
+        hash=view.hash,
+        kind="first version" if view.predecessor is None else "update",
+        proposer=view.proposer,
+        created=when(view.created),
+        state=state,
+        state_label=label,
+        is_open=is_open,
+        version=view.version,
+        rule=view.rule,
+        approved=list(view.approved),
+        rejected=list(view.rejected),
+        waiting=list(view.waiting),
+        needs=list(view.needs),
+        reason=view.reason,
+        me=me,
+        my_decision=mine[-1] if mine else None,
+        can_decide=is_open and bool(me) and not mine,
+    )
+
+
+@dataclass(frozen=True)
+class ProposalRow:
+    hash: str
+    kind: str
+    proposer: str
+    state: str
+    needs: list[str]
+    waiting_on_me: bool
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    name: str
+    active_version: int | None
+    active_hash: str | None
+    active_since: str
+    signers: list[str]
+    simulated: bool
+    me: list[str]
+    open: list[ProposalRow]
+    closed: int
+
+
+def session_rows(statuses: Iterable[SessionStatus], public_key: bytes) -> list[SessionRow]:
+    """One row per session: its active version and its still-open proposals."""
+    rows = []
+    for s in statuses:
+        docs = [s.active.document] if s.active is not None else []
+        previous = s.active.document if s.active is not None else None
+        still_open = []
+        for p in s.proposals:
+            if p.state.closed:
+                continue
+            docs.append(p.document)
+            st = status_view(p, public_key, previous if p.predecessor else None)
+            still_open.append(
+                ProposalRow(
+                    hash=p.hash,
+                    kind=st.kind,
+                    proposer=p.proposer,
+                    state=p.state.value,
+                    needs=list(p.needs),
+                    waiting_on_me=st.can_decide and any(m in p.waiting for m in st.me),
+                )
+            )
+        me = sorted({n for d in docs for n in my_parties(d, public_key)})
+        rows.append(
+            SessionRow(
+                name=s.name,
+                active_version=s.active.version if s.active is not None else None,
+                active_hash=s.active.hash if s.active is not None else None,
+                active_since=when(s.active.accepted) if s.active is not None else "-",
+                signers=list(s.active.signers) if s.active is not None else [],
+                simulated=any(_simulated(d) for d in docs),
+                me=me,
+                open=still_open,
+                closed=sum(1 for p in s.proposals if p.state.closed),
+            )
+        )
+    return sorted(rows, key=lambda r: (not any(p.waiting_on_me for p in r.open), r.name))
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    review: Review
+    simulated: bool
+    status: StatusView | None  # when the reviewed version is a proposal
+    active_version: int | None  # when it is the active version
+
+
+def review_view(status: SessionStatus, review: Review, public_key: bytes) -> ReviewView:
+    previous = status.active.document if status.active is not None else None
+    st = None
+    for p in status.proposals:
+        if p.hash == review.hash:
+            st = status_view(p, public_key, previous if p.predecessor else None)
+    active = (
+        status.active.version
+        if status.active is not None and status.active.hash == review.hash
+        else None
+    )
+    return ReviewView(
+        review=review,
+        simulated=any(w.weakness == "simulation" for w in review.tolerated),
+        status=st,
+        active_version=active,
+    )
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    seq: int
+    time: str
+    event: str
+    session: str
+    details: list[tuple[str, str]]
+    refused: bool
+
+
+@dataclass(frozen=True)
+class AuditView:
+    total: int  # entries in the whole (verified) chain
+    rows: list[AuditRow]  # the ones this party may read, newest first
+    refusals: list[tuple[str, str, int]] = field(default_factory=list)  # request, reason, count
+    sessions: list[str] = field(default_factory=list)
+
+
+def _text(v: object) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+def audit_view(entries: Sequence[AuditEntry], sessions: Iterable[str]) -> AuditView:
+    """The entries about `sessions` (those the party is in), newest first, and their refusals
+    counted by request and reason. `entries` is the whole chain, already verified."""
+    names = sorted(set(sessions))
+    wanted = set(names)
+    rows = []
+    refusals: Counter[tuple[str, str]] = Counter()
+    for e in entries:
+        details = dict(e.details or {})
+        session = str(details.get("session", ""))
+        if session not in wanted:
+            continue
+        refused = e.event == "refused"
+        if refused:
+            refusals[(str(details.get("request", "?")), str(details.get("reason", "?")))] += 1
+        rows.append(
+            AuditRow(
+                seq=e.seq,
+                time=when(e.time),
+                event=str(e.event),
+                session=session,
+                details=[(k, _text(v)) for k, v in sorted(details.items()) if k != "session"],
+                refused=refused,
+            )
+        )
+    rows.reverse()
+    return AuditView(
+        total=len(entries),
+        rows=rows,
+        refusals=[(r, why, n) for (r, why), n in refusals.most_common()],
+        sessions=names,
+    )
