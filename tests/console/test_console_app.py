@@ -128,7 +128,7 @@ def test_every_answer_carries_the_security_headers(bob: ConsoleUnderTest) -> Non
         assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
         assert r.headers["x-frame-options"] == "DENY"
         assert r.headers["cache-control"] == "no-store"
-        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["referrer-policy"] == "same-origin"
         assert r.headers["x-content-type-options"] == "nosniff"
 
 

@@ -19,7 +19,9 @@ bound to each, the Host check against DNS rebinding and the response headers. Th
   served (403 otherwise). The cookie is never sent to another name anyway.
 - **Headers.** A strict Content-Security-Policy (only this origin's scripts and styles, no
   inline script, no eval, no framing, forms post only here), X-Frame-Options DENY, no
-  Referer (the first URL carries the token), `no-store` caching, nosniff.
+  Referer to any other site (`same-origin`: the first URL carries the token; `no-referrer`
+  would make the browser send `Origin: null` on the console's own forms), `no-store`
+  caching, nosniff.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def security_headers() -> dict[str, str]:
         "Content-Security-Policy": CSP,
         "X-Frame-Options": "DENY",
         "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",
         "Cache-Control": "no-store",
         "Cross-Origin-Opener-Policy": "same-origin",
         "Cross-Origin-Resource-Policy": "same-origin",

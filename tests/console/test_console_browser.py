@@ -1,0 +1,166 @@
+"""End to end in a real browser: two parties' consoles (`seml console` processes) against the
+attestation service over real HTTPS. alice proposes with the CLI; bob opens his console,
+reviews, approves through the confirmation step and sees the session become active; alice's
+console, open on the same proposal, shows it too without a reload. A screenshot of each page
+goes to the test's folder (and to docs/img with `make screenshots`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from _casdata import GOOD
+from console._browser import ConsoleProcess, browser, csp_violations, need_chromium, shoot
+from seml.cas import LocalCas
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def seml(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "seml", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def document(public: dict[str, str]) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "name": "iris-consortium",
+        "predecessor": None,
+        "parties": public,
+        "approval": {"create": ["alice", "bob"], "update": ["alice", "bob"]},
+        "security": {"tolerate": ["simulation"]},
+        "secrets": [
+            {"name": "model_key", "kind": "key", "readers": ["train"]},
+            {"name": "api_token", "kind": "ascii", "size": 24, "readers": ["train"]},
+        ],
+        "volumes": [{"name": "model"}],
+        "services": [
+            {
+                "name": "train",
+                "measurements": [GOOD],
+                "command": ["seml", "flow", "train", "--data", "training/datasets"],
+                "environment": {"MODEL_KEY": "$$SEML::model_key$$"},
+                "files": {"/specs/classification.yaml": "task: classification\nseed: 0\n"},
+                "volumes": {"model": "/model"},
+            }
+        ],
+        "storage": {"location": "s3://iris/consortium"},
+    }
+
+
+@pytest.fixture(scope="module")
+def world(cas_server: LocalCas, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """alice and bob each set up their machine with `seml init` (a profile naming the service,
+    its pin and the party's key); alice proposes with the CLI; each starts `seml console`
+    with nothing but its profile."""
+    need_chromium()
+    folder = tmp_path_factory.mktemp("parties")
+    envs = {}
+    for p in ("alice", "bob"):
+        envs[p] = {k: v for k, v in os.environ.items() if not k.startswith("SEML_")} | {
+            "SEML_CONFIG_DIR": str(folder / p / "config")
+        }
+        seml(
+            envs[p],
+            *("init", "--role", "party", "--name", p, "--root", str(folder / p)),
+            *("--cas", cas_server.url, "--cas-fingerprint", cas_server.fingerprint),
+        )
+    public = {p: (folder / p / "keys" / f"{p}.pub").read_text().strip() for p in envs}
+    path = folder / "iris-consortium.yaml"
+    path.write_text(yaml.safe_dump(document(public), sort_keys=False))
+    alice_key = str(folder / "alice" / "keys" / "alice.key")
+    out = seml(envs["alice"], "session", "propose", str(path), "--key", alice_key)
+    proposal = out.split("proposal ")[1].split()[0]
+    consoles = {p: ConsoleProcess([], envs[p]) for p in envs}
+    try:
+        yield folder, proposal, consoles
+    finally:
+        for c in consoles.values():
+            c.stop()
+
+
+def test_two_parties_review_and_approve_in_their_browsers(world: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _folder, proposal, consoles = world
+    alice_c, bob_c = consoles["alice"], consoles["bob"]
+    with browser(tmp_path / "alice-profile") as alice, browser(tmp_path / "bob-profile") as bob:
+        # alice opens her console on the proposal and leaves it open.
+        alice.get(alice_c.url)
+        alice.get(f"{alice_c.base}/review/{proposal}")
+        assert "waiting for approvals" in alice.find_element(By.ID, "status").text
+        alice.execute_script("window.sawNoReload = true;")
+
+        # bob: the link signs him in, then the token leaves the address bar.
+        bob.get(bob_c.url)
+        assert "token=" not in bob.current_url
+        assert bob.find_element(By.TAG_NAME, "h1").text == "Sessions"
+        assert "party bob" in bob.find_element(By.CSS_SELECTOR, "header .who").text
+        assert "your decision is needed" in bob.page_source
+        shoot(bob, tmp_path, "console-sessions")
+
+        bob.find_element(By.PARTIAL_LINK_TEXT, "first version by alice").click()
+        assert bob.find_element(By.ID, "review-hash").text == proposal
+        banner = bob.find_element(By.CSS_SELECTOR, ".banner.sim").text
+        assert "SIMULATED evidence is accepted" in banner
+        assert GOOD in bob.page_source and "seml flow train" in bob.page_source
+        shoot(bob, tmp_path, "console-review")
+
+        bob.find_element(By.LINK_TEXT, "Approve…").click()
+        assert bob.find_element(By.ID, "confirm-hash").text == proposal
+        shoot(bob, tmp_path, "console-confirm")
+        bob.find_element(By.ID, "sign").click()  # the box is not ticked: nothing is sent
+        assert "/confirm" in bob.current_url
+        bob.find_element(By.ID, "confirm").click()
+        bob.find_element(By.ID, "sign").click()
+        WebDriverWait(bob, 20).until(
+            lambda d: "done=approve" in d.current_url, f"{bob.current_url}: {bob.page_source}"
+        )
+        state = bob.find_element(By.CSS_SELECTOR, "#status .state").text
+        assert state == "ACCEPTED: active as version 1", state
+        assert "alice, bob" in bob.find_element(By.CSS_SELECTOR, "#status .approved").text
+        shoot(bob, tmp_path, "console-approved")
+
+        # alice's page follows by itself (htmx polling), without a reload.
+        WebDriverWait(alice, 20).until(
+            lambda d: "ACCEPTED" in d.find_element(By.CSS_SELECTOR, "#status .state").text
+        )
+        assert alice.execute_script("return window.sawNoReload === true;")
+        shoot(alice, tmp_path, "console-status-alice")
+
+        bob.get(f"{bob_c.base}/audit")
+        assert "Chain verified" in bob.find_element(By.ID, "chain").text
+        assert "proposal.activate" in bob.page_source
+        shoot(bob, tmp_path, "console-audit")
+
+        with browser(tmp_path / "phone-profile", 390, 844, phone=True) as phone:
+            phone.get(bob_c.url.replace("/?token", f"/review/{proposal}?token"))
+            assert phone.find_element(By.ID, "review-hash").text == proposal
+            width = phone.execute_script("return document.documentElement.scrollWidth;")
+            assert phone.execute_script("return window.innerWidth;") == 390
+            assert width <= 390, f"the review page is {width}px wide on a 390px phone"
+            shoot(phone, tmp_path, "console-phone")
+
+        # Without the cookie, nothing: the same browser, cookies cleared.
+        bob.delete_all_cookies()
+        bob.get(f"{bob_c.base}/review/{proposal}")
+        assert "Not signed in" in bob.page_source and proposal not in bob.page_source
+        assert csp_violations(bob) == [] and csp_violations(alice) == []
+    for name in ("sessions", "review", "confirm", "approved", "status-alice", "audit", "phone"):
+        assert (tmp_path / f"console-{name}.png").stat().st_size > 5000
