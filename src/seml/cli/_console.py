@@ -45,7 +45,7 @@ def console(
     """
     from seml.cas import client_from_env
     from seml.cli._machine import selected
-    from seml.console import PartyDesk, serve_console
+    from seml.console import PartyDesk, bind_loopback, serve_console
     from seml.errors import UsageError
     from seml.policy import load_private_key
 
@@ -57,6 +57,10 @@ def console(
     k = load_private_key(key)
     profile = selected().profile
     label = profile.party if profile is not None and profile.party else k.fingerprint[:19]
-    with client_from_env(cas_url, cas_fingerprint) as client:
-        client.info()  # reach the service (and check its pin) before printing a URL
-        serve_console(PartyDesk(client, k, label), listen, announce=lambda s: typer.echo(s))
+    sock, url_host = bind_loopback(listen)
+    try:
+        with client_from_env(cas_url, cas_fingerprint) as client:
+            client.info()  # reach the service (and check its pin) before printing a URL
+            serve_console(PartyDesk(client, k, label), sock, url_host, announce=typer.echo)
+    finally:
+        sock.close()

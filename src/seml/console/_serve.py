@@ -47,11 +47,17 @@ def bind_loopback(listen: str) -> tuple[socket.socket, str]:
     return sock, url_host
 
 
-def serve_console(desk: PartyDesk, listen: str, *, announce: Callable[[str], None] = print) -> None:
-    """Serve the console until interrupted; `announce` gets the lines to show the user."""
+def serve_console(
+    desk: PartyDesk,
+    sock: socket.socket,
+    url_host: str,
+    *,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve the console on `sock` (from `bind_loopback`) until interrupted, then close it;
+    `announce` gets the lines to show the user."""
     import uvicorn
 
-    sock, url_host = bind_loopback(listen)
     port = sock.getsockname()[1]
     guard = ConsoleGuard(port)
     app = create_console_app(desk, guard)
