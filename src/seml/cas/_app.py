@@ -257,4 +257,8 @@ def create_app(service: CasService) -> FastAPI:
     from seml.cas._listing import add_listing_routes
 
     add_listing_routes(app, service, refuse=refuse)
+    # Completion reports, receipts and model releases: likewise.
+    from seml.cas._receipt_routes import add_receipt_routes
+
+    add_receipt_routes(app, service, refuse=refuse, read_body=_body)
     return app

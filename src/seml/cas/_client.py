@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 
     from seml.cas._audit import AuditEntry
     from seml.cas._proposal_models import ProposalView, SessionStatus
+    from seml.cas._receipt_models import ReceiptList, ReleaseStatus
     from seml.cas._results import ServiceInfo, SessionSummary, SessionVersion
-    from seml.policy import PartyKey, Session, SessionSignature, SignedDecision
+    from seml.policy import ModelDecision, PartyKey, Session, SessionSignature, SignedDecision
 
 __all__ = ["CasClient", "client_from_env"]
 
@@ -369,6 +370,72 @@ class CasClient:
             return ServiceConfig.model_validate_json(plain)
         except Exception as e:  # any failure here means a bad answer
             raise IntegrityError("the attestation service's answer does not decrypt") from e
+
+    # -- completions, receipts, model releases -------------------------------------------
+
+    def complete(
+        self,
+        config: ServiceConfig,
+        *,
+        volumes: list[dict[str, Any]],
+        claims: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Post the completion report of the attestation that gave `config` (plain data: a
+        workload's runtime loads no schema for it); the answer says the audit entry and any
+        receipt it completed (`seml.cas._receipt_models.CompletionAnswer`)."""
+        if config.completion is None:
+            raise UsageError(f"service {config.service} got no completion capability")
+        body = self._call(
+            "POST",
+            "/v1/completions",
+            json={
+                "capability": config.completion,
+                "session": config.session,
+                "session_hash": config.session_hash,
+                "service": config.service,
+                "volumes": volumes,
+                "claims": dict(claims),
+            },
+        )
+        return dict(body)
+
+    def receipts(self, session: str, key: PartyKey) -> ReceiptList:
+        """Every receipt of `session` with its release status, for party `key`; each receipt's
+        signature is checked against the service's identity key (IntegrityError if not)."""
+        from seml.cas._receipt_models import ReceiptList, receipts_challenge
+        from seml.receipt import verify_receipt
+
+        nonce = self.nonce()
+        body = self._call(
+            "GET",
+            f"/v1/receipts/{quote(session, safe='')}",
+            headers={
+                "X-Seml-Key": _b64(key.public),
+                "X-Seml-Nonce": _b64(nonce),
+                "X-Seml-Signature": _b64(key.sign(receipts_challenge(session, nonce))),
+            },
+        )
+        answer = _parse(ReceiptList, body, f"the receipts of {session}")
+        identity = base64.b64decode(self.info().identity_key)
+        for entry in answer.receipts:
+            check = verify_receipt(entry.receipt.model_dump(mode="json"), identity)
+            if not check.ok:
+                raise IntegrityError(
+                    f"attestation service: receipt {entry.receipt.id} does not verify: "
+                    + "; ".join(check.problems)
+                )
+        return answer
+
+    def decide_model(self, decision: ModelDecision) -> ReleaseStatus:
+        """Upload an owner's signed approval or rejection of a receipt's model."""
+        from seml.cas._receipt_models import ReleaseStatus
+
+        body = self._call(
+            "POST",
+            f"/v1/models/{quote(decision.hash, safe='')}/decisions",
+            json={"decision": decision.model_dump(mode="json")},
+        )
+        return _parse(ReleaseStatus, body, "a model decision")
 
     # -- volumes ------------------------------------------------------------------------
 

@@ -93,6 +93,10 @@ class ServiceConfig(BaseModel):
     storage: str | None = None
     secrets: list[str]  # names released (values only inside environment/files/command)
 
+    # The capability for this attestation's completion report (`seml.receipt.CompletionReport`):
+    # only the attested workload's runtime holds it.
+    completion: str | None = Field(default=None, repr=False)
+
 
 def listing_challenge(nonce: bytes) -> bytes:
     """What a party signs to list the sessions its key is in (`GET /v1/parties/sessions`)."""

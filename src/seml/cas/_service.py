@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nacl.public import PublicKey, SealedBox
 
@@ -43,6 +43,9 @@ from seml.policy import (
     verify_ed25519,
 )
 
+if TYPE_CHECKING:
+    from seml.cas._receipts import ReceiptDesk
+
 __all__ = ["CasService", "NotFoundError"]
 
 
@@ -58,6 +61,7 @@ class CasService:
         self.nonces = NonceBook()
         self._secrets_key = identity.secrets_key
         self._token_key = identity.token_key
+        self._receipts: ReceiptDesk | None = None
 
     # -- info / audit ---------------------------------------------------------------------
 
@@ -280,6 +284,16 @@ class CasService:
             ignore_advisories=session.security.ignore_advisories,
         )
         weaknesses = sorted(verdict.weaknesses)
+        # Receipts and model releases (`seml.cas._receipts`): a model key waits for its owners,
+        # and the attested service gets the capability for its completion report.
+        from seml.cas._receipts import (
+            attestation_facts,
+            check_release,
+            new_capability,
+            record_attestation,
+        )
+
+        check_release(self.receipts, record, service_name)
         config = resolve_config(
             record,
             service_name,
@@ -289,29 +303,38 @@ class CasService:
             tee=verdict.tee.value,
             weaknesses=weaknesses,
         )
+        capability = new_capability()
+        config = config.model_copy(update={"completion": capability})
         sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.model_dump_json().encode())
+        details: dict[str, Any] = {
+            "session": session_name,
+            "hash": record.hash,
+            "service": service_name,
+            "tee": verdict.tee.value,
+            "measurement": admitted.workload,
+            "platform_measurement": admitted.platform_measurement,
+            "gpus": admitted.gpus,
+            "tcb_status": verdict.tcb_status,
+            "weaknesses": weaknesses,
+            "platform": platform,
+            "secrets": config.secrets,
+            "volumes": sorted(config.volumes),
+            "key": fingerprint(public_key),
+        }
+        facts = attestation_facts(self.store, record, service_name, details)
         with self.store.transaction() as db:
-            self.store.append_audit(
-                db,
-                "attest.release",
-                {
-                    "session": session_name,
-                    "hash": record.hash,
-                    "service": service_name,
-                    "tee": verdict.tee.value,
-                    "measurement": admitted.workload,
-                    "platform_measurement": admitted.platform_measurement,
-                    "gpus": admitted.gpus,
-                    "tcb_status": verdict.tcb_status,
-                    "weaknesses": weaknesses,
-                    "platform": platform,
-                    "secrets": config.secrets,
-                    "volumes": sorted(config.volumes),
-                    "key": fingerprint(public_key),
-                },
-                now,
-            )
+            self.store.append_audit(db, "attest.release", details, now)
+            record_attestation(self.store, db, capability, record, service_name, facts, now)
         return sealed
+
+    @property
+    def receipts(self) -> ReceiptDesk:
+        """Completions, receipts and model releases (`seml.cas._receipts`)."""
+        if self._receipts is None:
+            from seml.cas._receipts import ReceiptDesk
+
+            self._receipts = ReceiptDesk(self)
+        return self._receipts
 
     def _value(self, record: SessionRecord, name: str) -> tuple[SecretKind, bytes]:
         row = self.store.sealed_secrets(record.hash).get(name)

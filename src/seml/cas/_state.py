@@ -46,13 +46,36 @@ CREATE TABLE IF NOT EXISTS approvals (
 CREATE TABLE IF NOT EXISTS proposal_secrets (
     subject_kind TEXT NOT NULL, subject TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL,
     time REAL NOT NULL, PRIMARY KEY (subject_kind, subject, name));
+CREATE TABLE IF NOT EXISTS attestations (
+    capability TEXT PRIMARY KEY, session TEXT NOT NULL, hash TEXT NOT NULL, service TEXT NOT NULL,
+    verdict TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS completions (
+    capability TEXT PRIMARY KEY, session TEXT NOT NULL, hash TEXT NOT NULL, service TEXT NOT NULL,
+    report TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS completions_by_hash ON completions (hash, seq);
+CREATE TABLE IF NOT EXISTS receipts (
+    id TEXT PRIMARY KEY, session TEXT NOT NULL, hash TEXT NOT NULL, model TEXT NOT NULL,
+    document TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS receipts_by_session ON receipts (session, seq);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT NULL, details TEXT NOT NULL,
     prev TEXT NOT NULL, hash TEXT NOT NULL, signature TEXT NOT NULL);
 """
 # Proposals, their decisions and attached secrets are a ledger too: a proposal's state
 # (withdrawn, defeated, accepted, superseded) is computed from these facts, never stored over.
-_APPEND_ONLY = ("sessions", "secrets", "audit", "proposals", "approvals", "proposal_secrets")
+# Attestations (the capability each got), completion reports and receipts too
+# (`seml.cas._receipts`).
+_APPEND_ONLY = (
+    "sessions",
+    "secrets",
+    "audit",
+    "proposals",
+    "approvals",
+    "proposal_secrets",
+    "attestations",
+    "completions",
+    "receipts",
+)
 
 
 @dataclass(frozen=True)
@@ -251,6 +274,12 @@ class StateStore:
         )
 
     # -- audit ----------------------------------------------------------------------------
+
+    @property
+    def audit_head(self) -> tuple[int, str]:
+        """(sequence number, hash) of the last entry appended (inside a transaction: the one
+        just appended)."""
+        return self._audit_head
 
     def append_audit(
         self, db: sqlite3.Connection, event: str, details: dict[str, Any], now: float

@@ -68,6 +68,8 @@ COMMANDS = {
     "keys": "_keys",
     "session": "_session",
     "cas": "_cas",
+    "receipt": "_receipt",
+    "model": "_receipt",
     "attest": "_attest",
     "volume": "_volume",
     "crypt": "_crypt",

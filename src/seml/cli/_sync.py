@@ -224,6 +224,18 @@ def register(app: typer.Typer) -> None:
             progress=_progress(quiet),
             state_dir=state_dir,
         )
+        from seml._claims import add_claims, claims_file
+
+        # Under `seml run`: what was pushed goes into the completion report (a receipt's model).
+        add_claims(
+            claims_file(),
+            pushed={
+                "remote": remote,
+                "manifest_version": r.version,
+                "manifest_digest": r.digest,
+                "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in r.files],
+            },
+        )
         if not quiet:
             typer.echo(
                 f"pushed {src} to {store.url}: {len(r.uploaded)} uploaded, "

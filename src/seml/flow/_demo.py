@@ -97,6 +97,7 @@ def verify_flow(flow: Flow) -> list[Check]:
         )
     if flow.mode == "native":
         return checks
+    checks += [Check(name, ok, detail) for name, ok, detail in flow.receipt_checks]
     # 2. Nothing readable at rest on the cloud side.
     markers = _plaintext_markers(flow)
     files, hits = _scan(flow.layout.cloud, markers)

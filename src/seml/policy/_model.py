@@ -21,8 +21,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -37,6 +39,7 @@ __all__ = [
     "Export",
     "NvidiaGpu",
     "Placeholder",
+    "Release",
     "Secret",
     "SecretImport",
     "SecretKind",
@@ -125,6 +128,15 @@ class VolumeImport(_Strict):
     volume: Name
 
 
+class Release(_Strict):
+    """A model key that waits for its data owners: `approve` is the rule the owners' signed
+    decisions about a receipt's model must meet before any reader other than `producers` (the
+    services that make and publish the model, e.g. `publish`) gets the secret."""
+
+    approve: ApprovalRule
+    producers: list[Name] = Field(min_length=1)
+
+
 class Secret(_Strict):
     name: Name
     kind: SecretKind | None = None
@@ -134,12 +146,23 @@ class Secret(_Strict):
     readers: list[Name] = Field(default_factory=list)
     export: list[Export] = Field(default_factory=list)
     import_: SecretImport | None = Field(default=None, alias="import")
+    release: Release | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_release(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Sessions written before `release` existed keep their hashes: absent is not `null`.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("release", 0) is None:
+            del data["release"]
+        return data
 
     @model_validator(mode="after")
     def _kind_rules(self) -> Secret:
         if self.import_ is not None:
             if self.kind is not None or self.size is not None or self.export:
                 raise ValueError("an imported secret takes no kind, size or export")
+            if self.release is not None:
+                raise ValueError("release applies to the session that owns the secret")
             return self
         if self.kind is None:
             raise ValueError("a secret needs a kind (key, ascii, binary, ed25519, x509, provided)")
@@ -418,9 +441,22 @@ def _check_cross_references(s: Session) -> None:
                 raise ValueError(f"secrets.{i}.readers: no service named {reader}")
         if secret.provided_by is not None and secret.provided_by not in parties:
             raise ValueError(f"secrets.{i}.provided_by: {secret.provided_by} is not a party")
+        if secret.release is not None:
+            for n in sorted(secret.release.approve.parties() - parties):
+                raise ValueError(f"secrets.{i}.release.approve: {n} is not one of the parties")
+            for n in secret.release.producers:
+                if n not in secret.readers:
+                    raise ValueError(
+                        f"secrets.{i}.release.producers: {n} is not a reader of {secret.name}"
+                    )
         for e in secret.export:
             if e.session == s.name:
                 raise ValueError(f"secrets.{i}.export: a session cannot export to itself")
+    released = [x.name for x in s.secrets if x.release is not None]
+    if len(released) > 1:
+        raise ValueError(
+            f"secrets: release is set on {', '.join(released)}; a session releases one model key"
+        )
     for i, volume in enumerate(s.volumes):
         for e in volume.export:
             if e.session == s.name:

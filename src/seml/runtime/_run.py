@@ -13,6 +13,7 @@ version, which the attestation service also knows, so an old copy cannot be brou
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from seml._claims import REPORT_VARIABLE
 from seml.attest import (
     CompositeProvider,
     EvidenceProvider,
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
     from seml.volume import FuseMount
 
 __all__ = ["RunOptions", "RunResult", "run_service"]
+
+_CLAIMS = ".seml-claims.json"
+_MAX_CLAIMS = 1 << 20
 
 SIMULATION_BANNER = (
     "SIMULATED attestation: no TEE hardware is used; the evidence is made in software "
@@ -277,6 +282,7 @@ def run_service(
         raise UsageError("--mount namespace needs root and util-linux unshare")
 
     result = RunResult(status=1, measurement=measurement)
+    steps: list[dict[str, object]] = []
     mounted = _open_volumes(cas, config, options.volumes_dir, err)
     plaintext = 0 if mode == "fuse" else sum(f.size for m in mounted for f in m.volume.files())
     with private_workspace(size_hint=plaintext) as ws, contextlib.ExitStack() as stack:
@@ -307,6 +313,7 @@ def run_service(
                 "SEML_SESSION": config.session,
                 "SEML_SERVICE": config.service,
                 "SEML_SIMULATED": "1" if config.simulated else "0",
+                REPORT_VARIABLE: str(ws / _CLAIMS),
                 **{
                     f"SEML_VOLUME_{m.name.upper().replace('-', '_')}": str(m.target)
                     for m in mounted
@@ -342,6 +349,56 @@ def run_service(
                     f"attestation service did not record it: {e}"
                 ) from e
             result.volume_versions[m.name] = version
+            steps.append(
+                {
+                    "owner": m.grant.owner,
+                    "volume": m.grant.volume,
+                    "opened": m.known,
+                    "sealed": version,
+                }
+            )
             _say(err, f"volume {m.grant.volume} sealed as v{version}")
         result.sealed = True
+        if config.completion is not None:
+            _report(cas, config, steps, _read_claims(ws / _CLAIMS), err)
     return result
+
+
+def _read_claims(path: Path) -> dict[str, object]:
+    """What the command claims it did (`seml._claims`); nothing if it wrote nothing."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(_MAX_CLAIMS + 1)
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise StorageError(f"cannot read the command's claims {path}: {e.strerror}") from e
+    if len(data) > _MAX_CLAIMS:
+        raise UsageError(f"the command's claims are larger than {_MAX_CLAIMS} bytes")
+    try:
+        claims = json.loads(data)
+    except ValueError:
+        raise UsageError("the command's claims file is not JSON") from None
+    if not isinstance(claims, dict):
+        raise UsageError("the command's claims file is not a JSON object")
+    return claims
+
+
+def _report(
+    cas: CasClient,
+    config: ServiceConfig,
+    steps: list[dict[str, object]],
+    claims: dict[str, object],
+    err: TextIO,
+) -> None:
+    """Post the completion report with the attestation's capability: the service learns what
+    the attested code did (and issues a receipt when this completes a training run)."""
+    answer = cas.complete(config, volumes=steps, claims=claims)
+    said = f"completion reported (audit entry {answer.get('seq')})"
+    if claims:
+        said += f" with claims: {', '.join(sorted(claims))}"
+    _say(err, said)
+    if answer.get("receipt"):
+        _say(err, f"the attestation service issued receipt {answer['receipt']}")
+    elif answer.get("note"):
+        _say(err, str(answer["note"]))

@@ -51,6 +51,7 @@ class PullResult:
     files: list[str] = field(default_factory=list)
     bytes: int = 0
     verified: bool = True
+    digest: str | None = None  # sha256 of the authenticated manifest (as the sync state has it)
 
 
 def _safe_path(path: str, where: str) -> str:
@@ -282,6 +283,7 @@ def _fetch_all(
         files=[e.path for e in plan],
         bytes=sum(e.size for e in plan),
         verified=verify,
+        digest=manifest_digest(sealed) if verify and sealed is not None else None,
     )
 
 

@@ -38,6 +38,8 @@ class PushResult:
     skipped: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     bytes_uploaded: int = 0
+    digest: str = ""  # sha256 of the authenticated manifest written (as the sync state has it)
+    files: tuple[FileEntry, ...] = ()  # every file the manifest lists
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ def push(
         store.put(manifest_obj, cipher.encrypting_reader(io.BytesIO(sealed)))
         state.record(rid, keys.key_id, manifest.version, manifest_digest(sealed))
         result.version = manifest.version
+        result.digest = manifest_digest(sealed)
+        result.files = manifest.files
         done_ok = True
         return result
     finally:
