@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -57,10 +58,12 @@ def cas_client(cas: InProcessCas) -> Iterator[CasClient]:
         yield c
 
 
-def console_for(cas: InProcessCas, key: PartyKey, label: str) -> Iterator[ConsoleUnderTest]:
+def console_for(
+    cas: InProcessCas, key: PartyKey, label: str, state_dir: Path | None = None
+) -> Iterator[ConsoleUnderTest]:
     client = cas.client()
     guard = ConsoleGuard(PORT)
-    app = create_console_app(PartyDesk(client, key, label), guard)
+    app = create_console_app(PartyDesk(client, key, label, state_dir=state_dir), guard)
     transport = SyncASGITransport(app)
     try:
         yield ConsoleUnderTest(guard, transport, app)

@@ -75,6 +75,9 @@ def _routes(console: ConsoleUnderTest) -> list[tuple[str, str]]:
         if isinstance(r, APIRoute):
             path = r.path.replace("{hash_}", "sha256:" + "ab" * 32)
             path = path.replace("{subject}", "shared").replace("{name}", "console.css")
+            path = path.replace("{session}", "shared").replace(
+                "{receipt_id}", "sha256:" + "cd" * 32
+            )
             out += [(m, path) for m in sorted(r.methods or ())]
     return out
 
@@ -96,7 +99,9 @@ def test_every_route_is_refused_without_a_valid_token_or_cookie(
     bob: ConsoleUnderTest, world: dict[str, str]
 ) -> None:
     routes = _routes(bob)
-    assert {p.split("/")[1] for _, p in routes} >= {"", "review", "proposals", "audit", "static"}
+    assert {p.split("/")[1] for _, p in routes} >= {
+        *("", "review", "proposals", "audit", "static", "runs", "receipts", "verify"),
+    }
     for cookies in ({}, {"seml_console": "forged-session"}):
         b = bob.browser(cookies=cookies)
         for method, path in routes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import FastAPI, Request
@@ -20,14 +20,24 @@ from jinja2 import Environment, PackageLoader
 
 from seml.console._party import DECISIONS, PartyDesk
 from seml.console._security import COOKIE, ConsoleGuard, security_headers
-from seml.console._views import audit_view, review_view, session_rows, status_view
+from seml.console._views import (
+    ReceiptView,
+    audit_view,
+    receipt_view,
+    review_view,
+    session_rows,
+    status_view,
+)
 from seml.errors import IntegrityError, NetworkError, PolicyError, SemlError, UsageError
+
+if TYPE_CHECKING:
+    from seml.cas._receipt_models import ReceiptEntry
 
 __all__ = ["STATIC", "create_console_app"]
 
 STATIC = Path(__file__).parent / "static"
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
-_MAX_FORM = 16 * 1024
+_MAX_FORM = 1024 * 1024  # a pasted receipt; only a signed-in browser gets this far
 
 _STATUS: list[tuple[type[SemlError], int]] = [
     (UsageError, 400),
@@ -188,6 +198,88 @@ def create_console_app(desk: PartyDesk, guard: ConsoleGuard) -> FastAPI:
         except SemlError as e:
             return failed(request, e)
         return page(request, "audit.html", view=view, nav="audit")
+
+    @app.get("/runs", response_model=None)
+    def runs(request: Request) -> Response:
+        try:
+            names = desk.session_names()
+            _, source = desk.identity_key()
+        except SemlError as e:
+            return failed(request, e)
+        sessions: list[tuple[str, list[ReceiptView], str]] = []
+        for name in names:
+            try:
+                listed = desk.receipts(name)
+            except PolicyError:
+                continue  # not a party of its latest version: no receipts to read
+            except SemlError as e:
+                sessions.append((name, [], str(e)))
+                continue
+            views = []
+            for entry in reversed(listed.receipts):
+                check, _ = desk.verify(entry.receipt.to_json().encode())
+                views.append(receipt_view(entry, check, source, desk.key.fingerprint))
+            sessions.append((name, views, ""))
+        return page(request, "runs.html", sessions=sessions, key_source=source, nav="runs")
+
+    def _receipt(session: str, receipt_id: str) -> tuple[ReceiptEntry, ReceiptView]:
+        entry = desk.receipt(session, receipt_id)
+        check, source = desk.verify(entry.receipt.to_json().encode())
+        return entry, receipt_view(entry, check, source, desk.key.fingerprint)
+
+    @app.get("/receipts/{session}/{receipt_id}", response_model=None)
+    def receipt(request: Request, session: str, receipt_id: str, done: str = "") -> Response:
+        try:
+            _, view = _receipt(session, receipt_id)
+        except SemlError as e:
+            return failed(request, e)
+        done = done if done in DECISIONS else ""
+        return page(request, "receipt.html", rv=view, done=done, nav="runs")
+
+    @app.get("/receipts/{session}/{receipt_id}/confirm", response_model=None)
+    def receipt_confirm(
+        request: Request, session: str, receipt_id: str, decision: str = ""
+    ) -> Response:
+        if decision not in DECISIONS:
+            return failed(request, UsageError("decision must be approve or reject"))
+        try:
+            _, view = _receipt(session, receipt_id)
+        except SemlError as e:
+            return failed(request, e)
+        return page(request, "receipt_confirm.html", rv=view, decision=decision, nav="runs")
+
+    @app.post("/receipts/{session}/{receipt_id}/decide", response_model=None)
+    def receipt_decide(request: Request, session: str, receipt_id: str) -> Response:
+        form: dict[str, str] = request.state.form
+        decision = form.get("decision", "")
+        if form.get("confirm") != "yes":
+            return failed(request, UsageError("tick the confirmation box to sign the decision"))
+        try:
+            entry = desk.receipt(session, receipt_id)
+            if form.get("model") != entry.receipt.receipt.model.digest:
+                raise UsageError("the confirmed model digest is not this receipt's model")
+            desk.decide_model(session, receipt_id, decision)
+        except SemlError as e:
+            return failed(request, e)
+        target = f"/receipts/{quote(session)}/{quote(receipt_id, safe=':')}?done={decision}"
+        return RedirectResponse(target, status_code=303)
+
+    @app.get("/verify", response_model=None)
+    def verify_form(request: Request) -> Response:
+        return page(request, "verify.html", rv=None, nav="runs")
+
+    @app.post("/verify", response_model=None)
+    def verify(request: Request) -> Response:
+        form: dict[str, str] = request.state.form
+        text = form.get("receipt", "").strip()
+        if not text:
+            return failed(request, UsageError("paste a receipt (the JSON of seml receipt get)"))
+        try:
+            check, source = desk.verify(text.encode())
+        except SemlError as e:
+            return failed(request, e)
+        view = receipt_view(None, check, source, desk.key.fingerprint)
+        return page(request, "verify.html", rv=view, nav="runs")
 
     @app.get("/static/{name}", response_model=None)
     def static(name: str) -> Response:

@@ -8,16 +8,21 @@ the results, and the service only ever sees signatures.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seml.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
     from seml.cas import AuditEntry, CasClient, ProposalView, SessionStatus
-    from seml.policy import PartyKey, Review
+    from seml.cas._receipt_models import ReceiptEntry, ReceiptList, ReleaseStatus
+    from seml.policy import PartyKey, Review, Session
+    from seml.receipt import ManifestSeen, ReceiptCheck
 
 __all__ = ["DECISIONS", "PartyDesk"]
 
@@ -42,9 +47,13 @@ class PartyDesk:
     client: CasClient
     key: PartyKey
     label: str  # the profile's party name, or the key's fingerprint
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+    # The service's identity key as the party pinned it (`--cas-identity`); None: the one the
+    # service states over the pinned TLS connection.
+    identity: bytes | None = None
+    # This machine's sync state folder (the profile's `state`): its `sync-versions.json` holds
+    # the manifests this party pushed, which a receipt's inputs are checked against.
+    state_dir: Path | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def session_names(self) -> list[str]:
         with self._lock:
@@ -96,3 +105,95 @@ class PartyDesk:
         (IntegrityError otherwise)."""
         with self._lock:
             return self.client.audit(verify=True)
+
+    # -- runs and models ----------------------------------------------------------------
+
+    def identity_key(self) -> tuple[bytes, str]:
+        """The key receipts must be signed with, and where it comes from (in words)."""
+        if self.identity is not None:
+            return self.identity, "the identity key you pinned (--cas-identity)"
+        with self._lock:
+            info = self.client.info()
+        return (
+            base64.b64decode(info.identity_key),
+            "the identity key the service states over its pinned TLS connection",
+        )
+
+    def receipts(self, session: str) -> ReceiptList:
+        with self._lock:
+            return self.client.receipts(check_subject(session), self.key)
+
+    def session_at(self, name: str, hash_: str) -> Session | None:
+        """The version `hash_` of session `name`, if this party can read it."""
+        try:
+            with self._lock:
+                return self.client.get_session(check_subject(name), hash_=hash_).document
+        except (PolicyError, UsageError):
+            return None
+
+    def manifests(self) -> list[ManifestSeen]:
+        """The manifests this machine pushed or pulled (none without a state folder)."""
+        from seml.receipt import parse_sync_state
+
+        if self.state_dir is None:
+            return []
+        path = self.state_dir / "sync-versions.json"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
+        return parse_sync_state(data, source=str(path))
+
+    def verify(self, data: bytes) -> tuple[ReceiptCheck, str]:
+        """A receipt (JSON bytes) checked here: the service's signature with the identity key,
+        its consistency, the session version it names (when this party can read it) and this
+        party's inputs against this machine's sync state. Also where the key came from."""
+        from seml.receipt import verify_receipt
+
+        identity, source = self.identity_key()
+        session: Session | None = None
+        manifests: dict[str, list[ManifestSeen]] = {}
+        try:
+            doc = json.loads(data)
+            bound = doc["receipt"]["session"]
+            name, hash_, parties = str(bound["name"]), str(bound["hash"]), dict(bound["parties"])
+        except (ValueError, KeyError, TypeError):
+            name = hash_ = ""
+            parties = {}
+        if name and hash_:
+            try:
+                session = self.session_at(name, hash_)
+            except UsageError:
+                session = None
+            seen = self.manifests()
+            for party, fp in parties.items():
+                if fp == self.key.fingerprint and seen:
+                    manifests[str(party)] = seen
+        check = verify_receipt(data, identity, session=session, manifests=manifests or None)
+        return check, source
+
+    def receipt(self, session: str, receipt_id: str) -> ReceiptEntry:
+        for entry in self.receipts(session).receipts:
+            if entry.receipt.id == receipt_id:
+                return entry
+        raise UsageError(f"no receipt {receipt_id} of session {session} that you may read")
+
+    def decide_model(self, session: str, receipt_id: str, decision: str) -> ReleaseStatus:
+        """Sign an approval or rejection of the model receipt `receipt_id` names, here, with the
+        party's key, and upload it."""
+        from seml.policy import Decision, sign_model_decision
+
+        if decision not in DECISIONS:
+            raise UsageError(f"decision must be one of {', '.join(DECISIONS)}")
+        entry = self.receipt(session, receipt_id)
+        body = entry.receipt.receipt
+        mine = [p for p, fp in body.session.parties.items() if fp == self.key.fingerprint]
+        if not mine:
+            raise PolicyError(f"your key is no party's in session {session} of this receipt")
+        signed = sign_model_decision(
+            body.model.digest, session, mine[0], self.key, Decision(decision)
+        )
+        with self._lock:
+            return self.client.decide_model(signed)

@@ -13,17 +13,23 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from seml.cas import AuditEntry, ProposalView, SessionStatus
+    from seml.cas._receipt_models import ReceiptEntry, ReleaseStatus
     from seml.policy import Review, Session
+    from seml.receipt import ReceiptCheck
 
 __all__ = [
     "AuditRow",
     "AuditView",
     "ProposalRow",
+    "ReceiptView",
+    "ReleaseView",
     "ReviewView",
     "SessionRow",
     "StatusView",
     "audit_view",
     "my_parties",
+    "receipt_view",
+    "release_view",
     "review_view",
     "session_rows",
     "status_view",
@@ -256,4 +262,112 @@ def audit_view(entries: Sequence[AuditEntry], sessions: Iterable[str]) -> AuditV
         rows=rows,
         refusals=[(r, why, n) for (r, why), n in refusals.most_common()],
         sessions=names,
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseView:
+    """Where the release of a receipt's model stands, and what this party may do."""
+
+    required: bool
+    state: str
+    summary: str
+    rule: str
+    approved: list[str]
+    rejected: list[str]
+    needs: list[str]
+    me: str | None  # this party's name in the receipt's session
+    my_decision: str | None
+    can_decide: bool
+
+
+def release_view(status: ReleaseStatus, me: str | None) -> ReleaseView:
+    mine = [d.decision.value for d in status.decisions if d.party == me]
+    can = status.state.value == "awaiting" and me is not None and me in status.waiting
+    return ReleaseView(
+        required=status.required,
+        state=status.state.value,
+        summary=status.summary,
+        rule=status.rule,
+        approved=list(status.approved),
+        rejected=list(status.rejected),
+        needs=list(status.needs),
+        me=me,
+        my_decision=mine[-1] if mine else None,
+        can_decide=can and not mine,
+    )
+
+
+@dataclass(frozen=True)
+class ReceiptView:
+    """One receipt as this party checked it in place."""
+
+    session: str
+    id: str
+    issued: str
+    session_hash: str
+    version: int
+    model: str
+    model_files: list[tuple[str, str, int]]  # path, sha256, size
+    metrics: list[tuple[str, str, str]]  # task, metric, value
+    inputs: list[tuple[str, int, str, int, int]]  # party, manifest version, digest, files, bytes
+    services: list[tuple[str, str, str, str]]  # role, service, evidence, measurement
+    simulated: bool
+    notice: str
+    ok: bool
+    checks: list[tuple[str, str, str]]  # name, pass|fail|skipped, detail
+    key_source: str
+    release: ReleaseView | None
+
+
+def receipt_view(
+    entry: ReceiptEntry | None, check: ReceiptCheck, key_source: str, fingerprint: str
+) -> ReceiptView:
+    """A receipt (from the service, with its release status, or only checked: `entry` None
+    means a receipt the party opened itself) and the verdict of checking it here."""
+    checks = [(c.name, c.status.value, c.detail) for c in check.checks]
+    if entry is None:
+        return ReceiptView(
+            session=check.session or "?",
+            id=check.receipt or "?",
+            issued="-",
+            session_hash=check.session_hash or "-",
+            version=0,
+            model=check.model or "-",
+            model_files=[],
+            metrics=[],
+            inputs=[],
+            services=[],
+            simulated=bool(check.simulated),
+            notice=check.notice,
+            ok=check.ok,
+            checks=checks,
+            key_source=key_source,
+            release=None,
+        )
+    body = entry.receipt.receipt
+    me = next((p for p, fp in body.session.parties.items() if fp == fingerprint), None)
+    return ReceiptView(
+        session=body.session.name,
+        id=entry.receipt.id,
+        issued=when(body.issued),
+        session_hash=body.session.hash,
+        version=body.session.version,
+        model=body.model.digest,
+        model_files=[(f.path, f.sha256, f.size) for f in body.model.files],
+        metrics=[
+            (task, name, f"{value:.4g}")
+            for task, values in sorted(body.training.metrics.items())
+            for name, value in sorted(values.items())
+        ],
+        inputs=[
+            (i.party, i.manifest_version, i.manifest_digest, i.files, i.bytes) for i in body.inputs
+        ],
+        services=[(s.role, s.service, s.evidence, s.measurement) for s in body.services],
+        simulated=body.simulated,
+        notice=body.notice,
+        ok=check.ok,
+        checks=checks,
+        key_source=key_source,
+        release=release_view(entry.status, me),
     )
