@@ -164,3 +164,86 @@ def test_two_parties_review_and_approve_in_their_browsers(world: Any, tmp_path: 
         assert csp_violations(bob) == [] and csp_violations(alice) == []
     for name in ("sessions", "review", "confirm", "approved", "status-alice", "audit", "phone"):
         assert (tmp_path / f"console-{name}.png").stat().st_size > 5000
+
+
+def test_model_release_and_receipts_in_the_browser(
+    world: Any, cas_server: LocalCas, tmp_path: Path
+) -> None:
+    """A run of a session whose model waits for alice and bob: bob's console shows its receipt
+    verified in place, bob approves the model, then alice; a pasted receipt verifies and the
+    same receipt with one metric changed is shown failing."""
+    import hashlib
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    from _casdata import Parties
+    from cas.test_cas_receipts import Run, _agree
+    from seml.policy import ApprovalRule, load_private_key
+
+    folder, _, consoles = world
+    parties = Parties()
+    parties.keys = {p: load_private_key(folder / p / "keys" / f"{p}.key") for p in consoles}
+    with cas_server.client() as client:
+        _agree(client, "iris-gated", parties, release=ApprovalRule.all_of(["alice", "bob"]))
+        Run(client, "iris-gated", parties).whole()
+        receipt = client.receipts("iris-gated", parties.keys["bob"]).receipts[-1].receipt
+    # bob's machine recorded the manifest of the dataset it pushed (its sync state).
+    digest = hashlib.sha256(b"iris-gated bob").hexdigest()
+    (folder / "bob" / "state" / "sync-versions.json").write_text(
+        json.dumps({"file:///nowhere/datasets/bob": {"version": 1, "digest": digest}})
+    )
+    model = receipt.receipt.model.digest
+    alice_c, bob_c = consoles["alice"], consoles["bob"]
+    with browser(tmp_path / "alice-profile") as alice, browser(tmp_path / "bob-profile") as bob:
+        bob.get(bob_c.url.replace("/?token", "/runs?token"))
+        assert bob.find_element(By.TAG_NAME, "h1").text == "Runs and models"
+        assert "verifies" in bob.page_source and "your decision is needed" in bob.page_source
+        shoot(bob, tmp_path, "console-runs")
+
+        bob.find_element(By.PARTIAL_LINK_TEXT, "receipt issued").click()
+        assert bob.find_element(By.ID, "receipt-id").text == receipt.id
+        assert bob.find_element(By.ID, "verdict").text == "VERIFIES"
+        checks = {
+            row.find_elements(By.TAG_NAME, "td")[0].text: row.find_elements(By.TAG_NAME, "td")[
+                1
+            ].text
+            for row in bob.find_elements(By.CSS_SELECTOR, "table.checks tbody tr")
+        }
+        assert checks["signature"] == "PASS" and checks["input bob"] == "PASS", checks
+        assert checks["session"] == "PASS" and checks["model"] == "SKIPPED", checks
+        assert "SIMULATED" in bob.find_element(By.CSS_SELECTOR, ".banner.sim").text
+        shoot(bob, tmp_path, "console-receipt")
+
+        bob.find_element(By.LINK_TEXT, "Approve model…").click()
+        assert bob.find_element(By.ID, "confirm-model").text == model
+        shoot(bob, tmp_path, "console-model-confirm")
+        bob.find_element(By.ID, "confirm").click()
+        bob.find_element(By.ID, "sign").click()
+        assert bob.find_element(By.ID, "release-state").text == "AWAITING"
+        assert "awaits approval by alice" in bob.find_element(By.ID, "release").text
+
+        alice.get(alice_c.url.replace("/?token", f"/receipts/iris-gated/{receipt.id}?token"))
+        alice.find_element(By.LINK_TEXT, "Approve model…").click()
+        alice.find_element(By.ID, "confirm").click()
+        alice.find_element(By.ID, "sign").click()
+        assert alice.find_element(By.ID, "release-state").text == "RELEASED"
+        shoot(alice, tmp_path, "console-model-released")
+
+        # A receipt bob received: as issued it verifies; one metric changed, it fails.
+        text = receipt.to_json()
+        tampered = json.loads(text)
+        tampered["receipt"]["training"]["metrics"]["classification"]["accuracy"] = 1.0
+        for name, body, verdict in (
+            ("console-verify", text, "VERIFIES"),
+            ("console-verify-tampered", json.dumps(tampered, indent=1), "DOES NOT VERIFY"),
+        ):
+            bob.get(f"{bob_c.base}/verify")
+            field = bob.find_element(By.ID, "receipt")
+            bob.execute_script("arguments[0].value = arguments[1];", field, body)
+            bob.find_element(By.ID, "check").click()
+            assert bob.find_element(By.ID, "verdict").text == verdict
+            shoot(bob, tmp_path, name)
+        failing = bob.find_element(By.CSS_SELECTOR, "tr.check-fail").text
+        assert failing.startswith("signature FAIL"), failing
+        assert csp_violations(bob) == [] and csp_violations(alice) == []

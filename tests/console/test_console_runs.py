@@ -73,6 +73,7 @@ def test_a_receipt_page_shows_each_check_metrics_inputs_and_the_release(
     for check in ("signature", "session", "input bob"):
         assert f'<tr class="check-pass"><td>{check}</td>' in html, check
     assert '<tr class="check-skipped"><td>model</td>' in html  # the model is not on this machine
+    assert "stays encrypted in your protected volume" in html
     assert "the identity key the service states over its pinned TLS connection" in html
     assert "Approve model…" in html and "awaits approval by alice, bob" in html
 
@@ -89,6 +90,7 @@ def test_a_pasted_receipt_is_checked_and_a_tampered_one_fails(
     bad = b.post("/verify", data={"csrf": csrf, "receipt": json.dumps(doc)}).text
     assert 'id="verdict" class="fail">DOES NOT VERIFY' in bad
     assert '<tr class="check-fail"><td>signature</td>' in bad
+    assert "nothing it says below is vouched for" in bad
     junk = b.post("/verify", data={"csrf": csrf, "receipt": "<script>x</script>"}).text
     assert "DOES NOT VERIFY" in junk and "<script>x" not in junk
     assert b.post("/verify", data={"receipt": receipt}).status_code == 403  # no CSRF token

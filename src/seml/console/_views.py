@@ -298,6 +298,12 @@ def release_view(status: ReleaseStatus, me: str | None) -> ReleaseView:
     )
 
 
+_MODEL_NOT_HERE = (
+    "not checked here: the published model stays encrypted in your protected volume "
+    "(`seml receipt verify --model FILE` checks a copy)"
+)
+
+
 @dataclass(frozen=True)
 class ReceiptView:
     """One receipt as this party checked it in place."""
@@ -325,7 +331,14 @@ def receipt_view(
 ) -> ReceiptView:
     """A receipt (from the service, with its release status, or only checked: `entry` None
     means a receipt the party opened itself) and the verdict of checking it here."""
-    checks = [(c.name, c.status.value, c.detail) for c in check.checks]
+    checks = [
+        (
+            c.name,
+            c.status.value,
+            _MODEL_NOT_HERE if (c.name, c.status.value) == ("model", "skipped") else c.detail,
+        )
+        for c in check.checks
+    ]
     if entry is None:
         return ReceiptView(
             session=check.session or "?",
