@@ -17,9 +17,12 @@ from typing import Any
 from seml._fs import write_atomic
 from seml.errors import StorageError
 
-__all__ = ["REPORT_VARIABLE", "add_claims", "claims_file"]
+__all__ = ["RELEASED_VARIABLE", "REPORT_VARIABLE", "add_claims", "claims_file"]
 
 REPORT_VARIABLE = "SEML_REPORT"
+# Set by the attestation service for a model service gated by a release rule: the SHA-256 (hex)
+# of the model manifest its owners approved (`seml pull` refuses any other).
+RELEASED_VARIABLE = "SEML_RELEASED_MANIFEST"
 
 
 def claims_file(environ: dict[str, str] | os._Environ[str] | None = None) -> Path | None:

@@ -278,7 +278,11 @@ def test_pull_waits_for_the_owners_approval(client: CasClient) -> None:
         client.decide_model(forged)
     status = _decide(client, parties, "gated", "bob", model, Decision.APPROVE)
     assert status.state is ReleaseState.RELEASED
-    assert run.attest("pull-alice").environment["SEML_CRYPT_PASSWORD"]
+    env = run.attest("pull-alice").environment
+    assert env["SEML_CRYPT_PASSWORD"]
+    # The pull takes only the manifest of the approved model.
+    assert env["SEML_RELEASED_MANIFEST"] == entry.receipt.receipt.model.manifest_digest
+    assert "SEML_RELEASED_MANIFEST" not in run.attest("publish").environment
     events = [e.event for e in client.audit()]
     assert events.count("model.approve") == 2
     # A new run's model needs its own approval.
@@ -312,7 +316,8 @@ def test_without_a_release_rule_there_is_nothing_to_approve(client: CasClient) -
     _agree(client, "open", parties)
     run = Run(client, "open", parties)
     run.whole()
-    assert run.attest("pull-alice").environment["SEML_CRYPT_PASSWORD"]
+    env = run.attest("pull-alice").environment
+    assert env["SEML_CRYPT_PASSWORD"] and "SEML_RELEASED_MANIFEST" not in env
     model = client.receipts("open", parties.keys["alice"]).receipts[-1].receipt.receipt.model.digest
     with pytest.raises(PolicyError, match="has no release rule"):
         _decide(client, parties, "open", "alice", model, Decision.APPROVE)

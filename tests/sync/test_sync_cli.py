@@ -130,3 +130,38 @@ def test_interrupted_pull_leaves_nothing_under_final_names(
     with pytest.raises(StorageError, match="connection reset"):
         pull(store, out, cipher, state_dir=tmp_path / "s", transfers=1)
     assert list(out.iterdir()) == []  # no final file and no staging folder left
+
+
+def test_a_released_manifest_is_the_only_one_pulled(
+    tree: Tree,
+    tmp_path: Path,
+    crypt_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model service gated by a release rule takes only the manifest its owners approved
+    (the attestation service sets SEML_RELEASED_MANIFEST); a later push is refused."""
+    import json
+
+    src, files = tree
+    remote = (tmp_path / "remote").as_uri()
+    assert main(["push", str(src), remote, "-q", "--state-dir", str(tmp_path / "s")]) == 0
+    (approved,) = [
+        r["digest"]
+        for r in json.loads((tmp_path / "s" / "sync-versions.json").read_text()).values()
+    ]
+    (src / "one.txt").write_bytes(b"changed after the approval")
+    assert main(["push", str(src), remote, "-q", "--state-dir", str(tmp_path / "s")]) == 0
+    monkeypatch.setenv("SEML_RELEASED_MANIFEST", approved)
+    code = main(["pull", remote, str(tmp_path / "out"), "-q", "--state-dir", str(tmp_path / "p")])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "manifest version 2" in err and "is not the expected manifest" in err
+    assert "the model in storage is not the one its owners approved" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    now = json.loads((tmp_path / "s" / "sync-versions.json").read_text())
+    monkeypatch.setenv("SEML_RELEASED_MANIFEST", next(iter(now.values()))["digest"])
+    code = main(["pull", remote, str(tmp_path / "out"), "-q", "--state-dir", str(tmp_path / "p")])
+    assert code == 0
+    assert read_tree(tmp_path / "out")["one.txt"] == b"changed after the approval"
+    del files

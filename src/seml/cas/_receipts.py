@@ -266,9 +266,10 @@ class ReceiptDesk:
         )
         return CompletionAnswer(seq=publish.seq, receipt=signed.id)
 
-    def _stored(self, where: str, args: tuple[Any, ...]) -> list[SignedReceipt]:
+    def _stored(self, where: str, args: tuple[Any, ...], last: bool = False) -> list[SignedReceipt]:
+        order = "ORDER BY seq DESC LIMIT 1" if last else "ORDER BY seq"
         rows = self.store.db.execute(
-            f"SELECT id, document FROM receipts WHERE {where} ORDER BY seq",  # noqa: S608
+            f"SELECT id, document FROM receipts WHERE {where} {order}",  # noqa: S608
             args,
         ).fetchall()
         out = []
@@ -280,8 +281,8 @@ class ReceiptDesk:
         return out
 
     def latest_receipt(self, session: str) -> SignedReceipt | None:
-        found = self._stored("session = ?", (session,))
-        return found[-1] if found else None
+        found = self._stored("session = ?", (session,), last=True)
+        return found[0] if found else None
 
     def receipts(
         self, session: str, *, key: bytes, nonce: bytes, signature: bytes, now: float
@@ -451,11 +452,14 @@ class ReceiptDesk:
         return self.status(receipts[-1], session)
 
 
-def check_release(desk: ReceiptDesk, record: SessionRecord, service: str) -> None:
-    """Refuse `service` a model key whose release its owners have not approved (yet)."""
+def check_release(desk: ReceiptDesk, record: SessionRecord, service: str) -> str | None:
+    """Refuse `service` a model key whose release its owners have not approved (yet); for a
+    gated service that may have it, the manifest digest of the approved model (its `seml pull`
+    takes that manifest only)."""
     svc = record.session.service(service)
     if svc is None:
-        return
+        return None
+    released: str | None = None
     used = {p.name for _, p in svc.placeholders()}
     for secret in record.session.secrets:
         release = secret.release
@@ -471,3 +475,5 @@ def check_release(desk: ReceiptDesk, record: SessionRecord, service: str) -> Non
         status = desk.status(receipt, record.session)
         if status.state is not ReleaseState.RELEASED:
             raise PolicyError(status.summary)
+        released = receipt.receipt.model.manifest_digest
+    return released

@@ -293,7 +293,7 @@ class CasService:
             record_attestation,
         )
 
-        check_release(self.receipts, record, service_name)
+        released = check_release(self.receipts, record, service_name)
         config = resolve_config(
             record,
             service_name,
@@ -304,7 +304,12 @@ class CasService:
             weaknesses=weaknesses,
         )
         capability = new_capability()
-        config = config.model_copy(update={"completion": capability})
+        update: dict[str, Any] = {"completion": capability}
+        if released is not None:
+            from seml._claims import RELEASED_VARIABLE
+
+            update["environment"] = {**config.environment, RELEASED_VARIABLE: released}
+        config = config.model_copy(update=update)
         sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.model_dump_json().encode())
         details: dict[str, Any] = {
             "session": session_name,

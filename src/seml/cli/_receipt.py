@@ -154,8 +154,10 @@ def get(
     cas_fingerprint: CasFingerprint = None,
     as_json: AsJson = False,
 ) -> None:
-    """Fetch your session's receipts (as one of its parties: a signed challenge); each one's
-    signature is checked against the pinned service's identity key."""
+    """Fetch your session's latest receipt (or --all), as one of its parties.
+
+    The read is a signed challenge; each receipt's signature is checked against the identity
+    key of the service you pinned."""
     from seml._fs import write_atomic
     from seml.policy import load_private_key
 
@@ -338,8 +340,10 @@ def verify(
     ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Verify a receipt OFFLINE (no service needed): the service's signature, and that the
-    model, the session and the inputs are the ones you hold. Exit 3 naming any mismatch."""
+    """Verify a receipt OFFLINE: signature, model, session, inputs. Exit 3 naming a mismatch.
+
+    No service is needed: the signature is checked with the identity key you pinned, and the
+    model files, the session file and the parties' manifest records are the ones you hold."""
     from seml.policy import parse_session
     from seml.receipt import LocalFile, ManifestSeen, parse_sync_state, verify_receipt
 

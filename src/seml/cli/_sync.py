@@ -291,16 +291,32 @@ def register(app: typer.Typer) -> None:
             directory_name_encryption,
         )
         store = _store(remote, s3_endpoint)
-        r = pull(
-            store,
-            dst,
-            cipher,
-            transfers=transfers,
-            min_version=min_version,
-            state_dir=state_dir,
-            no_manifest=no_manifest,
-            progress=_progress(quiet),
-        )
+        import os
+
+        from seml._claims import RELEASED_VARIABLE
+        from seml.errors import IntegrityError
+
+        # A model service gated by a release rule is told, by the attestation service, which
+        # manifest its owners approved: anything else in storage is refused.
+        released = os.environ.get(RELEASED_VARIABLE) or None
+        try:
+            r = pull(
+                store,
+                dst,
+                cipher,
+                transfers=transfers,
+                min_version=min_version,
+                state_dir=state_dir,
+                no_manifest=no_manifest,
+                progress=_progress(quiet),
+                expect_digest=released,
+            )
+        except IntegrityError as e:
+            if released is None or "is not the expected manifest" not in str(e):
+                raise
+            raise IntegrityError(
+                f"{e}: the model in storage is not the one its owners approved"
+            ) from None
         if not quiet:
             how = f"verified against manifest version {r.version}" if r.verified else "UNVERIFIED"
             typer.echo(f"pulled {len(r.files)} files ({_human(r.bytes)}) into {dst}, {how}")

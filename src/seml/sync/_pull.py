@@ -85,15 +85,19 @@ def pull(
     state_dir: Path | None = None,
     no_manifest: bool = False,
     progress: SyncProgress | None = None,
+    expect_digest: str | None = None,
 ) -> PullResult:
     """Pull the tree in `store` into folder `dst` (created if missing).
 
     With a manifest (the default) every stored object must be exactly what the manifest lists;
     the manifest must be at least `min_version` and not older than the newest this machine
-    already saw. `no_manifest` pulls a tree rclone wrote, with chunk authentication only.
+    already saw, and, with `expect_digest`, be exactly that manifest (its SHA-256, hex).
+    `no_manifest` pulls a tree rclone wrote, with chunk authentication only.
     """
     if transfers < 1:
         raise UsageError("--transfers must be at least 1")
+    if no_manifest and expect_digest is not None:
+        raise UsageError("an expected manifest cannot be checked without a manifest")
     keys = ManifestKeys.from_cipher(cipher)
     state = SyncState(state_dir)
     rid = remote_id(store)
@@ -143,6 +147,12 @@ def pull(
             raise IntegrityError(
                 f"{where}: manifest version {manifest.version} differs from the version "
                 f"{seen[0]} this machine already pulled: the remote forked or was replayed"
+            )
+        if expect_digest is not None and manifest_digest(sealed) != expect_digest:
+            raise IntegrityError(
+                f"{where}: manifest version {manifest.version} "
+                f"({manifest_digest(sealed)[:16]}...) is not the expected manifest "
+                f"({expect_digest[:16]}...)"
             )
         if min_version is not None and manifest.version < min_version:
             raise IntegrityError(
