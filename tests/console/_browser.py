@@ -109,6 +109,16 @@ def csp_violations(driver: WebDriver) -> list[str]:
     return [e["message"] for e in logs if "Content Security Policy" in e["message"]]
 
 
+def unlabelled(driver: WebDriver) -> list[str]:
+    """Form fields (not hidden) without a label, by id or name: none on an accessible page."""
+    fields: list[str] = driver.execute_script(
+        "return Array.from(document.querySelectorAll("
+        "'input:not([type=hidden]), textarea, select'))"
+        ".filter(e => !e.labels || e.labels.length === 0).map(e => e.id || e.name);"
+    )
+    return fields
+
+
 class ConsoleProcess:
     """`seml console` in a child process; `.url` is the link it printed."""
 

@@ -17,7 +17,14 @@ import pytest
 import yaml
 
 from _casdata import GOOD
-from console._browser import ConsoleProcess, browser, csp_violations, need_chromium, shoot
+from console._browser import (
+    ConsoleProcess,
+    browser,
+    csp_violations,
+    need_chromium,
+    shoot,
+    unlabelled,
+)
 from seml.cas import LocalCas
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -113,6 +120,7 @@ def test_two_parties_review_and_approve_in_their_browsers(world: Any, tmp_path: 
         assert bob.find_element(By.TAG_NAME, "h1").text == "Sessions"
         assert "party bob" in bob.find_element(By.CSS_SELECTOR, "header .who").text
         assert "your decision is needed" in bob.page_source
+        assert unlabelled(bob) == []
         shoot(bob, tmp_path, "console-sessions")
 
         bob.find_element(By.PARTIAL_LINK_TEXT, "first version by alice").click()
@@ -124,6 +132,7 @@ def test_two_parties_review_and_approve_in_their_browsers(world: Any, tmp_path: 
 
         bob.find_element(By.LINK_TEXT, "Approve…").click()
         assert bob.find_element(By.ID, "confirm-hash").text == proposal
+        assert unlabelled(bob) == []
         shoot(bob, tmp_path, "console-confirm")
         bob.find_element(By.ID, "sign").click()  # the box is not ticked: nothing is sent
         assert "/confirm" in bob.current_url
@@ -176,6 +185,7 @@ def test_model_release_and_receipts_in_the_browser(
     import json
 
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     from _casdata import Parties
     from cas.test_cas_receipts import Run, _agree
@@ -224,9 +234,10 @@ def test_model_release_and_receipts_in_the_browser(
         assert "awaits approval by alice" in bob.find_element(By.ID, "release").text
 
         alice.get(alice_c.url.replace("/?token", f"/receipts/iris-gated/{receipt.id}?token"))
-        alice.find_element(By.LINK_TEXT, "Approve model…").click()
-        alice.find_element(By.ID, "confirm").click()
-        alice.find_element(By.ID, "sign").click()
+        # alice uses the keyboard only: Enter on the link, Space on the box, Enter on the button.
+        alice.find_element(By.LINK_TEXT, "Approve model…").send_keys(Keys.ENTER)
+        alice.find_element(By.ID, "confirm").send_keys(Keys.SPACE)
+        alice.find_element(By.ID, "sign").send_keys(Keys.ENTER)
         assert alice.find_element(By.ID, "release-state").text == "RELEASED"
         shoot(alice, tmp_path, "console-model-released")
 
@@ -241,6 +252,7 @@ def test_model_release_and_receipts_in_the_browser(
             bob.get(f"{bob_c.base}/verify")
             field = bob.find_element(By.ID, "receipt")
             bob.execute_script("arguments[0].value = arguments[1];", field, body)
+            assert unlabelled(bob) == []
             bob.find_element(By.ID, "check").click()
             assert bob.find_element(By.ID, "verdict").text == verdict
             shoot(bob, tmp_path, name)

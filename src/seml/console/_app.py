@@ -23,10 +23,10 @@ from seml.console._security import COOKIE, ConsoleGuard, security_headers
 from seml.console._views import (
     ReceiptView,
     audit_view,
+    proposal_status,
     receipt_view,
     review_view,
     session_rows,
-    status_view,
 )
 from seml.errors import IntegrityError, NetworkError, PolicyError, SemlError, UsageError
 
@@ -155,13 +155,11 @@ def create_console_app(desk: PartyDesk, guard: ConsoleGuard) -> FastAPI:
         )
 
     @app.get("/proposals/{hash_}/status", response_model=None)
-    def proposal_status(request: Request, hash_: str) -> Response:
+    def status_fragment(request: Request, hash_: str) -> Response:
         try:
-            status, proposal = desk.proposal(hash_)
+            st = proposal_status(*desk.proposal(hash_), desk.key.public)
         except SemlError as e:
             return failed(request, e)
-        previous = status.active.document if status.active is not None else None
-        st = status_view(proposal, desk.key.public, previous if proposal.predecessor else None)
         return page(request, "_status.html", st=st)
 
     @app.get("/proposals/{hash_}/confirm", response_model=None)
@@ -169,11 +167,9 @@ def create_console_app(desk: PartyDesk, guard: ConsoleGuard) -> FastAPI:
         if decision not in DECISIONS:
             return failed(request, UsageError("decision must be approve or reject"))
         try:
-            status, proposal = desk.proposal(hash_)
+            st = proposal_status(*desk.proposal(hash_), desk.key.public)
         except SemlError as e:
             return failed(request, e)
-        previous = status.active.document if status.active is not None else None
-        st = status_view(proposal, desk.key.public, previous if proposal.predecessor else None)
         return page(request, "confirm.html", st=st, decision=decision, nav="sessions")
 
     @app.post("/proposals/{hash_}/decide", response_model=None)

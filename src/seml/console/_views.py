@@ -28,6 +28,7 @@ __all__ = [
     "StatusView",
     "audit_view",
     "my_parties",
+    "proposal_status",
     "receipt_view",
     "release_view",
     "review_view",
@@ -120,6 +121,13 @@ def status_view(
     )
 
 
+def proposal_status(status: SessionStatus, view: ProposalView, public_key: bytes) -> StatusView:
+    """`status_view` of one of `status`'s proposals: an update is judged with the active
+    version it follows too (a party of that version may decide about it)."""
+    previous = status.active.document if status.active is not None else None
+    return status_view(view, public_key, previous if view.predecessor else None)
+
+
 @dataclass(frozen=True)
 class ProposalRow:
     hash: str
@@ -148,13 +156,12 @@ def session_rows(statuses: Iterable[SessionStatus], public_key: bytes) -> list[S
     rows = []
     for s in statuses:
         docs = [s.active.document] if s.active is not None else []
-        previous = s.active.document if s.active is not None else None
         still_open = []
         for p in s.proposals:
             if p.state.closed:
                 continue
             docs.append(p.document)
-            st = status_view(p, public_key, previous if p.predecessor else None)
+            st = proposal_status(s, p, public_key)
             still_open.append(
                 ProposalRow(
                     hash=p.hash,
@@ -191,11 +198,10 @@ class ReviewView:
 
 
 def review_view(status: SessionStatus, review: Review, public_key: bytes) -> ReviewView:
-    previous = status.active.document if status.active is not None else None
     st = None
     for p in status.proposals:
         if p.hash == review.hash:
-            st = status_view(p, public_key, previous if p.predecessor else None)
+            st = proposal_status(status, p, public_key)
     active = (
         status.active.version
         if status.active is not None and status.active.hash == review.hash
