@@ -278,3 +278,22 @@ def test_static_files_are_served_only_by_name(bob: ConsoleUnderTest) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     assert b.get("/static/README.md").status_code == 404
     assert b.get("/static/..%2f_app.py").status_code == 404
+
+
+def test_the_review_of_an_update_shows_what_changes(
+    bob: ConsoleUnderTest, cas_client: CasClient, parties: Parties, world: dict[str, str]
+) -> None:
+    active = cas_client.session_status("shared", parties.keys["bob"]).active
+    assert active is not None  # accepted by the approval test above
+    doc = active.document.document()
+    doc["predecessor"] = active.hash
+    doc["services"][0]["measurements"] = ["ef" * 32]
+    doc["security"]["tolerate"] = []
+    update = session_of(doc)
+    h = _propose(cas_client, update, parties, "alice")
+    html = bob.login().get(f"/review/{h}").text
+    assert "Compared with" in html and active.hash in html
+    assert "ef" * 32 in html and "removed" in html and "added" in html
+    assert "SIMULATED evidence is accepted" not in html  # the update no longer tolerates it
+    assert "simulation" in html.split("Changes from the predecessor")[1]
+    assert "Approve…" in html
