@@ -66,7 +66,10 @@ def browser(
     options.add_argument(f"--window-size={width},{height}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(60)
+    # A click that submits a form returns before the next page is there; every lookup waits
+    # up to this long for its element (the tests look only for elements of the next page).
+    driver.implicitly_wait(30)
     if phone:  # a headless window is at least 500 px wide: emulate the phone's screen
         driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",

@@ -149,7 +149,7 @@ def test_two_parties_review_and_approve_in_their_browsers(
     assert "/confirm" in bob.current_url
     bob.find_element(By.ID, "confirm").click()
     bob.find_element(By.ID, "sign").click()
-    WebDriverWait(bob, 20).until(
+    WebDriverWait(bob, 60).until(
         lambda d: "done=approve" in d.current_url, f"{bob.current_url}: {bob.page_source}"
     )
     state = bob.find_element(By.CSS_SELECTOR, "#status .state").text
@@ -158,7 +158,7 @@ def test_two_parties_review_and_approve_in_their_browsers(
     shoot(bob, tmp_path, "console-approved")
 
     # alice's page follows by itself (htmx polling), without a reload.
-    WebDriverWait(alice, 20).until(
+    WebDriverWait(alice, 60).until(
         lambda d: "ACCEPTED" in d.find_element(By.CSS_SELECTOR, "#status .state").text
     )
     assert alice.execute_script("return window.sawNoReload === true;")
