@@ -22,7 +22,9 @@ from seml.flow import Flow, FlowConfig, verify_flow
 from seml.flow._demo import _plaintext_markers, _scan
 from seml.policy import load_private_key, parse_session, session_hash, sign_session
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The module's fixture runs the whole flow (with receipts and a release) before the first
+# test: on a loaded machine that alone can pass the default 300 s per test.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
