@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps demo test lint typecheck pytest bench image clean
+.PHONY: setup system-deps demo test lint typecheck pytest bench image screenshots clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ test: lint typecheck pytest
 # whole seml demo inside it, no secret in any layer. Slow (10+ minutes): not part of `make test`.
 image: setup
 	SEML_IMAGE_TEST=1 $(BIN)/pytest tests/deploy/test_deploy_image.py -p no:cacheprovider -rA -s
+
+# The console's pages as the README shows them (docs/img/console-*.png): the browser tests, run
+# against a real attestation service, save each page they visit there too.
+screenshots: setup system-deps
+	SEML_SCREENSHOTS=$(CURDIR)/docs/img $(BIN)/pytest tests/console/test_console_browser.py -p no:cacheprovider -q
 
 bench: setup system-deps
 	@for b in benchmarks/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

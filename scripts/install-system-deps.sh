@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system programs the tests run for real: rclone (Debian's package) and FUSE;
-# kubectl (with its built-in Kustomize) for the deployment tests; with `image`, debootstrap and
-# buildah for `make image`. Quick and silent when they are already there.
+# Debian's chromium and chromium-driver for the console's browser tests; kubectl (with its
+# built-in Kustomize) for the deployment tests; with `image`, debootstrap and buildah for
+# `make image`. Quick and silent when they are already there.
 #
 #   scripts/install-system-deps.sh           # what `make test` needs
 #   scripts/install-system-deps.sh image     # what `make image` needs
@@ -13,6 +14,8 @@ if [ "${1:-}" = image ]; then
 else
   command -v rclone >/dev/null 2>&1 || missing+=(rclone)
   command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -122,10 +122,12 @@ def test_the_whole_flow_across_five_hosts(run: Run) -> None:
     kinds = {
         re.split(r"\s{2,}|: ", line.split("->", 1)[1].strip(), maxsplit=2)[1] for line in transfers
     }
-    assert kinds == {"service URL and pin", "cloud platform id", "public key", "platform id"}, (
-        transfers
-    )
-    assert len(transfers) == 9
+    public = {"service URL and pin", "cloud platform id", "public key", "platform id"}
+    assert kinds == public | {"the service's identity key"}, transfers
+    assert len(transfers) == 11
+    # Each party verified each run's receipt on its own host, offline.
+    for round_ in (1, 2):
+        assert out.count(f"receipt iris-{round_}.receipt.json verified offline") == 2, out
     # The proposals: alice proposed, bob approved from his host; then the update likewise.
     assert "accepted iris version 1" in out and "accepted iris version 2" in out
     assert "audit log verified" in out

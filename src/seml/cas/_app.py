@@ -308,6 +308,9 @@ def create_app(service: CasService) -> RequestLimits:
     from seml.cas._proposal_routes import add_proposal_routes
 
     add_proposal_routes(app, service, refuse=refuse, read_body=_read_body)
+    from seml.cas._listing import add_listing_routes
+
+    add_listing_routes(app, service, refuse=refuse)
     # Completion reports, receipts and model releases: likewise.
     from seml.cas._receipt_routes import add_receipt_routes
 

@@ -326,6 +326,26 @@ class CasClient:
                 raise IntegrityError(f"attestation service: {h} does not match its document")
         return status
 
+    def my_sessions(self, key: PartyKey) -> list[str]:
+        """Names of the sessions whose latest version or one of whose proposals lists `key`
+        among its parties (a signed challenge proves the key; see `seml.cas._listing`)."""
+        from seml.cas._protocol import listing_challenge
+
+        nonce = self.nonce()
+        body = self._call(
+            "GET",
+            "/v1/parties/sessions",
+            headers={
+                "X-Seml-Key": _b64(key.public),
+                "X-Seml-Nonce": _b64(nonce),
+                "X-Seml-Signature": _b64(key.sign(listing_challenge(nonce))),
+            },
+        )
+        names = body.get("sessions")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise NetworkError("attestation service: unexpected answer to a session list")
+        return list(names)
+
     # -- attestation --------------------------------------------------------------------
 
     def attest(

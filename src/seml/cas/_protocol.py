@@ -23,6 +23,7 @@ __all__ = [
     "cert_fingerprint",
     "error_class",
     "error_kind",
+    "listing_challenge",
     "read_challenge",
     "volume_subject",
 ]
@@ -97,6 +98,12 @@ class ServiceConfig(BaseModel):
     volumes: dict[str, VolumeGrant]
     storage: str | None = None
     secrets: list[str]  # names released (values only inside environment/files/command)
+
     # The capability for this attestation's completion report (`seml.receipt.CompletionReport`):
     # only the attested workload's runtime holds it.
     completion: str | None = Field(default=None, repr=False)
+
+
+def listing_challenge(nonce: bytes) -> bytes:
+    """What a party signs to list the sessions its key is in (`GET /v1/parties/sessions`)."""
+    return b"SEML sessions list v1\n" + nonce

@@ -76,6 +76,7 @@ COMMANDS = {
     "crypt": "_crypt",
     "ml": "_ml",
     "deploy": "_deploy",
+    "console": "_console",
 }
 ORDER = tuple(dict.fromkeys(COMMANDS.values()))
 _registered: set[str] = set()

@@ -15,8 +15,8 @@ from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
-    from seml.cas import CasClient, SessionStatus, SessionVersion
-    from seml.policy import ExportTarget, PartyKey, Session
+    from seml.cas import CasClient
+    from seml.policy import PartyKey, Session
 
 __all__ = ["add_commands"]
 
@@ -212,81 +212,6 @@ def update(
                 typer.echo(line)
 
 
-def _read_version(client: CasClient, key: PartyKey, name: str, hash_: str) -> SessionVersion | None:
-    """Version `hash_` of session `name` as the party holding `key` reads it (the service shows
-    a session's versions to its parties only); None when it cannot."""
-    from seml.policy import parse_public_key
-
-    try:
-        active = client.session_status(name, key).active
-    except (PolicyError, UsageError):
-        return None
-    if active is None:
-        return None
-    if active.hash == hash_:
-        return active
-    party = next(
-        (p for p, text in active.document.parties.items() if parse_public_key(text) == key.public),
-        None,
-    )
-    if party is None:
-        return None
-    try:
-        return client.get_session(name, party=(party, key), hash_=hash_)
-    except (PolicyError, UsageError):
-        return None
-
-
-def _targets(client: CasClient, key: PartyKey | None, session: Session) -> dict[str, ExportTarget]:
-    """The versions `session`'s exports pin, as far as the reader (`key`) may read them: an
-    accepted version or a proposal of a session it is a party of, through its signed
-    challenge (a hash alone reads nothing)."""
-    from seml.policy import ExportTarget
-
-    out: dict[str, ExportTarget] = {}
-    pinned = {(e.session, e.session_hash) for x in session.secrets for e in x.export}
-    pinned |= {(e.session, e.session_hash) for v in session.volumes for e in v.export}
-    for target, h in sorted(pinned):
-        if key is None:
-            continue
-        v = _read_version(client, key, target, h)
-        if v is not None:
-            out[h] = ExportTarget(v.document, f"version {v.version} of {target}")
-            continue
-        try:
-            st = client.session_status(h, key)
-        except (PolicyError, UsageError):
-            continue
-        for p in st.proposals:
-            if p.hash == h:
-                out[h] = ExportTarget(p.document, f"{p.state.value} proposal of {target}")
-    return out
-
-
-def _pick_for_review(status: SessionStatus, subject: str) -> tuple[Session, str, str | None]:
-    """(session, what it is, its predecessor's hash) for a name or a hash."""
-    if _HASH.match(subject):
-        for p in status.proposals:
-            if p.hash == subject:
-                return p.document, f"{p.state.value} proposal by {p.proposer}", p.predecessor
-        if status.active is not None and status.active.hash == subject:
-            a = status.active
-            return a.document, f"active version {a.version}", a.predecessor
-        raise UsageError(f"{subject} is no version or proposal of {status.name} you may read")
-    still_open = [p for p in status.proposals if not p.state.closed]
-    if len(still_open) > 1:
-        listed = "; ".join(f"{p.hash} by {p.proposer}" for p in still_open)
-        raise UsageError(f"{len(still_open)} open proposals for {subject}: {listed}; give a hash")
-    if still_open:
-        p = still_open[0]
-        what = f"open proposal by {p.proposer}, missing: {'; '.join(p.needs) or 'nothing'}"
-        return p.document, what, p.predecessor
-    if status.active is None:
-        raise UsageError(f"{subject}: no open proposal and no active version you may read")
-    a = status.active
-    return a.document, f"active version {a.version}", a.predecessor
-
-
 def review(
     subject: Annotated[
         str, typer.Argument(help="A session file, or a session's name or hash at the service.")
@@ -306,6 +231,7 @@ def review(
     from the version it updates.
     """
     from seml.cas import client_from_env
+    from seml.cas._review_read import export_targets, read_version, review_at_service
     from seml.cli._session import _load_session
     from seml.policy import load_private_key, render_review, review_session
 
@@ -321,7 +247,7 @@ def review(
             with client_from_env(cas_url, cas_fingerprint) as client:
                 predecessor = None
                 if session.predecessor is not None and k is not None:
-                    v = _read_version(client, k, session.name, session.predecessor)
+                    v = read_version(client, k, session.name, session.predecessor)
                     predecessor = v.document if v is not None else None
                 pins: dict[str, list[str]] = {}
                 if k is not None:
@@ -334,7 +260,7 @@ def review(
                     session,
                     predecessor=predecessor,
                     status=what,
-                    targets=_targets(client, k, session),
+                    targets=export_targets(client, k, session),
                     pins=pins,
                 )
     else:
@@ -344,27 +270,7 @@ def review(
                 "(your party's key)"
             )
         with client_from_env(cas_url, cas_fingerprint) as client:
-            status = client.session_status(subject, k)
-            session, what, previous_hash = _pick_for_review(status, subject)
-            predecessor = None
-            if previous_hash is not None:
-                if status.active is not None and status.active.hash == previous_hash:
-                    predecessor = status.active.document
-                else:
-                    v = _read_version(client, k, session.name, previous_hash)
-                    if v is None:
-                        raise PolicyError(
-                            f"cannot read version {previous_hash} of {session.name}: only its "
-                            "parties read a session's versions"
-                        )
-                    predecessor = v.document
-            result = review_session(
-                session,
-                predecessor=predecessor,
-                status=what,
-                targets=_targets(client, k, session),
-                pins={e.session: e.pinned for e in status.exporters if e.exists},
-            )
+            result = review_at_service(client, k, subject)
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
         return
