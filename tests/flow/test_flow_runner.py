@@ -13,7 +13,7 @@ from seml.flow._runner import _has_proc_children, _proc_tree_rss, _psutil_tree_r
 # A parent that starts a child holding ~150 MB for a moment, then exits: the peak is the child's.
 _GRANDCHILD = (
     "import subprocess, sys\n"
-    "code = 'import time; b = bytearray(150 << 20); b[::4096] = b\"x\" * len(b[::4096]); "
+    'code = \'import time; b = bytearray(150 << 20); b[::4096] = b"x" * len(b[::4096]); '
     "time.sleep(0.6)'\n"
     "subprocess.run([sys.executable, '-c', code], check=True)\n"
 )
