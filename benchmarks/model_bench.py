@@ -13,7 +13,7 @@ saves them as SEML model files, and times, in one run, alternating which goes fi
 Both write one CSV per model. Target (issue 16): seml's wall time <= 1.3x the bare script's
 (medians). Also printed: CPU seconds (wait4) and peak RSS of each.
 
-    .venv/bin/python benchmarks/model_bench.py [--repetitions 5] [--rows 10]
+    .venv/bin/python benchmarks/model_bench.py [--repetitions 5] [--rows 10] [--scale 100]
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _timed(argv: list[str]) -> Run:
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
-def _models(root: Path, rows: int) -> tuple[Path, Path]:
+def _models(root: Path, rows: int, scale: int) -> tuple[Path, Path]:
     """Train and save the flow's two models; write `rows` input rows. Returns (models, rows)."""
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
@@ -75,7 +75,7 @@ def _models(root: Path, rows: int) -> tuple[Path, Path]:
 
     models = root / "models"
     frame = iris_frame("classification")
-    data = frame.loc[frame.index.repeat(100)].reset_index(drop=True)  # Iris x 100, like G
+    data = frame.loc[frame.index.repeat(scale)].reset_index(drop=True)  # x 100: like G
     x, y = data.drop(columns="species"), data["species"]
     save_model(
         RandomForestClassifier(n_estimators=100, random_state=0).fit(x, y),
@@ -109,10 +109,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repetitions", "-n", type=int, default=5)
     parser.add_argument("--rows", type=int, default=10)
+    parser.add_argument("--scale", type=int, default=100, help="training rows: Iris x SCALE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="seml-model-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        models, rows = _models(tmp, args.rows)
+        models, rows = _models(tmp, args.rows, args.scale)
         out_seml, out_bare = tmp / "out-seml", tmp / "out-bare"
         argv = {
             "seml": [

@@ -14,6 +14,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(900)
 def test_sync_bench_reports_every_shape_backend_and_way() -> None:
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / "sync_bench.py"), "--size-mib", "2"],
@@ -35,9 +36,14 @@ def test_sync_bench_reports_every_shape_backend_and_way() -> None:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.timeout(900)  # four interpreter starts with scikit-learn: minutes on a busy machine
 def test_model_bench_compares_the_runner_with_a_bare_script() -> None:
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "model_bench.py"), "-n", "1", "--rows", "5"],
+        [
+            sys.executable,
+            str(BENCHMARKS / "model_bench.py"),
+            *("-n", "1", "--rows", "5", "--scale", "1"),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
