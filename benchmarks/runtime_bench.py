@@ -331,10 +331,11 @@ def main() -> int:
                 print("  seml run phases (median):")
                 print("\n".join(_phase_table(runs)))
 
-            # 2. Volume throughput: the chosen mount mode, then FUSE (decrypted on access).
+            # 2. Volume throughput: the chosen mount mode, then FUSE (decrypted on access) where
+            # it works here (fuse_available() says why not, or None).
             from seml.volume import fuse_available
 
-            mounts = [args.mount] + (["fuse"] if args.mount != "fuse" and fuse_available() else [])
+            mounts = [args.mount] + ([] if args.mount == "fuse" or fuse_available() else ["fuse"])
             rates: dict[str, tuple[float, float]] = {}
             for mount in mounts:
                 size = args.size_mib

@@ -36,5 +36,5 @@ def test_runtime_bench_runs_and_reports_both_targets() -> None:
         assert re.search(rf"^\s+{phase}\s+\d+\.\d ms", out, re.M), f"no {phase} phase in:\n{out}"
     from seml.volume import fuse_available
 
-    if fuse_available():  # the FUSE figure is reported beside the workspace one
+    if fuse_available() is None:  # FUSE works here: its figure is reported beside the workspace one
         assert re.search(r"(PASS|MISS)  volume --mount fuse: \d+ MiB/s vs plain disk", out), out
