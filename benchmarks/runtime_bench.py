@@ -22,8 +22,10 @@ start, imports, measurement), attest, unseal, command, seal (including the versi
 service), exit (workspace wipe, interpreter shutdown).
 
 The simulated measurement covers the seml package's own source, so everything runs from a
-copy of src/seml taken at start (PYTHONPATH): an edit to the checkout during the run cannot
-make the attestation service refuse the runtime. Temp files live under /tmp and are removed.
+copy of src/seml taken at start (PYTHONPATH for the service; `seml run`, which refuses
+PYTHONPATH, through a launcher that puts the copy first on its path): an edit to the checkout
+during the run cannot make the attestation service refuse the runtime. Temp files live under
+/tmp and are removed.
 
 The attestation is SIMULATED (no TEE hardware): the figures measure SEML's own work.
 
@@ -235,7 +237,6 @@ def main() -> int:
             p for p in (str(snapshot), os.environ.get("PYTHONPATH")) if p
         )
         from seml.cas import LocalCas
-        from seml.cli import seml_command
         from seml.policy import new_key_pair, public_key_text, session_from_document, sign_session
         from seml.runtime import init_platform_key, measure
 
@@ -262,7 +263,16 @@ def main() -> int:
             with cas.client() as client:
                 client.submit_session(session, [sign_session(session, "owner", owner)])
 
-            env = {**os.environ, **cas.env}
+            # `seml run` refuses to start with PYTHONPATH set (it loads code the measurement
+            # does not cover): it runs from the snapshot through a path set by its launcher.
+            env = {k: v for k, v in {**os.environ, **cas.env}.items() if k != "PYTHONPATH"}
+            launcher = [
+                python,
+                "-c",
+                "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                "from seml.cli import main; sys.exit(main())",
+                str(snapshot),
+            ]
             native_env = {k: v for k, v in os.environ.items() if not k.startswith("SEML_")} | {
                 "SEML_VOLUME_DATA": str(plain)
             }
@@ -272,7 +282,7 @@ def main() -> int:
             ) -> Timed:
                 return _timed(
                     [
-                        *seml_command(),
+                        *launcher,
                         "run",
                         "--session",
                         "runtime-bench",

@@ -118,7 +118,7 @@ def test_snp_service_accepts_its_vm_running_its_workload(
     assert (config.tee, config.measurement, config.simulated) == ("snp", WORKLOAD, False)
     assert len(bytes.fromhex(config.environment["KEY"])) == 32
     release = [e for e in cas_service.store.audit(0, 100) if e.event == "attest.release"][-1]
-    assert release.details["platform_measurement"] == VM
+    assert (release.details or {})["platform_measurement"] == VM
 
 
 @pytest.mark.parametrize(

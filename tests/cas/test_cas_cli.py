@@ -50,7 +50,7 @@ def test_cli_flow(
     bad = tmp_path / "bad.yaml"
     bad.write_text(as_yaml({**doc, "services": [{**doc["services"][0], "measurements": []}]}))
     code, _, err = run(capsys, "session", "check", str(bad))
-    assert code == 2 and "services.0.measurements" in err
+    assert code == 2 and "services[0].measurements: must list at least one" in err
 
     code, out, _ = run(capsys, "session", "sign", str(path), "--key", str(tmp_path / "alice.key"))
     assert code == 0 and f"alice signed {digest}" in out
@@ -114,22 +114,30 @@ def test_cli_flow(
     code, out, _ = run(capsys, "session", "show", "cli", "--key", str(tmp_path / "alice.key"))
     assert code == 0 and f"# cli version 1 {digest} signed by alice, bob" in out
     assert "cli-provided-value" not in out
-    code, out, _ = run(capsys, "session", "history", "cli", "--hash", digest, "--json")
+    alice = ["--key", str(tmp_path / "alice.key")]
+    code, out, _ = run(capsys, "session", "history", "cli", "--hash", digest, "--json", *alice)
     assert code == 0 and json.loads(out)[0]["hash"] == digest
     code, _, err = run(capsys, "session", "show", "cli")
-    assert code == 2 and "needs --hash or a party key" in err
+    assert code == 2 and "needs --key: the private key of one of its parties" in err
+    code, _, err = run(capsys, "session", "show", "cli", "--hash", digest)
+    assert code == 2 and "needs --key" in err
 
     code, out, _ = run(capsys, "cas", "info", str(cas_server.directory))
     assert code == 0 and f"fingerprint: {cas_server.fingerprint}" in out
     code, out, _ = run(capsys, "cas", "info", "--json")
     assert code == 0 and json.loads(out)["fingerprint"] == cas_server.fingerprint
-    code, out, err = run(capsys, "cas", "audit", "--verify")
+    code, out, err = run(capsys, "cas", "audit", "--verify", "--session", "cli", *alice)
     assert code == 0 and "session.create" in out and "intact" in err
     assert "cli-provided-value" not in out
+    # Without a party's key: the chain verifies, no content is shown.
+    code, out, err = run(capsys, "cas", "audit", "--verify")
+    assert code == 0 and out == "" and "intact" in err and "are not shown" in err
+    code, _, err = run(capsys, "cas", "audit", "--session", "cli")
+    assert code == 2 and "--session and --key go together" in err
 
     monkeypatch.setenv("SEML_CAS_FINGERPRINT", "sha256:" + "0" * 64)
-    code, _, err = run(capsys, "session", "history", "cli", "--hash", digest)
-    assert code == 3 and "not the pinned" in err
+    code, _, err = run(capsys, "session", "history", "cli", *alice)
+    assert code == 7 and "not the pinned" in err
     monkeypatch.delenv("SEML_CAS")
     code, _, err = run(capsys, "cas", "audit")
     assert code == 2 and "--cas URL" in err

@@ -91,7 +91,9 @@ def test_serve_from_mounted_secrets_answers_healthz(tmp_path: Path) -> None:
             assert r.status == 200
             assert json.loads(r.read()) == {"status": "ok"}
         assert (state / "cas.sqlite").is_file()
-        assert sorted(p.name for p in state.iterdir() if not p.name.startswith("cas.sqlite")) == []
+        # The state folder holds the database and the lock that keeps a second service off it.
+        others = sorted(p.name for p in state.iterdir() if not p.name.startswith("cas.sqlite"))
+        assert others == ["serve.lock"]
 
 
 def test_healthz_reports_an_unusable_database(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from seml.attest import SimulationProvider
 from seml.cas import LocalCas
 from seml.cli import main
 from seml.errors import AttestationError, IntegrityError
+from seml.policy import write_private_key
 
 pytestmark = pytest.mark.integration
 
@@ -20,6 +21,7 @@ MARKER = b"provided-3c1d-never-logged"
 
 def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parties = Parties("alice", "bob")
+    alice = ("alice", parties.keys["alice"])
     s = session_of(shared_document("durable", parties))
     with LocalCas(tmp_path / "cas") as cas:
         with cas.client() as client:
@@ -32,7 +34,7 @@ def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         cas.kill()
         cas.start()
         with cas.client() as client:
-            history = client.history("durable", hash_=v2.hash)
+            history = client.history("durable", hash_=v2.hash, party=alice)
             assert [h.hash for h in history] == [v1.hash, v2.hash]
             after = client.attest("durable", "run", SimulationProvider(GOOD))
             assert after.environment == before.environment
@@ -58,18 +60,17 @@ def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str])
                         "evidence": evidence.model_dump(mode="json"),
                     },
                 )
-            entries = client.audit(verify=True)
+            entries = client.audit(verify=True, party=alice, sessions=["durable"])
             assert [e.event for e in entries][:3] == [
                 "session.create",
                 "session.update",
                 "attest.release",
             ]
-        assert (
-            main(
-                ["cas", "audit", "--verify", "--cas", cas.url, "--cas-fingerprint", cas.fingerprint]
-            )
-            == 0
-        )
+        cli = ["cas", "audit", "--verify", "--cas", cas.url, "--cas-fingerprint", cas.fingerprint]
+        key_file = tmp_path / "alice.key"
+        write_private_key(key_file, parties.keys["alice"].pem())
+        as_alice = [*cli, "--session", "durable", "--key", str(key_file)]
+        assert main(as_alice) == 0
         capsys.readouterr()
 
         # An operator rewrites who got the secrets, directly in SQLite.
@@ -79,14 +80,17 @@ def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str])
                 "UPDATE audit SET details = replace(details, '\"run\"', '\"evil\"') "
                 "WHERE event = 'attest.release'"
             )
+        # Its parties see it (an outsider sees no content, so has none to check).
         with cas.client() as client, pytest.raises(IntegrityError, match="content does not match"):
-            client.audit(verify=True)
-        assert (
-            main(
-                ["cas", "audit", "--verify", "--cas", cas.url, "--cas-fingerprint", cas.fingerprint]
-            )
-            == IntegrityError.exit_code
-        )
-        assert "does not match its hash (edited)" in capsys.readouterr().err
+            client.audit(verify=True, party=alice, sessions=["durable"])
+        assert main(as_alice) == IntegrityError.exit_code
+        assert "content does not match (edited)" in capsys.readouterr().err
+        assert main(cli) == 0
+        # Dropping an entry breaks the chain for everyone.
+        with sqlite3.connect(cas.directory / "cas.sqlite") as db:
+            db.execute("DROP TRIGGER audit_no_delete")
+            db.execute("DELETE FROM audit WHERE seq = 2")
+        assert main(cli) == IntegrityError.exit_code
+        assert "expected sequence number 2" in capsys.readouterr().err
     assert main(["cas", "audit", "--verify", "--dir", str(tmp_path / "cas")]) == 3
     assert MARKER.decode() not in cas.output

@@ -224,8 +224,11 @@ def test_lifecycle(
     monkeypatch.setenv("SEML_CAS", cas_server.url)
     code, out, _ = seml("session", "status", "c-bob", "--key", bob)
     assert code == 0 and "active: version 2" in out
+    # A party reads its session's entries; anyone else the chain only.
+    code, out, err = seml("cas", "audit", "--verify", "--session", "c-bob", "--key", bob)
+    assert code == 0 and "proposal.activate" in out and "intact" in err, err
     code, out, err = seml("cas", "audit", "--verify")
-    assert code == 0 and "proposal.activate" in out and "intact" in err
+    assert code == 0 and "proposal" not in out and "c-bob" not in out and "intact" in err
 
 
 def test_veto_rejection_and_withdrawal(tmp_path: Path, seml: Any) -> None:
@@ -259,3 +262,37 @@ def test_veto_rejection_and_withdrawal(tmp_path: Path, seml: Any) -> None:
     assert code == 4 and "only its proposer bob can withdraw" in err
     code, out, _ = seml("session", "withdraw", "withdrawn", "--key", bob, "--json")
     assert code == 0 and json.loads(out)["state"] == "withdrawn"
+
+
+def test_approve_the_file_you_hold_with_the_profiles_key(
+    tmp_path: Path, seml: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`approve FILE` approves the proposal of exactly that document; --key defaults to the
+    machine's signing key (SEML_SIGNING_KEY, which the profile sets)."""
+    public = keys(seml, tmp_path, "alice", "bob")
+    doc = {
+        "version": 1,
+        "name": "held",
+        "parties": public,
+        "approval": {"create": ["alice", "bob"], "update": ["alice", "bob"]},
+        "services": [{"name": "svc", "measurements": [GOOD]}],
+    }
+    proposed = write(tmp_path / "proposed.yaml", doc)
+    monkeypatch.setenv("SEML_SIGNING_KEY", str(tmp_path / "alice.key"))
+    code, out, _ = seml("session", "propose", proposed)
+    assert code == 0 and "by alice" in out and "missing: bob must approve" in out
+
+    # bob's own copy differs (another measurement): approving it names its hash, and refuses.
+    other = dict(doc, services=[{"name": "svc", "measurements": ["cd" * 32]}])
+    mine = write(tmp_path / "mine.yaml", other)
+    wrong = session_hash(parse_session(Path(mine).read_text()))
+    monkeypatch.setenv("SEML_SIGNING_KEY", str(tmp_path / "bob.key"))
+    code, _, err = seml("session", "approve", mine)
+    assert code != 0 and wrong in err, err
+    code, out, _ = seml("session", "status", "held")
+    assert code == 0 and "missing: bob must approve" in out  # nothing was approved
+
+    # The same document as proposed: accepted, signed by both.
+    same = write(tmp_path / "same.yaml", doc)
+    code, out, _ = seml("session", "approve", same)
+    assert code == 0 and "accepted held version 1" in out, out

@@ -19,9 +19,10 @@ from _cas_inprocess import InProcessCas, in_process_cas
 from _casdata import GOOD, OTHER, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider, report_data_for
 from seml.cas import CasClient, SessionSummary
+from seml.cas._protocol import read_challenge
 from seml.cas._provided import provided_message
 from seml.errors import AttestationError, PolicyError, UsageError
-from seml.policy import session_hash
+from seml.policy import PartyKey, session_hash
 
 PROVIDED = b"pw-7f3a9c-provided-marker"
 
@@ -91,8 +92,10 @@ def test_create_refuses_missing_and_forged_signatures(client: CasClient, parties
         client.submit_session(s, parties.sign(s), {"pw": base64.b64encode(bytes(80)).decode()})
     v1 = client.submit_session(s, parties.sign(s), parties.provide(client, s, b"x"))
     assert v1.version == 1 and v1.hash == session_hash(s)
-    with pytest.raises(PolicyError, match="must name its predecessor"):
+    # Whoever submits learns no hash: not the latest one, nor that the submission is stale.
+    with pytest.raises(PolicyError, match="exists and this is not an update of its latest") as e:
         client.submit_session(s, parties.sign(s), parties.provide(client, s, b"x"))
+    assert "sha256:" not in str(e.value)
 
     # Updates: stale, unsigned, then properly signed.
     doc = s.document()
@@ -102,36 +105,61 @@ def test_create_refuses_missing_and_forged_signatures(client: CasClient, parties
         client.submit_session(v2, parties.sign(v2, "alice"))
     assert client.submit_session(v2, parties.sign(v2)).version == 2
     stale = update_of(s, storage={"location": "s3://elsewhere"})
-    with pytest.raises(PolicyError, match="stale update of lifecycle"):
+    with pytest.raises(PolicyError, match="exists and this is not an update of its latest") as e:
         client.submit_session(stale, parties.sign(stale))
+    assert "sha256:" not in str(e.value)
 
     alice = ("alice", parties.keys["alice"])
     history = client.history("lifecycle", party=alice)
     assert [h.version for h in history] == [1, 2]
     assert history[1].predecessor == v1.hash
     assert history[1].signers == ["alice", "bob"]
-    # Knowing v1's hash reads v1, but not the later version.
-    assert [v.version for v in client.history("lifecycle", hash_=v1.hash)] == [1]
-    assert client.get_session("lifecycle", hash_=v1.hash).hash == v1.hash
+    # A party asking for v1 gets v1 and its ancestors, not the later version.
+    assert [v.version for v in client.history("lifecycle", hash_=v1.hash, party=alice)] == [1]
+    assert client.get_session("lifecycle", hash_=v1.hash, party=alice).hash == v1.hash
     latest = client.get_session("lifecycle", party=alice)
     assert latest.version == 2 and latest.document.services[0].measurements == [OTHER]
 
 
-def test_reading_needs_a_hash_or_a_party(
-    client: CasClient, parties: Parties, shared: SessionSummary
-) -> None:
-    with pytest.raises(PolicyError, match="needs one version's hash or a party"):
+def _read_raw(
+    client: CasClient, name: str, party: str, key: PartyKey, *, hash_: str | None = None
+) -> Any:
+    nonce = client.nonce()
+    return client._call(
+        "GET",
+        f"/v1/sessions/{name}",
+        params={"hash": hash_} if hash_ else None,
+        headers={
+            "X-Seml-Party": party,
+            "X-Seml-Nonce": base64.b64encode(nonce).decode(),
+            "X-Seml-Signature": base64.b64encode(key.sign(read_challenge(name, nonce))).decode(),
+        },
+    )
+
+
+def test_reading_needs_a_party(client: CasClient, parties: Parties, shared: SessionSummary) -> None:
+    """Only a party of the session reads it; a hash is no credential; and a refusal does not
+    tell an unknown session from one the caller may not read."""
+    refusal = "needs a fresh challenge signed by one of its parties"
+    with pytest.raises(PolicyError, match=refusal):
         client._call("GET", "/v1/sessions/shared")
-    with pytest.raises(PolicyError, match="is not a version of session shared"):
-        client.get_session("shared", hash_="sha256:" + "0" * 64)
-    stranger = Parties("mallory")
-    with pytest.raises(PolicyError, match="mallory is not a party"):
-        client.get_session("shared", party=("mallory", stranger.keys["mallory"]))
-    with pytest.raises(PolicyError, match="bad read challenge signature from alice"):
-        client.get_session("shared", party=("alice", stranger.keys["mallory"]))
-    with pytest.raises(UsageError, match="no session named nothing"):
-        client.get_session("nothing", hash_=shared.hash)
-    got = client.get_session("shared", hash_=shared.hash)
+    with pytest.raises(PolicyError, match=refusal):  # a leaked hash opens nothing
+        client._call("GET", "/v1/sessions/shared", params={"hash": shared.hash})
+    stranger = Parties("mallory").keys["mallory"]
+    answers = []
+    for name, party, key in [
+        ("shared", "mallory", stranger),  # not a party
+        ("shared", "alice", stranger),  # a party's name, another key
+        ("nothing", "alice", parties.keys["alice"]),  # no such session
+    ]:
+        with pytest.raises(PolicyError, match=refusal) as e:
+            _read_raw(client, name, party, key)
+        answers.append(str(e.value).replace(name, "NAME"))
+    assert len(set(answers)) == 1, answers
+    alice = ("alice", parties.keys["alice"])
+    with pytest.raises(UsageError, match="is not a version of session shared"):
+        client.get_session("shared", hash_="sha256:" + "0" * 64, party=alice)
+    got = client.get_session("shared", party=alice)
     assert got.document.secret("pw") is not None
     assert PROVIDED.decode() not in got.model_dump_json()
 
@@ -149,7 +177,12 @@ def test_attestation_releases_resolved_config(client: CasClient, shared: Session
     assert "BEGIN PUBLIC KEY" in train.environment["SIG"]
     assert len(train.environment["TOKEN"]) == 24 and train.environment["TOKEN"].isalnum()
     assert train.command == ["python", "-m", "train"]
-    assert train.volumes["model"] == run.volumes["model"]
+    # The same volume and key for both; each service its own capability (bound to it).
+    volume_of = {"path", "key", "owner", "volume"}
+    assert train.volumes["model"].model_dump(include=volume_of) == run.volumes["model"].model_dump(
+        include=volume_of
+    )
+    assert train.volumes["model"].token != run.volumes["model"].token
     assert train.secrets == ["api_token", "model_key", "sig", "tls"]
     # A service gets only what it reads: no provided password in the trainer's config.
     assert PROVIDED.decode() not in train.model_dump_json()
@@ -190,18 +223,20 @@ def test_refusals_have_precise_reasons(client: CasClient, shared: SessionSummary
         _attest_raw(client, nonce)
     with pytest.raises(AttestationError, match=f"measurement {OTHER} is not allowed for service"):
         _attest_raw(client, client.nonce(), measurement=OTHER)
-    with pytest.raises(PolicyError, match="session shared has no service ghost"):
+    # An unknown service and an unknown session: the same refusal (no oracle for names).
+    with pytest.raises(UsageError, match="no service ghost in a session named shared"):
         _attest_raw(client, client.nonce(), service="ghost")
-    with pytest.raises(UsageError, match="no session named ghost"):
+    with pytest.raises(UsageError, match="no service train in a session named ghost"):
         _attest_raw(client, client.nonce(), session="ghost")
     with pytest.raises(AttestationError, match="bound to other report data"):
         _attest_raw(client, client.nonce(), bind_key=bytes(32))
     with pytest.raises(AttestationError, match="not issued by this service"):
         _attest_raw(client, bytes(40))
-    with pytest.raises(PolicyError, match="not the expected"):
+    with pytest.raises(PolicyError, match="has changed since the version pinned") as e:
         client.attest(
             "shared", "train", SimulationProvider(GOOD), session_hash="sha256:" + "1" * 64
         )
+    assert shared.hash not in str(e.value)
     with pytest.raises(UsageError, match="request body larger than"):
         client._call("POST", "/v1/attest", json={"session": "x" * (3 << 20)})
     with pytest.raises(UsageError, match="malformed request"):
@@ -322,17 +357,54 @@ def test_volume_versions_compare_and_set(client: CasClient, shared: SessionSumma
         client.volume_version(owner, "other", token)
 
 
+def test_a_volume_token_is_bound_to_its_service_its_session_version_and_time(
+    cas: InProcessCas, client: CasClient, parties: Parties
+) -> None:
+    s = session_of(shared_document("tokens", parties))
+    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw"))
+    grant = client.attest("tokens", "train", SimulationProvider(GOOD)).volumes["model"]
+    owner, vol, token = grant.owner, grant.volume, grant.token
+    assert client.volume_version(owner, vol, token) == (0, None)
+    # The claim is readable, not forgeable: the same MAC under another service's name fails.
+    _, expires, holder, service, mac = token.split(".")
+    assert (holder, service) == ("tokens", "train")
+    for forged in (
+        f"v2.{expires}.tokens.run.{mac}",
+        f"v2.{int(expires) + 10**6}.tokens.train.{mac}",
+        "0" * 64,  # the old, unbound form
+    ):
+        with pytest.raises(PolicyError, match="no valid capability"):
+            client.volume_version(owner, vol, forged)
+    # Expired: refused, even though everything else matches.
+    with pytest.raises(PolicyError, match="no valid capability"):
+        cas.service.volume_get(owner, vol, token, now=int(expires) + 1)
+    assert cas.service.volume_get(owner, vol, token, now=int(expires) - 1) == (0, None)
+    # A new version of the session ends every token released under the old one: a token that
+    # leaked from an old run cannot move the volume's version forward (a denial of service).
+    s2 = update_of(s, storage={"location": "s3://elsewhere"})
+    client.submit_session(s2, parties.sign(s2), parties.provide(client, s2, b"pw"))
+    with pytest.raises(PolicyError, match="no valid capability"):
+        client.set_volume_version(owner, vol, token, expected=0, version=1, tag="x")
+    fresh = client.attest("tokens", "train", SimulationProvider(GOOD)).volumes["model"].token
+    assert client.set_volume_version(owner, vol, fresh, expected=0, version=1, tag="x") == (1, "x")
+
+
 def test_audit_log_records_and_verifies(
-    cas: InProcessCas, client: CasClient, shared: SessionSummary
+    cas: InProcessCas, client: CasClient, parties: Parties, shared: SessionSummary
 ) -> None:
     run = client.attest("shared", "run", SimulationProvider(GOOD))
     model_key = base64.b64decode(run.environment["MODEL_KEY"])
-    entries = client.audit(verify=True)
+    alice = ("alice", parties.keys["alice"])
+    entries = client.audit(verify=True, party=alice, sessions=["shared"])
     events = {e.event for e in entries}
     assert {"session.create", "attest.release", "refused"} <= events
-    release = [e for e in entries if e.event == "attest.release" and e.details["service"] == "run"]
-    assert release[-1].details["secrets"] == ["model_key", "pw"]
-    assert release[-1].details["tee"] == "simulation"
+    release = [
+        e.details or {}
+        for e in entries
+        if e.event == "attest.release" and (e.details or {})["service"] == "run"
+    ]
+    assert release[-1]["secrets"] == ["model_key", "pw"]
+    assert release[-1]["tee"] == "simulation"
     text = str([e.model_dump() for e in entries])
     assert PROVIDED.decode() not in text
     # The database holds no secret in the clear.
@@ -387,5 +459,5 @@ def test_garbage_attestation_requests_get_clean_refusals(
 _GARBAGE_REFUSAL = (
     r"attestation service refused: (malformed request: |nonce is not base64|"
     r"public_key is not base64|nonce was not issued by this service|"
-    r"public_key must be a 32-byte|no session named )"
+    r"public_key must be a 32-byte|no service .* in a session named )"
 )

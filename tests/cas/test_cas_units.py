@@ -13,6 +13,7 @@ from cryptography import x509
 from seml.cas import cert_fingerprint, init_state_dir, load_identity, verify_audit_chain
 from seml.cas._audit import AuditEntry
 from seml.cas._nonce import NonceBook
+from seml.cas._refusals import MAX_REASON, RefusalBook
 from seml.cas._secrets import generate_secret, open_secret, render_secret, seal_secret
 from seml.cas._state import StateStore
 from seml.errors import AttestationError, IntegrityError, UsageError
@@ -139,3 +140,104 @@ def test_store_is_append_only(tmp_path: Path) -> None:
     assert [e.event for e in store.audit(0, 10)] == ["test", "after"]
     assert json.loads(json.dumps(store.audit(0, 10)[1].details)) == {}
     store.close()
+
+
+def test_an_outsider_view_of_the_audit_log_verifies_and_shows_nothing(tmp_path: Path) -> None:
+    store, public = _store(tmp_path)
+    with store.transaction() as db:
+        store.append_audit(db, "session.create", {"session": "a", "hash": "sha256:aa"}, 1.0)
+        store.append_audit(db, "session.create", {"session": "b", "hash": "sha256:bb"}, 2.0)
+        store.append_audit(
+            db, "attest.release", {"session": "b", "secrets": ["k"]}, 3.0, sessions=("b", "a")
+        )
+        store.append_audit(db, "refused", {"reason": "x"}, 4.0)
+    outsider = store.audit(0, 10, readable=frozenset())
+    party_a = store.audit(0, 10, readable=frozenset({"a"}))
+    operator = store.audit(0, 10)
+    store.close()
+    assert not any(e.revealed for e in outsider)
+    assert "sha256:aa" not in json.dumps([e.model_dump() for e in outsider])
+    assert [e.revealed for e in party_a] == [True, False, True, False]
+    assert all(e.revealed for e in operator)
+    for view in (outsider, party_a, operator):
+        assert verify_audit_chain(view, public) == 4
+    # The same content twice has two commitments: an outsider cannot confirm a guess.
+    assert len({e.body for e in operator}) == 4
+    with pytest.raises(IntegrityError, match="entry 2: content shown only in part"):
+        verify_audit_chain(
+            [operator[0], operator[1].model_copy(update={"salt": None}), *operator[2:]], public
+        )
+    with pytest.raises(IntegrityError, match="entry 1: content does not match"):
+        verify_audit_chain([party_a[0].model_copy(update={"time": 9.0}), *party_a[1:]], public)
+    with pytest.raises(IntegrityError, match="entry 2: does not match its hash"):
+        edited = outsider[1].model_copy(update={"body": outsider[0].body})
+        verify_audit_chain([outsider[0], edited, *outsider[2:]], public)
+
+
+def test_refusals_are_written_once_per_kind_and_counted() -> None:
+    book = RefusalBook(window=60, kinds=4)
+    written = []
+    for i in range(10_000):
+        written += book.refuse(
+            1000.0 + i / 1000,
+            request="GET /" + "a" * 60_000,
+            kind="UsageError",
+            reason="r" * 60_000,
+        )
+    assert [event for event, _ in written] == ["refused"]
+    details = written[0][1]
+    assert len(details["request"]) <= 100 and len(details["reason"]) <= MAX_REASON
+    assert details["request"].endswith("...")
+    # A new kind per request (a different session name each time) is bounded too.
+    for i in range(1000):
+        written += book.refuse(1005.0, request="attest", kind="PolicyError", reason="no",
+                               session=f"s{i}")  # fmt: skip
+    assert len(written) == 5  # 4 kinds tracked, the rest counted as one overflow kind
+    assert written[-1][1]["request"] == "(other kinds)" and "session" not in written[-1][1]
+    assert book.due(1059.0) == []  # the window is still open
+    summary = book.due(1060.0)
+    counts = sorted((d["request"], d["count"]) for _, d in summary)
+    assert counts[0] == ("(other kinds)", 996) and counts[-1][1] == 9999
+    assert all(d["since"] <= d["until"] for _, d in summary)
+    # A new window starts afresh: its first refusal is written again.
+    assert [e for e, _ in book.refuse(2000.0, request="x", kind="UsageError", reason="r")] == [
+        "refused"
+    ]
+    assert book.due(2000.0, force=True) == []  # nothing repeated in it
+
+
+def test_the_database_reaches_the_disk_at_every_commit(tmp_path: Path) -> None:
+    """synchronous=FULL in WAL mode: an answered request survives a power loss."""
+    store, _ = _store(tmp_path)
+    try:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        store.close()
+
+
+def test_an_audit_log_of_the_old_format_is_refused_with_a_way_out(tmp_path: Path) -> None:
+    ident = init_state_dir(tmp_path / "cas", hosts=["127.0.0.1"], now=NOW)
+    import sqlite3
+
+    with sqlite3.connect(ident.database) as db:
+        db.execute(
+            "CREATE TABLE audit (seq INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT "
+            "NULL, details TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, signature "
+            "TEXT NOT NULL)"
+        )
+    from seml.errors import StorageError
+
+    with pytest.raises(StorageError, match=r"older format .* start the service on a new state"):
+        StateStore(ident.database, ident.sign)
+
+
+def test_one_lock_per_state_folder(tmp_path: Path) -> None:
+    from seml.cas._serve import lock_state
+
+    database = tmp_path / "cas.sqlite"
+    refused = pytest.raises(UsageError, match=r"another `seml cas serve` \(pid \d+\) is serving")
+    with lock_state(database), refused, lock_state(database):
+        pass
+    with lock_state(database):  # released with its holder
+        pass

@@ -107,3 +107,60 @@ def test_options_after_the_command_or_after_double_dash_are_not_seml_s(
     assert main(["--verbose", "volume", "inspect", missing]) != 0
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("seml: error:")
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (ValueError("boom"), 1, "seml: error: internal error (ValueError: boom); this is a bug"),
+        (
+            FileNotFoundError(2, "No such file or directory", "/nowhere/x"),
+            6,
+            "seml: error: No such file or directory: /nowhere/x",
+        ),
+        (KeyError("k"), 1, "seml: error: internal error (KeyError: 'k')"),
+    ],
+)
+def test_a_foreign_exception_that_escapes_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Exception,
+    code: int,
+    line: str,
+) -> None:
+    import seml.cli
+
+    def fail(*args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(seml.cli, "_typer_main", fail)
+    assert main(["keys", "new", "x"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["--verbose", "keys", "new", "x"]) == code
+    assert "Traceback" in capsys.readouterr().err  # asked for
+
+
+def test_every_seml_command_first_wipes_the_workspaces_of_killed_runs(tmp_path: Path) -> None:
+    """A runtime killed by SIGKILL leaves its workspace (secrets, plaintext) behind; any next
+    seml command on the machine removes it, and only workspaces whose owner is gone."""
+    import os
+    import tempfile
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    base = Path(tempfile.gettempdir())
+    stale = base / f"seml-ws-{dead.pid}-test"
+    live = base / f"seml-ws-{os.getpid()}-test"
+    for folder in (stale, live):
+        folder.mkdir(mode=0o700)
+        (folder / "secret.txt").write_text("held")
+    try:
+        assert main(["keys", "--help"]) == 0
+        assert not stale.exists()
+        assert (live / "secret.txt").read_text() == "held"
+    finally:
+        import shutil
+
+        for folder in (stale, live):
+            shutil.rmtree(folder, ignore_errors=True)

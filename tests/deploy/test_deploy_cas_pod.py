@@ -77,6 +77,7 @@ def test_rendered_cas_container_serves_healthz_from_mounted_secrets(tmp_path: Pa
             "cas.sqlite",
             "cas.sqlite-wal",
             "cas.sqlite-shm",
+            "serve.lock",  # one service per state folder (no key material)
         }
         assert (state / "cas.sqlite").exists()
         for mount in ("/etc/seml-cas/keys", "/etc/seml-cas/tls"):

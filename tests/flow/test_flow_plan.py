@@ -98,3 +98,27 @@ def test_layout_folders_are_what_each_machine_links_by_the_sessions_names() -> N
     }
     assert layout.holdout("bob") == Path("/w/parties/bob/input/holdout.csv")
     assert layout.folders("cloud") == {}
+
+
+def test_flow_sessions_are_the_same_whichever_order_the_parties_are_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each party writes the sessions itself and approves exactly the file it wrote: the same
+    keys, platform ids and storage must give the same bytes, in any order of the flags."""
+    from seml.cli import main
+
+    for name in ("alice", "bob"):
+        assert main(["keys", "new", name, "--dir", str(tmp_path)]) == 0
+    ids = {m: "sha256:" + c * 64 for m, c in (("alice", "a"), ("bob", "b"), ("cloud", "c"))}
+    orders = {"a": ["alice", "bob"], "b": ["bob", "alice"]}
+    for out, order in orders.items():
+        argv = ["flow", "sessions", str(tmp_path / out), "--storage", "s3://x/iris"]
+        argv += ["--measurement", "ab" * 32]
+        for p in order:
+            argv += ["--party", f"{p}={tmp_path / p}.pub", "--platform", f"{p}={ids[p]}"]
+        assert main([*argv, "--platform", f"cloud={ids['cloud']}"]) == 0
+    capsys.readouterr()
+    for name in ("iris", "iris-alice", "iris-bob"):
+        assert (tmp_path / "a" / f"{name}.yaml").read_bytes() == (
+            tmp_path / "b" / f"{name}.yaml"
+        ).read_bytes()

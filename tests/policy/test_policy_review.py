@@ -189,7 +189,7 @@ def test_paths_and_successors() -> None:
         set_path(active.document(), "storage2.location", "x")
     with pytest.raises(UsageError, match="an update of shared keeps its name"):
         successor(active, {**active.document(), "name": "other"})
-    with pytest.raises(UsageError, match=r"services\.0\.measurements"):
+    with pytest.raises(UsageError, match=r"services\[0\]\.measurements: must list at least one"):
         successor(active, active.document(), [("services.fetch.measurements", [])])
 
 

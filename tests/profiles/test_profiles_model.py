@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from seml._environ import code_loading
 from seml.errors import UsageError
 from seml.profiles import (
     ConfigFile,
@@ -68,7 +69,7 @@ def test_a_written_configuration_reads_back_the_same() -> None:
         (("    party: alice\n", ""), r"a party profile names its party"),
         (("s3://iris/consortium", "ftp://x"), r"'ftp://x' is not s3://BUCKET"),
         (("current: alice", "current: bob"), r"current profile 'bob' is not among"),
-        (("    seml: /opt", "    password: x\n    seml: /opt"), r"password: Extra inputs"),
+        (("    seml: /opt", "    password: x\n    seml: /opt"), r"unknown key 'password' in"),
         (
             ("{env: {access_key_id: ALICE_KEY, secret_access_key: ALICE_SECRET}}",
              "{env: {}, aws_profile: p}"),
@@ -170,17 +171,35 @@ def test_storage_credentials_come_from_the_named_variables_under_aws_names() -> 
     assert missing == ["ALICE_SECRET"]
 
 
-def test_storage_credentials_from_an_aws_profile_or_file_are_named_not_read() -> None:
-    out, _ = storage_environment(_storage({"aws_profile": "lab"}), {"AWS_ACCESS_KEY_ID": "x"})
-    assert out == {"AWS_PROFILE": "lab"}
-    out, _ = storage_environment(
-        _storage({"file": "/srv/creds", "aws_profile": "p"}), {"AWS_REGION": "eu-west-1"}
+def test_storage_credentials_from_an_aws_profile_or_file_are_read_as_static_keys(
+    tmp_path: Path,
+) -> None:
+    # Never the file itself: a credentials file may name a credential_process, which boto3
+    # would run inside the service (seml run refuses AWS_SHARED_CREDENTIALS_FILE).
+    creds = tmp_path / "credentials"
+    creds.write_text(
+        "[default]\naws_access_key_id = d-id\naws_secret_access_key = d-key\n"
+        "[p]\naws_access_key_id = p-id\naws_secret_access_key = p-key\n"
+        "[proc]\ncredential_process = /bin/evil\n"
+    )
+    out, missing = storage_environment(
+        _storage({"file": str(creds), "aws_profile": "p"}), {"AWS_REGION": "eu-west-1"}
     )
     assert out == {
-        "AWS_PROFILE": "p",
-        "AWS_SHARED_CREDENTIALS_FILE": "/srv/creds",
+        "AWS_ACCESS_KEY_ID": "p-id",
+        "AWS_SECRET_ACCESS_KEY": "p-key",
         "AWS_REGION": "eu-west-1",
     }
+    assert missing == []
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text(creds.read_text())
+    out, _ = storage_environment(_storage({"aws_profile": "default"}), {"HOME": str(home)})
+    assert out == {"AWS_ACCESS_KEY_ID": "d-id", "AWS_SECRET_ACCESS_KEY": "d-key"}
+    out, missing = storage_environment(_storage({"file": str(creds), "aws_profile": "proc"}), {})
+    assert out == {}
+    assert missing == [f"static keys of profile [proc] in {creds}"]
+    assert not [k for k in out if code_loading(k)]
 
 
 def test_without_a_source_the_standard_aws_variables_that_are_set_are_passed() -> None:

@@ -69,8 +69,10 @@ def seml_run(
     volumes: Path,
     cwd: Path | None = None,
     timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **cas.env}
+    """`seml run` as a child process; `env` adds to (or overrides) this process's environment."""
+    env = {**os.environ, **cas.env, **(env or {})}
     return subprocess.run(
         [
             *seml_command(),

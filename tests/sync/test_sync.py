@@ -11,12 +11,13 @@ from typing import Any, BinaryIO
 import pytest
 
 import seml._fs as fs
-from _sync_helpers import MARKER, PushedTree, Tree, make_tree, read_tree
+from _sync_helpers import MARKER, PASSWORD, PASSWORD2, PushedTree, Tree, make_tree, read_tree
 from seml.crypt import Cipher, CryptOptions
 from seml.errors import IntegrityError, StorageError, UsageError
 from seml.store import FileStore, MemoryStore, ObjectStore
 from seml.sync import MANIFEST_NAME, ls, pull, push
 from seml.sync import _pull as pull_module
+from seml.sync._manifest import MARKER_NAME
 
 BLOCK = 64 * 1024 + 16  # one encrypted chunk
 HEADER = 32
@@ -117,12 +118,12 @@ def test_interrupted_push_resumes_without_reuploading(
     tmp_path: Path, tree: Tree, cipher: Cipher
 ) -> None:
     src, files = tree
-    store = _FailingStore(ok=4)
+    store = _FailingStore(ok=5)  # the push marker, then four files
     state = tmp_path / "state"
     with pytest.raises(StorageError, match="connection refused"):
         push(src, store, cipher, state_dir=state, transfers=1)
     assert cipher.encrypt_name(MANIFEST_NAME) not in store.objects
-    with pytest.raises(IntegrityError, match="no seml manifest"):
+    with pytest.raises(StorageError, match=r"push started at .* was interrupted before its first"):
         pull(store, tmp_path / "early", cipher, state_dir=state)
     store.ok = 10**6
     r = push(src, store, cipher, state_dir=state, transfers=2)
@@ -132,14 +133,6 @@ def test_interrupted_push_resumes_without_reuploading(
 
 
 # -- tampering on the filesystem: each pull names the file and writes nothing ----------------
-
-
-@pytest.fixture
-def pushed(tmp_path: Path, tree: Tree, cipher: Cipher) -> PushedTree:
-    src, files = tree
-    remote = tmp_path / "remote"
-    push(src, FileStore(remote), cipher, state_dir=tmp_path / "state")
-    return remote, files
 
 
 def _obj(remote: Path, cipher: Cipher, rel: str) -> Path:
@@ -225,6 +218,66 @@ def test_manifest_rolled_back(tmp_path: Path, tree: Tree, cipher: Cipher) -> Non
         push(src, store, cipher, state_dir=state)
 
 
+def test_same_version_with_another_manifest_is_a_fork(
+    tmp_path: Path, tree: Tree, cipher: Cipher
+) -> None:
+    """Two machines push version 2 on top of version 1 (or the operator keeps one aside and
+    serves it later): a machine that pulled one of them refuses the other."""
+    src, _ = tree
+    remote = tmp_path / "remote"
+    store = FileStore(remote)
+    push(src, store, cipher, state_dir=tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # both pushers saw version 1
+    base = tmp_path / "base"
+    shutil.copytree(remote, base)
+    (src / "one.txt").write_bytes(b"alice's version 2")
+    assert push(src, store, cipher, state_dir=tmp_path / "a").version == 2
+    pull(store, tmp_path / "first", cipher, state_dir=tmp_path / "puller")
+    alices = tmp_path / "alices"
+    shutil.copytree(remote, alices)
+    shutil.rmtree(remote)
+    shutil.copytree(base, remote)
+    (src / "one.txt").write_bytes(b"bob's version 2")
+    assert push(src, store, cipher, state_dir=tmp_path / "b").version == 2
+    out = tmp_path / "out"
+    with pytest.raises(
+        IntegrityError, match=r"manifest version 2 differs from the version 2 this machine"
+    ):
+        pull(store, out, cipher, state_dir=tmp_path / "puller")
+    assert not out.exists()
+
+
+def test_two_trees_under_one_password_cannot_be_swapped(
+    tmp_path: Path, tree: Tree, cipher: Cipher
+) -> None:
+    src, files = tree
+    a, b = tmp_path / "a", tmp_path / "b"
+    push(src, FileStore(a), cipher, state_dir=tmp_path / "s")
+    (src / "one.txt").write_bytes(b"the other tree")
+    push(src, FileStore(b), cipher, state_dir=tmp_path / "s")
+    shutil.rmtree(a)
+    shutil.copytree(b, a)  # the operator serves b's tree as a
+    out = tmp_path / "out"
+    with pytest.raises(
+        IntegrityError, match=rf"pushed to {b.as_uri()}/, not {a.as_uri()}/: the tree was moved"
+    ):
+        pull(FileStore(a), out, cipher, state_dir=tmp_path / "fresh")
+    assert not out.exists()
+    # A tree the user moved on purpose: accepted when they say where it was pushed.
+    pull(FileStore(a), out, cipher, state_dir=tmp_path / "fresh", pushed_to=f"{b.as_uri()}/")
+    assert read_tree(out) == dict(files, **{"one.txt": b"the other tree"})
+
+
+def test_a_push_marker_must_authenticate(
+    pushed: PushedTree, tmp_path: Path, cipher: Cipher
+) -> None:
+    """A forged marker would make a pull overlook added files: it is refused."""
+    remote, _ = pushed
+    marker = _obj(remote, cipher, MARKER_NAME)
+    shutil.copy(_obj(remote, cipher, "one.txt"), marker)  # encrypted right, but not a marker
+    _refused(FileStore(remote), tmp_path, cipher, r"\.seml-push: push marker is not readable")
+
+
 def test_manifest_tampered(pushed: PushedTree, tmp_path: Path, cipher: Cipher) -> None:
     remote, _ = pushed
     obj = _obj(remote, cipher, MANIFEST_NAME)
@@ -234,9 +287,30 @@ def test_manifest_tampered(pushed: PushedTree, tmp_path: Path, cipher: Cipher) -
     _refused(FileStore(remote), tmp_path, cipher, r"\.seml-manifest: .*(tampered|changed)")
 
 
-def test_wrong_password_is_refused(pushed: PushedTree, tmp_path: Path) -> None:
+def test_wrong_password_is_told_apart_from_an_empty_or_foreign_remote(
+    pushed: PushedTree, tmp_path: Path, cipher: Cipher
+) -> None:
     remote, _ = pushed
-    _refused(FileStore(remote), tmp_path, Cipher("wrong"), "no seml manifest")
+    wrong = "object names do not decrypt with this key: a wrong password"
+    _refused(FileStore(remote), tmp_path, Cipher("wrong"), wrong)
+    _refused(FileStore(remote), tmp_path, Cipher(PASSWORD), wrong)  # password2 missing
+    other_names = Cipher(PASSWORD, PASSWORD2, CryptOptions(filename_encoding="base64"))
+    _refused(FileStore(remote), tmp_path, other_names, wrong)
+    # With names in the clear the manifest is found, and its content does not decrypt.
+    off = MemoryStore()
+    push(tmp_path / "src", off, Cipher("pw", options=CryptOptions(filename_encryption="off")))
+    with pytest.raises(IntegrityError, match="does not decrypt: wrong password or tampered"):
+        pull(off, tmp_path / "o", Cipher("bad", options=CryptOptions(filename_encryption="off")))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StorageError, match="empty, nothing was pushed there"):
+        pull(FileStore(empty), tmp_path / "o", cipher)
+    with pytest.raises(StorageError, match="no such folder or bucket"):
+        pull(FileStore(tmp_path / "missing"), tmp_path / "o", cipher)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not encrypted")
+    _refused(FileStore(junk), tmp_path, cipher, wrong)
 
 
 def test_no_manifest_pulls_rclone_tree_and_warns(
@@ -244,7 +318,9 @@ def test_no_manifest_pulls_rclone_tree_and_warns(
 ) -> None:
     remote, files = pushed
     _obj(remote, cipher, MANIFEST_NAME).unlink()
-    _refused(FileStore(remote), tmp_path, cipher, "no seml manifest .* --no-manifest")
+    _refused(
+        FileStore(remote), tmp_path, cipher, "no seml manifest .* written by rclone .*--no-manifest"
+    )
     with caplog.at_level(logging.WARNING, logger="seml.sync"):
         r = pull(FileStore(remote), tmp_path / "out", cipher, no_manifest=True)
     assert "WITHOUT a manifest" in caplog.text and not r.verified
@@ -260,17 +336,45 @@ def test_reserved_name_and_bad_source(tmp_path: Path, cipher: Cipher) -> None:
         push(tmp_path / "missing", MemoryStore(), cipher, state_dir=tmp_path)
 
 
-def test_pull_into_existing_tree_replaces_only_pulled_files(tmp_path: Path, cipher: Cipher) -> None:
+def test_pull_into_a_non_empty_folder_is_refused_unless_mirror(
+    tmp_path: Path, cipher: Cipher
+) -> None:
     src = tmp_path / "src"
     files = make_tree(src)
     store = MemoryStore()
     push(src, store, cipher, state_dir=tmp_path / "s")
     out = tmp_path / "out"
+    (out / "stale" / "deep").mkdir(parents=True)
+    (out / "stale" / "deep" / "old-model.skops").write_bytes(b"stale")
+    (out / "mine.txt").write_bytes(b"local")
+    (out / "one.txt").write_bytes(b"edited locally")
+    before = read_tree(out)
+    with pytest.raises(
+        UsageError, match=r"not empty: a pull would overwrite 1 local files and keep 4 entries"
+    ):
+        pull(store, out, cipher, state_dir=tmp_path / "s")
+    assert read_tree(out) == before
+    plan = pull(store, out, cipher, state_dir=tmp_path / "s", mirror=True, dry_run=True)
+    assert plan.dry_run and plan.replaced == ["one.txt"]
+    assert plan.deleted == ["mine.txt", "stale", "stale/deep", "stale/deep/old-model.skops"]
+    assert read_tree(out) == before  # a dry run writes nothing
+    r = pull(store, out, cipher, state_dir=tmp_path / "s", mirror=True)
+    assert read_tree(out) == files and not (out / "stale").exists()
+    assert r.replaced == ["one.txt"] and "mine.txt" in r.deleted
+
+
+def test_a_refused_mirror_pull_deletes_nothing(
+    pushed: PushedTree, tmp_path: Path, cipher: Cipher
+) -> None:
+    remote, _ = pushed
+    out = tmp_path / "out"
     out.mkdir()
-    (out / "mine.txt").write_bytes(b"keep")
-    (out / "one.txt").write_bytes(b"old")
-    pull(store, out, cipher, state_dir=tmp_path / "s")
-    assert read_tree(out) == dict(files, **{"mine.txt": b"keep"})
+    (out / "mine.txt").write_bytes(b"local")
+    obj = _obj(remote, cipher, "over64k.bin")
+    obj.write_bytes(obj.read_bytes()[:-1] + b"!")
+    with pytest.raises(IntegrityError, match=r"over64k\.bin: authentication failed"):
+        pull(FileStore(remote), out, cipher, state_dir=tmp_path / "state", mirror=True)
+    assert read_tree(out) == {"mine.txt": b"local"}
 
 
 @pytest.mark.parametrize(

@@ -130,3 +130,89 @@ def test_interrupted_pull_leaves_nothing_under_final_names(
     with pytest.raises(StorageError, match="connection reset"):
         pull(store, out, cipher, state_dir=tmp_path / "s", transfers=1)
     assert list(out.iterdir()) == []  # no final file and no staging folder left
+
+
+def test_ls_fails_for_a_missing_folder_and_a_wrong_key_as_rclone_does(
+    tree: Tree,
+    tmp_path: Path,
+    crypt_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src, _ = tree
+    remote = tmp_path / "remote"
+    assert main(["push", str(src), str(remote), "-q", "--state-dir", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+    assert main(["ls", str(tmp_path / "missing")]) == 6
+    assert "missing/: no such folder or bucket" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["ls", str(tmp_path / "empty")]) == 0
+    assert capsys.readouterr().err == "(empty)\n"
+    monkeypatch.setenv("SEML_CRYPT_PASSWORD", "not the password")
+    assert main(["ls", str(remote)]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and "object names do not decrypt with this key: a wrong password" in err
+    assert main(["pull", str(remote), str(tmp_path / "o"), "--state-dir", str(tmp_path / "s")]) == 3
+    assert "do not decrypt with this key" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ls", "s3:/bucket/x"], "malformed s3 URL: write s3://bucket/prefix"),
+        (["push", ".", "s3:bucket"], "malformed s3 URL"),
+        (["pull", "s3:/b/x", "out"], "malformed s3 URL"),
+        (["ls", "s3://bucket/x", "--s3-endpoint", "127.0.0.1:9000"], "is not an endpoint URL"),
+        (["ls", "s3://bucket/x", "--s3-endpoint", "http://k:s@h:1"], "must not carry credentials"),
+        (["ls", "s3://bucket/x", "--s3-timeout", "0"], "--s3-timeout"),
+    ],
+)
+def test_malformed_remotes_and_endpoints_are_one_line_usage_errors(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    crypt_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_released_manifest_is_the_only_one_pulled(
+    tree: Tree,
+    tmp_path: Path,
+    crypt_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model service gated by a release rule takes only the manifest its owners approved
+    (the attestation service sets SEML_RELEASED_MANIFEST); a later push is refused."""
+    import json
+
+    src, files = tree
+    remote = (tmp_path / "remote").as_uri()
+    assert main(["push", str(src), remote, "-q", "--state-dir", str(tmp_path / "s")]) == 0
+    (approved,) = [
+        r["digest"]
+        for r in json.loads((tmp_path / "s" / "sync-versions.json").read_text()).values()
+    ]
+    (src / "one.txt").write_bytes(b"changed after the approval")
+    assert main(["push", str(src), remote, "-q", "--state-dir", str(tmp_path / "s")]) == 0
+    monkeypatch.setenv("SEML_RELEASED_MANIFEST", approved)
+    code = main(["pull", remote, str(tmp_path / "out"), "-q", "--state-dir", str(tmp_path / "p")])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "manifest version 2" in err and "is not the expected manifest" in err
+    assert "the model in storage is not the one its owners approved" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    now = json.loads((tmp_path / "s" / "sync-versions.json").read_text())
+    monkeypatch.setenv("SEML_RELEASED_MANIFEST", next(iter(now.values()))["digest"])
+    code = main(["pull", remote, str(tmp_path / "out"), "-q", "--state-dir", str(tmp_path / "p")])
+    assert code == 0
+    assert read_tree(tmp_path / "out")["one.txt"] == b"changed after the approval"
+    del files

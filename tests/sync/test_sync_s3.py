@@ -228,3 +228,41 @@ def test_server_dies_mid_push_then_push_resumes(
         assert len(r.skipped) + len(r.uploaded) == len(files)
         pull(store(), tmp_path / "out", cipher, state_dir=tmp_path / "puller")
         assert read_tree(tmp_path / "out") == files
+
+
+@pytest.mark.slow
+def test_a_stalled_server_ends_a_pull_in_bounded_time(
+    seaweedfs: SeaweedFS,
+    s3_bucket: str,
+    tree: Tree,
+    tmp_path: Path,
+    crypt_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGSTOP, not a dead server: connections are accepted and never answered. The pull ends
+    within --s3-timeout plus one connect and one read limit, naming the endpoint, although
+    botocore would retry 50 times."""
+    src, _ = tree
+    url = f"s3://{s3_bucket}/stalled"
+    assert _push(src, url, tmp_path / "st") == 0
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "50")
+    monkeypatch.setenv("SEML_S3_READ_TIMEOUT", "1")
+    monkeypatch.setenv("SEML_S3_CONNECT_TIMEOUT", "1")
+    capsys.readouterr()
+    seaweedfs.pause()
+    try:
+        for command in (
+            ["pull", url, str(tmp_path / "out"), "--state-dir", str(tmp_path / "p")],
+            ["ls", url],
+        ):
+            t = time.monotonic()
+            assert main([*command, "--s3-timeout", "3"]) == 6
+            took = time.monotonic() - t
+            err = capsys.readouterr().err
+            assert f"(endpoint {seaweedfs.endpoint})" in err, err
+            assert "--s3-timeout 3 s" in err or "no answer in time" in err, err
+            assert "Traceback" not in err and took < 3 + 1 + 1 + 3, took
+    finally:
+        seaweedfs.resume()
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

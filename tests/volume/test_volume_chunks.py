@@ -63,6 +63,45 @@ def test_scratch_rewrites_use_fresh_nonces(tmp_path: Path) -> None:
     assert b"a" * 16 not in first and b"b" * 16 not in second
 
 
+_SLOT = 4 + 24 + CHUNK + 16  # a scratch slot: length, nonce, sealed chunk
+
+
+def test_scratch_chunks_are_bound_to_their_place_and_their_last_write(tmp_path: Path) -> None:
+    key = os.urandom(32)  # one key for every scratch file of a mount
+    a, b = ScratchFile(tmp_path / "a", key), ScratchFile(tmp_path / "b", key)
+    a.write(0, b"A" * CHUNK + b"a" * CHUNK)
+    b.write(0, b"B" * CHUNK + b"b" * CHUNK)
+    a.flush()
+    b.flush()
+    fa, fb = (tmp_path / "a").read_bytes(), (tmp_path / "b").read_bytes()
+    old = fa[:_SLOT]
+    a.write(0, b"C" * CHUNK)  # rewritten: the old record is now a stale one
+    a.flush()
+    attacks = {
+        "moved within the file": fa[_SLOT:] + fa[:_SLOT],
+        "copied from another file": fb[:_SLOT] + fa[_SLOT:],
+        "replayed from an earlier write": old + fa[_SLOT:],
+    }
+    for what, forged in attacks.items():
+        (tmp_path / "a").write_bytes(forged)
+        with pytest.raises(IntegrityError, match="scratch chunk 0 is not the one last written"):
+            a.read(0, 10)
+        assert what
+    (tmp_path / "a").write_bytes(b"\0" * (3 * _SLOT))
+    with pytest.raises(IntegrityError, match="scratch chunk 0 is not the one last written"):
+        a.read(0, 10)
+    assert b.read(CHUNK, 3) == b"bbb"
+    b.truncate(CHUNK)
+    b.write(2 * CHUNK, b"z")  # chunk 1 is now a hole
+    b.flush()
+    with open(tmp_path / "b", "r+b") as f:  # the truncated chunk's old record put back
+        f.seek(_SLOT)
+        f.write(fb[_SLOT:])
+    assert b.read(CHUNK, 3) == bytes(3) and b.read(2 * CHUNK, 1) == b"z"
+    a.close()
+    b.close()
+
+
 def _sealed(tmp_path: Path, data: bytes) -> tuple[Path, Cipher, bytes]:
     cipher = Cipher.from_keys(bytes(32), bytes(32), bytes(16))
     path = tmp_path / "obj"

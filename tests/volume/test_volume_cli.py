@@ -83,3 +83,16 @@ def test_bad_keys_and_inputs(
     assert main(["volume", "verify", str(path), "--key-file", str(junk), "--name", "results"]) == 2
     assert main(["volume", "inspect", str(path), "--key-file", str(other)]) == 2  # --name missing
     assert main(["volume", "inspect", str(tmp_path)]) == 2  # not a volume
+
+
+def test_unseal_into_an_existing_open_folder_makes_it_private(
+    volume: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    path, opts = volume
+    out = tmp_path / "existing"
+    out.mkdir()
+    out.chmod(0o777)
+    assert main(["volume", "unseal", str(path), str(out), *opts]) == 0
+    assert (out / "sub" / "notes.txt").read_text() == "note\n"
+    for folder in (out, out / "sub"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seml.errors import IntegrityError, UsageError
+from seml.errors import IntegrityError, StorageError, UsageError
 from seml.volume import Volume, inspect, private_workspace
 
 KEY = bytes(range(32))
@@ -360,3 +360,25 @@ def test_any_flipped_byte_on_disk_is_refused(sealed: tuple[Path, dict[str, bytes
                     volume.unseal(ws)
             target.write_bytes(original)
     Volume.open(path, KEY, name="train-data").verify()
+
+
+def test_unseal_never_writes_through_a_planted_link(
+    sealed: tuple[Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    path, files = sealed
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim"
+    victim.write_bytes(b"theirs")
+    volume = Volume.open(path, KEY, name="train-data")
+    ws = tmp_path / "ws"
+    (ws / "data").mkdir(parents=True)
+    (ws / "data" / "deep").symlink_to(elsewhere)
+    with pytest.raises(StorageError, match="data/deep: is a symbolic link"):
+        volume.unseal(ws)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim"]
+    (ws / "data" / "deep").unlink()
+    (ws / "hello.txt").symlink_to(victim)  # a final name: replaced, not written through
+    volume.unseal(ws)
+    assert _tree(ws) == files and victim.read_bytes() == b"theirs"
+    assert stat.S_IMODE(ws.stat().st_mode) == 0o700

@@ -145,6 +145,8 @@ class _Bench:
         for p in config.parties:
             shutil.rmtree(flow.layout.party_state(p), ignore_errors=True)
             shutil.rmtree(flow.layout.predictions(p), ignore_errors=True)
+            # Emptied, not gone: it is the folder this party's machine gives its services.
+            flow.layout.predictions(p).mkdir(parents=True)
         return flow
 
     def cleanup(self, flow: Flow) -> None:

@@ -11,7 +11,7 @@ Client side: `CasClient` (pinned certificate; typed answers: `ServiceInfo`, `Ses
 
 from typing import TYPE_CHECKING, Any
 
-from seml.cas._client import CasClient, client_from_env
+from seml.cas._client import CasClient, PinMismatchError, client_from_env
 from seml.cas._protocol import ServiceConfig, VolumeGrant, cert_fingerprint
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ __all__ = [
     "CasClient",
     "CasIdentity",
     "LocalCas",
+    "PinMismatchError",
     "ProposalState",
     "ProposalView",
     "ServiceConfig",

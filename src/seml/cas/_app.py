@@ -1,7 +1,9 @@
 """The HTTP face of the service (FastAPI). Thin: parse, call `CasService`, answer.
 
 Handlers are `async def` and call the (fast, single-connection) store directly on the event
-loop: there is no thread hop per request, and SQLite sees one writer at a time.
+loop: there is no thread hop per request, and SQLite sees one writer at a time. Every request
+passes `RequestLimits` first (bounded body, read deadline, bounded path); `create_app` returns
+the app wrapped in it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from seml.attest import Evidence
+from seml.cas._limits import MAX_BODY, RequestLimits
 from seml.cas._protocol import error_kind
+from seml.cas._refusals import MAX_REASON, clip
 from seml.cas._results import AuditPage, SessionVersions
 from seml.cas._service import CasService, NotFoundError
 from seml.errors import (
@@ -33,10 +37,7 @@ from seml.errors import (
 )
 from seml.policy import SessionSignature
 
-__all__ = ["MAX_BODY", "create_app"]
-
-# Evidence envelopes carry at most ~1 MiB of collateral; sessions are far smaller.
-MAX_BODY = 2 * 1024 * 1024
+__all__ = ["MAX_BODY", "create_app", "routes"]
 
 _STATUS: list[tuple[type[SemlError], int]] = [
     (NotFoundError, 404),
@@ -81,17 +82,26 @@ def _b64(value: str, what: str) -> bytes:
         raise UsageError(f"{what} is not base64") from None
 
 
-async def _body(request: Request) -> bytes:
-    """The request body, refused past MAX_BODY (a hostile client cannot make us buffer more)."""
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit() or int(declared) > MAX_BODY:
-        raise UsageError(f"request body larger than {MAX_BODY} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise UsageError(f"request body larger than {MAX_BODY} bytes")
-    return bytes(body)
+def _party(
+    party: str | None, nonce: str | None, signature: str | None
+) -> tuple[str | None, bytes | None, bytes | None]:
+    """A party's signed challenge from its three headers (absent: None)."""
+    return (
+        party,
+        None if nonce is None else _b64(nonce, "nonce"),
+        None if signature is None else _b64(signature, "signature"),
+    )
+
+
+Party = Annotated[str | None, Header(max_length=64)]
+Nonce = Annotated[str | None, Header(max_length=200)]
+Signature = Annotated[str | None, Header(max_length=200)]
+VolumeToken = Annotated[str, Header(max_length=300)]
+
+
+async def _read_body(request: Request) -> bytes:
+    """The request body: already read, within MAX_BODY, by `RequestLimits`."""
+    return await request.body()
 
 
 def _json(data: dict[str, Any]) -> Response:
@@ -107,16 +117,34 @@ def _describe(e: ValidationError) -> str:
 
 def _error(e: SemlError) -> JSONResponse:
     status = next((code for cls, code in _STATUS if isinstance(e, cls)), 500)
-    return JSONResponse({"error": error_kind(e), "message": str(e)}, status_code=status)
+    return JSONResponse(
+        {"error": error_kind(e), "message": clip(str(e), 4 * MAX_REASON)}, status_code=status
+    )
 
 
-def create_app(service: CasService) -> FastAPI:
+def routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path template) of every endpoint of an app made by `create_app`."""
+    inner: Any = app.app if isinstance(app, RequestLimits) else app
+    return sorted(
+        (method, route.path)
+        for route in inner.routes
+        for method in getattr(route, "methods", None) or ()
+        if method != "HEAD"
+    )
+
+
+def create_app(service: CasService) -> RequestLimits:
     app = FastAPI(title="SEML attestation service", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def refuse(request: str, e: SemlError, **details: str) -> JSONResponse:
-        # The refusal is answered even if the log cannot be written.
+    def log(request: str, e: SemlError, **details: str) -> None:
+        # The refusal is answered even if the log cannot be written. Only the session, service
+        # and volume it names are kept (bounded, see RefusalBook); never a hash or a party.
+        kept = {k: v for k, v in details.items() if k in ("session", "service", "volume")}
         with contextlib.suppress(SemlError):
-            service.log_refusal(request, str(e), time.time(), **details)
+            service.log_refusal(request, e, time.time(), **kept)
+
+    def refuse(request: str, e: SemlError, **details: str) -> JSONResponse:
+        log(request, e, **details)
         return _error(e)
 
     @app.exception_handler(RequestValidationError)
@@ -125,7 +153,22 @@ def create_app(service: CasService) -> FastAPI:
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
             for err in exc.errors()[:5]
         )
-        return refuse(request.url.path, UsageError(f"malformed request: {where}"))
+        return refuse(
+            f"{request.method} {request.url.path}", UsageError(f"malformed request: {where}")
+        )
+
+    @app.exception_handler(404)
+    async def _unknown(request: Request, exc: Exception) -> JSONResponse:
+        return refuse(
+            f"{request.method} {request.url.path}",
+            NotFoundError("no such endpoint (see docs/formats.md for the service's API)"),
+        )
+
+    @app.exception_handler(405)
+    async def _method(request: Request, exc: Exception) -> JSONResponse:
+        e = UsageError(f"{request.method} is not allowed here")
+        log(f"{request.method} {request.url.path}", e)
+        return JSONResponse({"error": error_kind(e), "message": str(e)}, status_code=405)
 
     # For liveness and readiness probes: unauthenticated, so it says only whether the service
     # can answer (its database responds), nothing about sessions, keys or versions.
@@ -151,11 +194,9 @@ def create_app(service: CasService) -> FastAPI:
     @app.post("/v1/sessions", response_model=None)
     async def submit(request: Request) -> dict[str, Any] | JSONResponse:
         try:
-            body = SubmitRequest.model_validate_json(await _body(request))
+            body = SubmitRequest.model_validate_json(await request.body())
         except ValidationError as e:
             return refuse("submit", UsageError(f"malformed request: {_describe(e)}"))
-        except SemlError as e:
-            return refuse("submit", e)
         name = str(body.document.get("name", "?"))[:64]
         try:
             provided = {k: _b64(v, f"provided secret {k}") for k, v in body.provided.items()}
@@ -168,18 +209,14 @@ def create_app(service: CasService) -> FastAPI:
     async def read(
         name: str,
         hash: Annotated[str | None, Query(max_length=80)] = None,
-        x_seml_party: Annotated[str | None, Header(max_length=64)] = None,
-        x_seml_nonce: Annotated[str | None, Header(max_length=200)] = None,
-        x_seml_signature: Annotated[str | None, Header(max_length=200)] = None,
+        x_seml_party: Party = None,
+        x_seml_nonce: Nonce = None,
+        x_seml_signature: Signature = None,
     ) -> dict[str, Any] | JSONResponse:
         try:
+            party, nonce, signature = _party(x_seml_party, x_seml_nonce, x_seml_signature)
             records = service.read(
-                name,
-                hash_=hash,
-                party=x_seml_party,
-                nonce=None if x_seml_nonce is None else _b64(x_seml_nonce, "nonce"),
-                signature=None if x_seml_signature is None else _b64(x_seml_signature, "signature"),
-                now=time.time(),
+                name, hash_=hash, party=party, nonce=nonce, signature=signature, now=time.time()
             )
         except SemlError as e:
             return refuse("read", e, session=name[:64])
@@ -190,11 +227,9 @@ def create_app(service: CasService) -> FastAPI:
     @app.post("/v1/attest")
     async def attest(request: Request) -> Response:
         try:
-            body = AttestRequest.model_validate_json(await _body(request))
+            body = AttestRequest.model_validate_json(await request.body())
         except ValidationError as e:
             return refuse("attest", UsageError(f"malformed request: {_describe(e)}"))
-        except SemlError as e:
-            return refuse("attest", e)
         try:
             sealed = service.attest(
                 session_name=body.session,
@@ -211,10 +246,10 @@ def create_app(service: CasService) -> FastAPI:
 
     @app.get("/v1/volumes/{owner}/{volume}", response_model=None)
     async def volume_get(
-        owner: str, volume: str, x_seml_volume_token: Annotated[str, Header(max_length=100)]
+        owner: str, volume: str, x_seml_volume_token: VolumeToken
     ) -> dict[str, Any] | JSONResponse:
         try:
-            version, tag = service.volume_get(owner, volume, x_seml_volume_token)
+            version, tag = service.volume_get(owner, volume, x_seml_volume_token, now=time.time())
         except SemlError as e:
             return refuse("volume.get", e, session=owner[:64], volume=volume[:64])
         return {"version": version, "tag": tag}
@@ -224,7 +259,7 @@ def create_app(service: CasService) -> FastAPI:
         owner: str,
         volume: str,
         body: VolumeSet,
-        x_seml_volume_token: Annotated[str, Header(max_length=100)],
+        x_seml_volume_token: VolumeToken,
     ) -> dict[str, Any] | JSONResponse:
         try:
             version, tag = service.volume_set(
@@ -240,18 +275,41 @@ def create_app(service: CasService) -> FastAPI:
             return refuse("volume.set", e, session=owner[:64], volume=volume[:64])
         return {"version": version, "tag": tag}
 
-    @app.get("/v1/audit")
+    # Without a session: the chain only (numbers, links, commitments, signatures), enough to
+    # check its continuity and nothing else. With a session and its party's signed challenge
+    # (X-Seml-Party, X-Seml-Nonce, X-Seml-Signature over `audit_challenge`): the content of the
+    # entries that name that session too.
+    @app.get("/v1/audit", response_model=None)
     async def audit(
         after: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    ) -> dict[str, Any]:
-        page = AuditPage(
-            identity_key=service.info().identity_key, entries=service.store.audit(after, limit)
-        )
+        session: Annotated[str | None, Query(max_length=64)] = None,
+        x_seml_party: Party = None,
+        x_seml_nonce: Nonce = None,
+        x_seml_signature: Signature = None,
+    ) -> dict[str, Any] | JSONResponse:
+        try:
+            party, nonce, signature = _party(x_seml_party, x_seml_nonce, x_seml_signature)
+            entries = service.audit(
+                after,
+                limit,
+                session=session,
+                party=party,
+                nonce=nonce,
+                signature=signature,
+                now=time.time(),
+            )
+        except SemlError as e:
+            return refuse("audit", e, **({"session": session} if session else {}))
+        page = AuditPage(identity_key=service.info().identity_key, entries=entries)
         return page.model_dump()
 
     # Proposals and approvals: their own module, so the ledger's routes stay together.
     from seml.cas._proposal_routes import add_proposal_routes
 
-    add_proposal_routes(app, service, refuse=refuse, read_body=_body)
-    return app
+    add_proposal_routes(app, service, refuse=refuse, read_body=_read_body)
+    # Completion reports, receipts and model releases: likewise.
+    from seml.cas._receipt_routes import add_receipt_routes
+
+    add_receipt_routes(app, service, refuse=refuse, read_body=_read_body)
+    return RequestLimits(app, on_refusal=log)

@@ -16,7 +16,7 @@ import base64
 import os
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -25,7 +25,13 @@ from nacl.public import PrivateKey, SealedBox
 
 from seml.attest import EvidenceProvider, report_data_for
 from seml.cas._httpx import httpx
-from seml.cas._protocol import ServiceConfig, cert_fingerprint, error_class, read_challenge
+from seml.cas._protocol import (
+    ServiceConfig,
+    audit_challenge,
+    cert_fingerprint,
+    error_class,
+    read_challenge,
+)
 from seml.errors import IntegrityError, NetworkError, UsageError
 
 if TYPE_CHECKING:
@@ -33,16 +39,22 @@ if TYPE_CHECKING:
 
     from seml.cas._audit import AuditEntry
     from seml.cas._proposal_models import ProposalView, SessionStatus
+    from seml.cas._receipt_models import ReceiptList, ReleaseStatus
     from seml.cas._results import ServiceInfo, SessionSummary, SessionVersion
-    from seml.policy import PartyKey, Session, SessionSignature, SignedDecision
+    from seml.policy import ModelDecision, PartyKey, Session, SessionSignature, SignedDecision
 
-__all__ = ["CasClient", "client_from_env"]
+__all__ = ["CasClient", "PinMismatchError", "client_from_env"]
 
 _M = TypeVar("_M", bound="BaseModel")
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+class PinMismatchError(NetworkError):
+    """The service presents another certificate than the pinned one: a trust failure of the
+    connection (exit 7, like any TLS failure), to be fixed with the current pin."""
 
 
 def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
@@ -64,9 +76,13 @@ def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as e:
         raise NetworkError(f"cannot reach the attestation service at {url}: {e}") from e
     if der is None or cert_fingerprint(der) != pin.lower():
+        # A trust failure of the connection (network class, exit 7), like any TLS failure:
+        # nothing was received from the service, so no data failed its integrity check.
         got = "none" if der is None else cert_fingerprint(der)
-        raise IntegrityError(
-            f"the attestation service at {url} presents certificate {got}, not the pinned {pin}"
+        raise PinMismatchError(
+            f"the attestation service at {url} presents certificate {got}, not the pinned "
+            f"{pin}: check --cas-fingerprint (or SEML_CAS_FINGERPRINT) against `seml cas info` "
+            "on the service's machine"
         )
     context = ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(der))
     context.check_hostname = False
@@ -195,47 +211,47 @@ class CasClient:
         )
         return _parse(SessionSummary, body, "a session submission")
 
+    def _challenge(
+        self, name: str, party: tuple[str, PartyKey], challenge: Callable[[str, bytes], bytes]
+    ) -> dict[str, str]:
+        """The headers of a party's signed challenge over a fresh nonce of the service."""
+        nonce = self.nonce()
+        return {
+            "X-Seml-Party": party[0],
+            "X-Seml-Nonce": _b64(nonce),
+            "X-Seml-Signature": _b64(party[1].sign(challenge(name, nonce))),
+        }
+
     def _read(
         self, name: str, *, hash_: str | None, party: tuple[str, PartyKey] | None
     ) -> list[SessionVersion]:
         from seml.cas._results import SessionVersions
 
-        params: dict[str, str] = {}
-        headers: dict[str, str] = {}
-        if hash_ is not None:
-            params["hash"] = hash_
-        elif party is not None:
-            nonce = self.nonce()
-            headers = {
-                "X-Seml-Party": party[0],
-                "X-Seml-Nonce": _b64(nonce),
-                "X-Seml-Signature": _b64(party[1].sign(read_challenge(name, nonce))),
-            }
-        else:
-            raise UsageError("reading a session needs --hash or a party key")
+        if party is None:
+            raise UsageError(
+                f"reading session {name} needs a party's key (--key): a hash alone grants no access"
+            )
         body = self._call(
-            "GET", f"/v1/sessions/{quote(name, safe='')}", params=params, headers=headers
+            "GET",
+            f"/v1/sessions/{quote(name, safe='')}",
+            params={"hash": hash_} if hash_ is not None else None,
+            headers=self._challenge(name, party, read_challenge),
         )
         versions = _parse(SessionVersions, body, f"a read of session {name}").versions
         if not versions or (hash_ is not None and versions[-1].hash != hash_):
             raise NetworkError(f"attestation service: no version of {name} in its answer")
-        from seml.policy import session_hash
-
-        for v in versions:
-            if v.name != name or session_hash(v.document) != v.hash:
-                raise IntegrityError(
-                    f"attestation service: version {v.version} of {name} does not match its hash"
-                )
+        _check_history(name, versions)
         return versions
 
     def get_session(
-        self, name: str, *, hash_: str | None = None, party: tuple[str, PartyKey] | None = None
+        self, name: str, *, party: tuple[str, PartyKey] | None, hash_: str | None = None
     ) -> SessionVersion:
-        """The latest version (document, hash, signatures), or the version with `hash_`."""
+        """The latest version (document, hash, signatures), or the version with `hash_`, as a
+        party of the session reads it (`party`: its name and key)."""
         return self._read(name, hash_=hash_, party=party)[-1]
 
     def history(
-        self, name: str, *, hash_: str | None = None, party: tuple[str, PartyKey] | None = None
+        self, name: str, *, party: tuple[str, PartyKey] | None, hash_: str | None = None
     ) -> list[SessionVersion]:
         """Every version up to the latest (or up to the one with `hash_`), oldest first."""
         return self._read(name, hash_=hash_, party=party)
@@ -350,6 +366,72 @@ class CasClient:
         except Exception as e:  # any failure here means a bad answer
             raise IntegrityError("the attestation service's answer does not decrypt") from e
 
+    # -- completions, receipts, model releases -------------------------------------------
+
+    def complete(
+        self,
+        config: ServiceConfig,
+        *,
+        volumes: list[dict[str, Any]],
+        claims: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Post the completion report of the attestation that gave `config` (plain data: a
+        workload's runtime loads no schema for it); the answer says the audit entry and any
+        receipt it completed (`seml.cas._receipt_models.CompletionAnswer`)."""
+        if config.completion is None:
+            raise UsageError(f"service {config.service} got no completion capability")
+        body = self._call(
+            "POST",
+            "/v1/completions",
+            json={
+                "capability": config.completion,
+                "session": config.session,
+                "session_hash": config.session_hash,
+                "service": config.service,
+                "volumes": volumes,
+                "claims": dict(claims),
+            },
+        )
+        return dict(body)
+
+    def receipts(self, session: str, key: PartyKey) -> ReceiptList:
+        """Every receipt of `session` with its release status, for party `key`; each receipt's
+        signature is checked against the service's identity key (IntegrityError if not)."""
+        from seml.cas._receipt_models import ReceiptList, receipts_challenge
+        from seml.receipt import verify_receipt
+
+        nonce = self.nonce()
+        body = self._call(
+            "GET",
+            f"/v1/receipts/{quote(session, safe='')}",
+            headers={
+                "X-Seml-Key": _b64(key.public),
+                "X-Seml-Nonce": _b64(nonce),
+                "X-Seml-Signature": _b64(key.sign(receipts_challenge(session, nonce))),
+            },
+        )
+        answer = _parse(ReceiptList, body, f"the receipts of {session}")
+        identity = base64.b64decode(self.info().identity_key)
+        for entry in answer.receipts:
+            check = verify_receipt(entry.receipt.model_dump(mode="json"), identity)
+            if not check.ok:
+                raise IntegrityError(
+                    f"attestation service: receipt {entry.receipt.id} does not verify: "
+                    + "; ".join(check.problems)
+                )
+        return answer
+
+    def decide_model(self, decision: ModelDecision) -> ReleaseStatus:
+        """Upload an owner's signed approval or rejection of a receipt's model."""
+        from seml.cas._receipt_models import ReleaseStatus
+
+        body = self._call(
+            "POST",
+            f"/v1/models/{quote(decision.hash, safe='')}/decisions",
+            json={"decision": decision.model_dump(mode="json")},
+        )
+        return _parse(ReleaseStatus, body, "a model decision")
+
     # -- volumes ------------------------------------------------------------------------
 
     def volume_version(self, owner: str, volume: str, token: str) -> tuple[int, str | None]:
@@ -375,26 +457,59 @@ class CasClient:
 
     # -- audit --------------------------------------------------------------------------
 
-    def audit(self, *, verify: bool = True) -> list[AuditEntry]:
-        """Every audit entry; with `verify`, check the chain and signatures (IntegrityError)."""
+    def audit(
+        self,
+        *,
+        verify: bool = True,
+        party: tuple[str, PartyKey] | None = None,
+        sessions: Sequence[str] = (),
+    ) -> list[AuditEntry]:
+        """Every audit entry, in order. Each shows its content only if it names one of
+        `sessions` and `party` (name, key) is a party of it; the others show their place in
+        the chain only. With `verify`, check the chain, the signatures and every content shown
+        (IntegrityError)."""
         from seml.cas._audit import verify_audit_chain
+
+        if sessions and party is None:
+            raise UsageError("reading a session's audit entries needs a party's key (--key)")
+        key = base64.b64decode(self.info().identity_key)
+        merged: dict[int, AuditEntry] = {}
+        views: list[str | None] = [*sessions] if sessions else [None]
+        for session in views:
+            for e in self._audit_pages(key, session, party):
+                seen = merged.get(e.seq)
+                if seen is not None and seen.hash != e.hash:
+                    raise IntegrityError(
+                        f"the attestation service showed two different audit entries {e.seq}"
+                    )
+                if seen is None or e.revealed:
+                    merged[e.seq] = e
+        entries = [merged[s] for s in sorted(merged)]
+        if verify:
+            verify_audit_chain(entries, key)
+        return entries
+
+    def _audit_pages(
+        self, key: bytes, session: str | None, party: tuple[str, PartyKey] | None
+    ) -> list[AuditEntry]:
         from seml.cas._results import AuditPage
 
         entries: list[AuditEntry] = []
-        key = base64.b64decode(self.info().identity_key)
         after = 0
         while True:
-            body = self._call("GET", "/v1/audit", params={"after": after, "limit": 5000})
+            params: dict[str, Any] = {"after": after, "limit": 5000}
+            headers = None
+            if session is not None and party is not None:
+                params["session"] = session
+                headers = self._challenge(session, party, audit_challenge)
+            body = self._call("GET", "/v1/audit", params=params, headers=headers)
             page = _parse(AuditPage, body, "an audit read")
             if base64.b64decode(page.identity_key) != key:
                 raise IntegrityError("the audit log is signed by another key than the service's")
             if not page.entries:
-                break
+                return entries
             entries += page.entries
             after = page.entries[-1].seq
-        if verify:
-            verify_audit_chain(entries, key)
-        return entries
 
 
 def client_from_env(url: str | None, fingerprint: str | None) -> CasClient:
@@ -407,3 +522,38 @@ def client_from_env(url: str | None, fingerprint: str | None) -> CasClient:
             "(or set SEML_CAS and SEML_CAS_FINGERPRINT)"
         )
     return CasClient(url, fingerprint)
+
+
+def _check_history(name: str, versions: list[SessionVersion]) -> None:
+    """What the service returns is checked, not trusted: each version matches its hash and
+    names its predecessor, the first was signed by its creators and each update by the
+    parties its predecessor requires (`check_creation`, `check_update`)."""
+    from seml.errors import PolicyError
+    from seml.policy import check_creation, check_update, session_hash
+
+    previous: SessionVersion | None = None
+    for v in versions:
+        if v.name != name or session_hash(v.document) != v.hash:
+            raise IntegrityError(
+                f"attestation service: version {v.version} of {name} does not match its hash"
+            )
+        try:
+            if previous is None:
+                if v.version != 1:
+                    raise IntegrityError(
+                        f"attestation service: the history of {name} does not start at version 1"
+                    )
+                check_creation(v.document, v.signatures)
+            elif v.version != previous.version + 1 or v.document.predecessor != previous.hash:
+                raise IntegrityError(
+                    f"attestation service: version {v.version} of {name} does not follow "
+                    f"version {previous.version}"
+                )
+            else:
+                check_update(previous.document, v.document, v.signatures)
+        except PolicyError as e:
+            raise IntegrityError(
+                f"attestation service: version {v.version} of {name} is not signed as its "
+                f"rules require ({e})"
+            ) from None
+        previous = v

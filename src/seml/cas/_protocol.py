@@ -19,6 +19,7 @@ from seml.errors import (
 __all__ = [
     "ServiceConfig",
     "VolumeGrant",
+    "audit_challenge",
     "cert_fingerprint",
     "error_class",
     "error_kind",
@@ -59,6 +60,11 @@ def read_challenge(name: str, nonce: bytes) -> bytes:
     return b"SEML session read v1\n" + name.encode() + b"\n" + nonce
 
 
+def audit_challenge(name: str, nonce: bytes) -> bytes:
+    """What a party signs to read the audit entries of session `name`."""
+    return b"SEML audit read v1\n" + name.encode() + b"\n" + nonce
+
+
 def volume_subject(owner: str, volume: str) -> bytes:
     return b"seml-volume\x00" + owner.encode() + b"\x00" + volume.encode()
 
@@ -91,3 +97,6 @@ class ServiceConfig(BaseModel):
     volumes: dict[str, VolumeGrant]
     storage: str | None = None
     secrets: list[str]  # names released (values only inside environment/files/command)
+    # The capability for this attestation's completion report (`seml.receipt.CompletionReport`):
+    # only the attested workload's runtime holds it.
+    completion: str | None = Field(default=None, repr=False)

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from seml.cas._protocol import ServiceConfig, VolumeGrant, volume_subject
 from seml.cas._secrets import render_secret
@@ -18,7 +19,18 @@ from seml.cas._state import SessionRecord
 from seml.errors import PolicyError
 from seml.policy import PLACEHOLDER, Export, Placeholder, SecretKind
 
-__all__ = ["Lookup", "resolve_config", "volume_secret_name", "volume_token"]
+__all__ = [
+    "VOLUME_TOKEN_TTL",
+    "Lookup",
+    "TokenClaim",
+    "parse_volume_token",
+    "resolve_config",
+    "volume_secret_name",
+    "volume_token",
+]
+
+# A volume capability lasts as long as one run may (it is used at the start and at the seal).
+VOLUME_TOKEN_TTL = 7 * 24 * 3600
 
 # (session name) -> latest record, and (record, secret name) -> (kind, value)
 Lookup = tuple[
@@ -32,8 +44,49 @@ def volume_secret_name(volume: str) -> str:
     return f"volume:{volume}"
 
 
-def volume_token(token_key: bytes, owner: str, volume: str) -> str:
-    return hmac.new(token_key, volume_subject(owner, volume), hashlib.sha256).hexdigest()
+@dataclass(frozen=True)
+class TokenClaim:
+    """What a volume capability says about itself: who holds it and until when."""
+
+    expires: int
+    holder: str  # the session whose service was given the volume
+    service: str
+
+
+def volume_token(
+    token_key: bytes,
+    *,
+    owner: str,
+    volume: str,
+    owner_hash: str,
+    holder_hash: str,
+    claim: TokenClaim,
+) -> str:
+    """The capability to read and move forward the version of `owner`'s `volume`: bound to the
+    service it was released to, to the versions of the holding and the owning sessions at
+    release (a new version of either ends it) and to an expiry. Anyone may read the claim;
+    only the service can make the MAC."""
+    subject = b"\x00".join(
+        [
+            b"seml-volume-token v2",
+            volume_subject(owner, volume),
+            owner_hash.encode(),
+            claim.holder.encode(),
+            holder_hash.encode(),
+            claim.service.encode(),
+            str(claim.expires).encode(),
+        ]
+    )
+    mac = hmac.new(token_key, subject, hashlib.sha256).hexdigest()
+    return f"v2.{claim.expires}.{claim.holder}.{claim.service}.{mac}"
+
+
+def parse_volume_token(token: str) -> TokenClaim | None:
+    """The claim of a token of the form `volume_token` makes, or None."""
+    parts = token.split(".")
+    if len(parts) != 5 or parts[0] != "v2" or not parts[1].isdigit() or len(parts[1]) > 12:
+        return None
+    return TokenClaim(expires=int(parts[1]), holder=parts[2], service=parts[3])
 
 
 def _exported(exports: list[Export], record: SessionRecord, service: str) -> bool:
@@ -62,6 +115,7 @@ def resolve_config(
     measurement: str,
     tee: str,
     weaknesses: list[str],
+    now: float,
 ) -> ServiceConfig:
     session = record.session
     service = session.service(service_name)
@@ -124,7 +178,14 @@ def resolve_config(
             key=key.hex(),
             owner=owner,
             volume=owner_volume,
-            token=volume_token(token_key, owner, owner_volume),
+            token=volume_token(
+                token_key,
+                owner=owner,
+                volume=owner_volume,
+                owner_hash=owner_record.hash,
+                holder_hash=record.hash,
+                claim=TokenClaim(int(now) + VOLUME_TOKEN_TTL, session.name, service_name),
+            ),
         )
     return ServiceConfig(
         session=session.name,

@@ -1,19 +1,32 @@
-"""Running the service: HTTPS only, uvicorn with uvloop + httptools, one process."""
+"""Running the service: HTTPS only, uvicorn with uvloop + httptools, one process per state
+folder (an exclusive lock), every client bounded in time and size (`seml.cas._limits`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import functools
 import gc
 import ipaddress
+import os
 import re
+import resource
 import socket
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from seml.errors import NetworkError, UsageError
+from seml.errors import NetworkError, SemlError, StorageError, UsageError
 
-__all__ = ["client_urls", "interface_addresses", "parse_listen", "serve"]
+if TYPE_CHECKING:
+    from seml.cas._identity import CasIdentity
 
+__all__ = ["client_urls", "interface_addresses", "lock_state", "parse_listen", "serve"]
+
+LOCK_NAME = "serve.lock"
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognising them, not binding
 
 
@@ -22,6 +35,39 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"--listen wants HOST:PORT, got {listen!r}")
     return host.strip("[]"), int(port)
+
+
+@contextlib.contextmanager
+def lock_state(database: Path) -> Iterator[None]:
+    """Hold the state folder's exclusive lock: two services on one database would each keep
+    their own audit head, nonces and caches, and contradict each other. The kernel releases
+    the lock when the process ends, however it ends."""
+    path = database.with_name(LOCK_NAME)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise StorageError(f"cannot open the service's lock file {path}: {e.strerror}") from e
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise UsageError(
+                f"another `seml cas serve` (pid {holder}) is serving the state in "
+                f"{database.parent}: one service per state folder; stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _more_files() -> None:
+    """Raise the open-file limit to its hard maximum: every held connection costs one."""
+    with contextlib.suppress(ValueError, OSError):
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def interface_addresses() -> list[str]:
@@ -90,18 +136,27 @@ def serve(
     `advertise` is the URL the parties use when the listen address is not it (a DNS name,
     a forwarded port); it is printed first.
     """
+    from seml.cas._identity import load_identity
+
+    identity = load_identity(directory, keys=keys, tls=tls)
+    host, port = parse_listen(listen)
+    with lock_state(identity.database):
+        _serve(identity, host, port, advertise)
+
+
+def _serve(identity: CasIdentity, host: str, port: int, advertise: str | None) -> None:
     import uvicorn
 
     from seml.attest import default_verifier
     from seml.cas._app import create_app
-    from seml.cas._identity import load_identity
+    from seml.cas._limits import KEEP_ALIVE, TLS_HANDSHAKE, TLS_SHUTDOWN, bounded_protocol
     from seml.cas._service import CasService
     from seml.cas._state import StateStore
 
-    identity = load_identity(directory, keys=keys, tls=tls)
+    _more_files()
+    listen = f"{host}:{port}"
     store = StateStore(identity.database, identity.sign)
     service = CasService(identity, store, default_verifier())
-    host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -125,7 +180,7 @@ def serve(
     config = uvicorn.Config(
         create_app(service),
         loop="uvloop",
-        http="httptools",
+        http=bounded_protocol(),
         ssl_keyfile=str(identity.tls_key),
         ssl_certfile=str(identity.tls_cert),
         access_log=False,  # requests carry evidence and sealed secrets: never log them
@@ -133,12 +188,28 @@ def serve(
         backlog=2048,
         lifespan="off",
         server_header=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=int(KEEP_ALIVE),
     )
+    window = service.refusals.window
+
+    def flush_refusals() -> None:
+        with contextlib.suppress(SemlError):  # a full disk must not stop the timer
+            service.flush_refusals(time.time())
+        asyncio.get_running_loop().call_later(window, flush_refusals)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            loop = asyncio.get_running_loop()
+            # uvicorn passes no TLS timeouts (asyncio's defaults: 60 s to shake hands, 30 s to
+            # close): a client that never completes the handshake goes after TLS_HANDSHAKE,
+            # and one that keeps sending to a closing connection after TLS_SHUTDOWN.
+            loop.create_server = functools.partial(  # type: ignore[method-assign]
+                loop.create_server,
+                ssl_handshake_timeout=TLS_HANDSHAKE,
+                ssl_shutdown_timeout=TLS_SHUTDOWN,
+            )
             await super().startup(sockets)
+            loop.call_later(window, flush_refusals)
             # Everything loaded so far lives as long as the process: keep the collector from
             # walking it again and again under load (long pauses show up as p99 latency).
             gc.collect()
@@ -164,9 +235,18 @@ def serve(
                 flush=True,
             )
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)
+            # Here, not after run(): uvicorn re-raises SIGTERM once serving ends, and the
+            # process is gone before run() would return.
+            with contextlib.suppress(SemlError):
+                service.flush_refusals(time.time(), force=True)
+
     try:
         _Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        with contextlib.suppress(SemlError):
+            service.flush_refusals(time.time(), force=True)
         store.close()
     sys.stdout.flush()

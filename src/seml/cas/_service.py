@@ -1,7 +1,13 @@
 """The attestation service's logic, independent of HTTP: sessions, reads, attestation, volumes.
 
 Every method takes `now` explicitly. Every accepted change and every secret release is written
-to the audit log in the same transaction as the change itself; refusals are logged by the caller.
+to the audit log in the same transaction as the change itself; refusals are logged by the caller
+through `log_refusal`, bounded by a `RefusalBook`.
+
+Who may read what: a session's documents and its audit entries only a party of its latest
+version, after signing a fresh challenge; an outsider learns the audit chain's shape (numbers,
+links, signatures), never content. Refusals do not tell an unknown session from one the caller
+may not read, nor an unknown session from an unknown service, and never carry a session's hash.
 """
 
 from __future__ import annotations
@@ -9,7 +15,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hmac
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from nacl.public import PublicKey, SealedBox
 
@@ -21,17 +28,25 @@ from seml.attest import (
     report_data_for,
 )
 from seml.cas._admission import admit
+from seml.cas._audit import AuditEntry
 from seml.cas._identity import CasIdentity
 from seml.cas._nonce import NonceBook
-from seml.cas._protocol import read_challenge
+from seml.cas._protocol import audit_challenge, error_kind, read_challenge
 from seml.cas._provided import open_provided
-from seml.cas._resolve import resolve_config, volume_secret_name, volume_token
+from seml.cas._refusals import RefusalBook
+from seml.cas._resolve import (
+    parse_volume_token,
+    resolve_config,
+    volume_secret_name,
+    volume_token,
+)
 from seml.cas._results import ServiceInfo
 from seml.cas._secrets import generate_secret, open_secret, seal_secret
 from seml.cas._state import SessionRecord, StateStore
-from seml.errors import AttestationError, PolicyError, UsageError
+from seml.errors import AttestationError, PolicyError, SemlError, UsageError
 from seml.policy import (
     SecretKind,
+    Service,
     Session,
     SessionSignature,
     check_creation,
@@ -43,21 +58,34 @@ from seml.policy import (
     verify_ed25519,
 )
 
+if TYPE_CHECKING:
+    from seml.cas._receipts import ReceiptDesk
+
 __all__ = ["CasService", "NotFoundError"]
 
 
 class NotFoundError(UsageError):
-    """The named session (or version) does not exist."""
+    """What a request names does not exist (a session's service, or the session itself: the
+    two are not told apart)."""
 
 
 class CasService:
-    def __init__(self, identity: CasIdentity, store: StateStore, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        identity: CasIdentity,
+        store: StateStore,
+        verifier: Verifier,
+        *,
+        refusals: RefusalBook | None = None,
+    ) -> None:
         self.identity = identity
         self.store = store
         self.verifier = verifier
         self.nonces = NonceBook()
+        self.refusals = refusals or RefusalBook()
         self._secrets_key = identity.secrets_key
         self._token_key = identity.token_key
+        self._receipts: ReceiptDesk | None = None
 
     # -- info / audit ---------------------------------------------------------------------
 
@@ -69,11 +97,96 @@ class CasService:
             fingerprint=self.identity.fingerprint,
         )
 
-    def log_refusal(self, request: str, reason: str, now: float, **details: str) -> None:
-        with self.store.transaction() as db:
-            self.store.append_audit(
-                db, "refused", {"request": request, "reason": reason, **details}, now
+    def log_refusal(
+        self,
+        request: str,
+        error: SemlError,
+        now: float,
+        *,
+        session: str | None = None,
+        service: str | None = None,
+        volume: str | None = None,
+    ) -> None:
+        """Record a refusal in the audit log, bounded (see `RefusalBook`)."""
+        self._write(
+            self.refusals.refuse(
+                now,
+                request=request,
+                kind=error_kind(error),
+                reason=str(error),
+                session=session,
+                service=service,
+                volume=volume,
+            ),
+            now,
+        )
+
+    def flush_refusals(self, now: float, *, force: bool = False) -> None:
+        """Write the refusal counts of a window that has ended (all of them, with `force`)."""
+        self._write(self.refusals.due(now, force=force), now)
+
+    def _write(self, entries: list[tuple[str, dict[str, Any]]], now: float) -> None:
+        if entries:
+            with self.store.transaction() as db:
+                for event, details in entries:
+                    self.store.append_audit(db, event, details, now)
+
+    def _party_history(
+        self,
+        name: str,
+        party: str | None,
+        nonce: bytes | None,
+        signature: bytes | None,
+        now: float,
+        *,
+        what: str,
+        challenge: Callable[[str, bytes], bytes],
+    ) -> list[SessionRecord]:
+        """Every version of `name`, for a party of its latest version that signed
+        `challenge(name, nonce)` over a fresh nonce of this service. One refusal for an
+        unknown session, a caller that is not a party and a bad signature alike."""
+        refusal = PolicyError(
+            f"reading {what} of session {name} needs a fresh challenge signed by one of its "
+            "parties (check the session name, the party and its key)"
+        )
+        if party is None or nonce is None or signature is None:
+            raise refusal
+        self.nonces.consume(nonce, now)
+        history = self.store.history(name)
+        key = history[-1].session.parties.get(party) if history else None
+        if key is None or not verify_ed25519(
+            parse_public_key(key), signature, challenge(name, nonce)
+        ):
+            raise refusal
+        return history
+
+    def audit(
+        self,
+        after: int,
+        limit: int,
+        *,
+        session: str | None,
+        party: str | None,
+        nonce: bytes | None,
+        signature: bytes | None,
+        now: float,
+    ) -> list[AuditEntry]:
+        """Audit entries after `after`: without a session, the chain only (no content); for a
+        party of `session` (signed challenge), with the content of the entries naming it."""
+        self.flush_refusals(now)
+        readable: frozenset[str] = frozenset()
+        if session is not None:
+            self._party_history(
+                session,
+                party,
+                nonce,
+                signature,
+                now,
+                what="the audit entries",
+                challenge=audit_challenge,
             )
+            readable = frozenset({session})
+        return self.store.audit(after, limit, readable=readable)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -95,6 +208,12 @@ class CasService:
         if previous is None:
             check_creation(session, signatures)
         else:
+            # Said here, without the latest hash: the submitter may be anyone.
+            if session.predecessor != previous.hash:
+                raise PolicyError(
+                    f"session {session.name} exists and this is not an update of its latest "
+                    f"version (a party reads it with `seml session show {session.name} --key`)"
+                )
             check_update(previous.session, session, signatures)
         values = self._provided_values(session, provided)
         record = SessionRecord(
@@ -210,29 +329,18 @@ class CasService:
         signature: bytes | None,
         now: float,
     ) -> list[SessionRecord]:
-        """Versions of `name`: all of them for a party (signed challenge); for a caller that
-        knows one version's hash, that version and its ancestors (whose hashes it names anyway),
-        never a later one."""
-        history = self.store.history(name)
-        if not history:
-            raise NotFoundError(f"no session named {name}")
-        if hash_ is not None:
-            for i, r in enumerate(history):
-                if hmac.compare_digest(r.hash, hash_):
-                    return history[: i + 1]
-            raise PolicyError(f"{hash_} is not a version of session {name}")
-        if party is None or nonce is None or signature is None:
-            raise PolicyError(
-                f"reading session {name} needs one version's hash or a party's signed challenge"
-            )
-        latest = history[-1].session
-        key = latest.parties.get(party)
-        if key is None:
-            raise PolicyError(f"{party} is not a party of session {name}")
-        self.nonces.consume(nonce, now)
-        if not verify_ed25519(parse_public_key(key), signature, read_challenge(name, nonce)):
-            raise PolicyError(f"bad read challenge signature from {party} for session {name}")
-        return history
+        """Versions of `name`, for a party of its latest version (signed challenge): all of
+        them, or with `hash_` that version and its ancestors. A hash alone grants nothing: it
+        appears in signatures, logs and configurations, so it cannot be a credential."""
+        history = self._party_history(
+            name, party, nonce, signature, now, what="the documents", challenge=read_challenge
+        )
+        if hash_ is None:
+            return history
+        for i, r in enumerate(history):
+            if hmac.compare_digest(r.hash, hash_):
+                return history[: i + 1]
+        raise NotFoundError(f"{hash_[:80]} is not a version of session {name}")
 
     # -- attestation ----------------------------------------------------------------------
 
@@ -252,16 +360,17 @@ class CasService:
         if len(public_key) != 32:
             raise UsageError("public_key must be a 32-byte X25519 key")
         record = self.store.latest(session_name)
-        if record is None:
-            raise NotFoundError(f"no session named {session_name}")
+        service = record.session.service(service_name) if record is not None else None
+        if record is None or service is None:
+            raise NotFoundError(
+                f"no service {service_name} in a session named {session_name} (check both names)"
+            )
         if session_hash_ is not None and session_hash_ != record.hash:
             raise PolicyError(
-                f"session {session_name} is now {record.hash}, not the expected {session_hash_}"
+                f"session {session_name} has changed since the version pinned with "
+                f"--session-hash {session_hash_[:80]} (a party reads the latest one)"
             )
         session = record.session
-        service = session.service(service_name)
-        if service is None:
-            raise PolicyError(f"session {session_name} has no service {service_name}")
         verdict = self.verifier.verify(evidence, now=int(now))
         expect_report_data(verdict, report_data_for(nonce, public_key, evidence.workload))
         try:
@@ -280,6 +389,16 @@ class CasService:
             ignore_advisories=session.security.ignore_advisories,
         )
         weaknesses = sorted(verdict.weaknesses)
+        # Receipts and model releases (`seml.cas._receipts`): a model key waits for its owners,
+        # and the attested service gets the capability for its completion report.
+        from seml.cas._receipts import (
+            attestation_facts,
+            check_release,
+            new_capability,
+            record_attestation,
+        )
+
+        released = check_release(self.receipts, record, service_name)
         config = resolve_config(
             record,
             service_name,
@@ -288,30 +407,53 @@ class CasService:
             measurement=admitted.workload,
             tee=verdict.tee.value,
             weaknesses=weaknesses,
+            now=now,
         )
+        capability = new_capability()
+        update: dict[str, Any] = {"completion": capability}
+        if released is not None:
+            from seml._claims import RELEASED_VARIABLE
+
+            update["environment"] = {**config.environment, RELEASED_VARIABLE: released}
+        config = config.model_copy(update=update)
         sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.model_dump_json().encode())
+        details: dict[str, Any] = {
+            "session": session_name,
+            "hash": record.hash,
+            "service": service_name,
+            "tee": verdict.tee.value,
+            "measurement": admitted.workload,
+            "platform_measurement": admitted.platform_measurement,
+            "gpus": admitted.gpus,
+            "tcb_status": verdict.tcb_status,
+            "weaknesses": weaknesses,
+            "platform": platform,
+            "secrets": config.secrets,
+            "volumes": sorted(config.volumes),
+            "key": fingerprint(public_key),
+        }
+        facts = attestation_facts(self.store, record, service_name, details)
         with self.store.transaction() as db:
             self.store.append_audit(
                 db,
                 "attest.release",
-                {
-                    "session": session_name,
-                    "hash": record.hash,
-                    "service": service_name,
-                    "tee": verdict.tee.value,
-                    "measurement": admitted.workload,
-                    "platform_measurement": admitted.platform_measurement,
-                    "gpus": admitted.gpus,
-                    "tcb_status": verdict.tcb_status,
-                    "weaknesses": weaknesses,
-                    "platform": platform,
-                    "secrets": config.secrets,
-                    "volumes": sorted(config.volumes),
-                    "key": fingerprint(public_key),
-                },
+                details,
                 now,
+                # The parties of a session whose secret or volume this release hands on read
+                # the entry too: who got my data key is theirs to know.
+                sessions=(session_name, *_sources(session, service)),
             )
+            record_attestation(self.store, db, capability, record, service_name, facts, now)
         return sealed
+
+    @property
+    def receipts(self) -> ReceiptDesk:
+        """Completions, receipts and model releases (`seml.cas._receipts`)."""
+        if self._receipts is None:
+            from seml.cas._receipts import ReceiptDesk
+
+            self._receipts = ReceiptDesk(self)
+        return self._receipts
 
     def _value(self, record: SessionRecord, name: str) -> tuple[SecretKind, bytes]:
         row = self.store.sealed_secrets(record.hash).get(name)
@@ -322,12 +464,35 @@ class CasService:
 
     # -- volumes --------------------------------------------------------------------------
 
-    def _check_token(self, owner: str, volume: str, token: str) -> None:
-        if not hmac.compare_digest(volume_token(self._token_key, owner, volume), token):
-            raise PolicyError(f"no valid capability for volume {volume} of session {owner}")
+    def _check_token(self, owner: str, volume: str, token: str, now: float) -> None:
+        """The token must be one this service released for this volume, unexpired, and the
+        sessions it was released under (holder and owner) must still be at the versions it
+        names. One refusal for every failure: a guesser learns nothing."""
+        refusal = PolicyError(
+            f"no valid capability for volume {volume[:64]} of session {owner[:64]} (a token "
+            "ends when it expires or either session gets a new version: attest again)"
+        )
+        claim = parse_volume_token(token)
+        if claim is None or claim.expires < now:
+            raise refusal
+        holder, owning = self.store.latest(claim.holder), self.store.latest(owner)
+        if holder is None or owning is None:
+            raise refusal
+        expected = volume_token(
+            self._token_key,
+            owner=owner,
+            volume=volume,
+            owner_hash=owning.hash,
+            holder_hash=holder.hash,
+            claim=claim,
+        )
+        if not hmac.compare_digest(expected.encode(), token.encode()):
+            raise refusal
 
-    def volume_get(self, owner: str, volume: str, token: str) -> tuple[int, str | None]:
-        self._check_token(owner, volume, token)
+    def volume_get(
+        self, owner: str, volume: str, token: str, *, now: float
+    ) -> tuple[int, str | None]:
+        self._check_token(owner, volume, token, now)
         return self.store.volume_version(owner, volume)
 
     def volume_set(
@@ -342,7 +507,7 @@ class CasService:
         now: float,
     ) -> tuple[int, str]:
         """Compare-and-set: only from the current version, only forwards."""
-        self._check_token(owner, volume, token)
+        self._check_token(owner, volume, token, now)
         current, _ = self.store.volume_version(owner, volume)
         if expected != current:
             raise PolicyError(
@@ -362,3 +527,17 @@ class CasService:
                 now,
             )
         return version, tag
+
+
+def _sources(session: Session, service: Service) -> list[str]:
+    """The sessions `service` imports a secret or volume from."""
+    names = {p.name for _, p in service.placeholders()}
+    imported = [
+        s.import_.session for s in session.secrets if s.name in names and s.import_ is not None
+    ]
+    imported += [
+        v.import_.session
+        for v in session.volumes
+        if v.name in service.volumes and v.import_ is not None
+    ]
+    return sorted(set(imported))

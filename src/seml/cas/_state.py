@@ -2,7 +2,9 @@
 
 Sessions, their sealed secrets and the audit log are append-only (triggers refuse UPDATE and
 DELETE, so a bug cannot rewrite history; an operator with the file can, and the audit chain
-shows it). Every write that answers a request commits before the answer is sent.
+shows it). Every write that answers a request commits before the answer is sent, and a commit
+reaches the disk before it returns (`synchronous=FULL`): an answered request survives a power
+loss, not only a killed process.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seml.cas._audit import GENESIS, AuditEntry, entry_hash, signing_message
+from seml.cas._audit import (
+    GENESIS,
+    AuditEntry,
+    body_hash,
+    entry_hash,
+    new_salt,
+    signing_message,
+)
 from seml.cas._results import SessionSummary, SessionVersion
 from seml.errors import IntegrityError, PolicyError, StorageError
 from seml.policy import Session, SessionSignature, session_from_document, session_hash
@@ -46,13 +55,39 @@ CREATE TABLE IF NOT EXISTS approvals (
 CREATE TABLE IF NOT EXISTS proposal_secrets (
     subject_kind TEXT NOT NULL, subject TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL,
     time REAL NOT NULL, PRIMARY KEY (subject_kind, subject, name));
+CREATE TABLE IF NOT EXISTS attestations (
+    capability TEXT PRIMARY KEY, session TEXT NOT NULL, hash TEXT NOT NULL, service TEXT NOT NULL,
+    verdict TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS completions (
+    capability TEXT PRIMARY KEY, session TEXT NOT NULL, hash TEXT NOT NULL, service TEXT NOT NULL,
+    report TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS completions_by_hash ON completions (hash, seq);
+CREATE TABLE IF NOT EXISTS receipts (
+    id TEXT PRIMARY KEY, session TEXT NOT NULL, hash TEXT NOT NULL, model TEXT NOT NULL,
+    document TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS receipts_by_session ON receipts (session, seq);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, time REAL NOT NULL, event TEXT NOT NULL, details TEXT NOT NULL,
-    prev TEXT NOT NULL, hash TEXT NOT NULL, signature TEXT NOT NULL);
+    salt TEXT NOT NULL, body TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL,
+    signature TEXT NOT NULL, sessions TEXT NOT NULL);
 """
+# `sessions` (JSON list) names the sessions an entry concerns: their parties may read it.
+_AUDIT_COLUMNS = {"salt", "body", "sessions"}
 # Proposals, their decisions and attached secrets are a ledger too: a proposal's state
 # (withdrawn, defeated, accepted, superseded) is computed from these facts, never stored over.
-_APPEND_ONLY = ("sessions", "secrets", "audit", "proposals", "approvals", "proposal_secrets")
+# Attestations (the capability each got), completion reports and receipts too
+# (`seml.cas._receipts`).
+_APPEND_ONLY = (
+    "sessions",
+    "secrets",
+    "audit",
+    "proposals",
+    "approvals",
+    "proposal_secrets",
+    "attestations",
+    "completions",
+    "receipts",
+)
 
 
 @dataclass(frozen=True)
@@ -84,15 +119,21 @@ class SessionRecord:
 class StateStore:
     """A single connection, used from one thread (the server's event loop)."""
 
-    def __init__(self, path: Path, sign: Callable[[bytes], bytes]) -> None:
+    def __init__(
+        self, path: Path, sign: Callable[[bytes], bytes], *, synchronous: str = "FULL"
+    ) -> None:
         self._sign = sign
+        if synchronous not in ("FULL", "NORMAL"):  # NORMAL: for the benchmark's comparison only
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: a commit survives a crash of the process (kill -9); only a power
-            # loss can drop the last transactions.
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            # WAL + FULL: the WAL is synced at every commit, so an answered request survives a
+            # power loss (NORMAL syncs only at checkpoints: a power loss can drop the last
+            # commits). benchmarks/cas_bench.py measures the difference.
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(audit)")}
             for table in _APPEND_ONLY:
                 for op in ("UPDATE", "DELETE"):
                     self._db.execute(
@@ -104,6 +145,13 @@ class StateStore:
             ).fetchone()
         except sqlite3.Error as e:
             raise StorageError(f"cannot open the service database {path}: {e}") from e
+        if not _AUDIT_COLUMNS.issubset(columns):
+            self._db.close()
+            raise StorageError(
+                f"the service database {path} keeps its audit log in an older format (v1, "
+                "readable by anyone); this seml writes v2: start the service on a new state "
+                "folder (keep the old one to read its log with an older seml)"
+            )
         self._audit_head: tuple[int, str] = (row[0], row[1]) if row else (0, GENESIS)
         self._latest: dict[str, SessionRecord] = {}
         self._sealed: dict[str, dict[str, tuple[str, bytes]]] = {}
@@ -252,35 +300,70 @@ class StateStore:
 
     # -- audit ----------------------------------------------------------------------------
 
+    @property
+    def audit_head(self) -> tuple[int, str]:
+        """(sequence number, hash) of the last entry appended (inside a transaction: the one
+        just appended)."""
+        return self._audit_head
+
     def append_audit(
-        self, db: sqlite3.Connection, event: str, details: dict[str, Any], now: float
+        self,
+        db: sqlite3.Connection,
+        event: str,
+        details: dict[str, Any],
+        now: float,
+        *,
+        sessions: tuple[str, ...] | None = None,
     ) -> None:
+        """Append inside `transaction()`. `sessions` are the sessions whose parties may read the
+        entry (default: the one in ``details["session"]``, if any)."""
+        if sessions is None:
+            sessions = (str(details["session"]),) if "session" in details else ()
         seq, prev = self._audit_head
         seq += 1
-        h = entry_hash(seq, now, event, details, prev)
+        salt = new_salt()
+        body = body_hash(now, event, details, salt)
+        h = entry_hash(seq, prev, body)
         signature = base64.b64encode(self._sign(signing_message(h))).decode()
         db.execute(
-            "INSERT INTO audit (seq, time, event, details, prev, hash, signature) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (seq, now, event, json.dumps(details, sort_keys=True), prev, h, signature),
+            "INSERT INTO audit (seq, time, event, details, salt, body, prev, hash, signature, "
+            "sessions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                seq,
+                now,
+                event,
+                json.dumps(details, sort_keys=True),
+                salt,
+                body,
+                prev,
+                h,
+                signature,
+                json.dumps(sorted(set(sessions))),
+            ),
         )
         self._audit_head = (seq, h)
 
-    def audit(self, after: int, limit: int) -> list[AuditEntry]:
+    def audit(
+        self, after: int, limit: int, *, readable: frozenset[str] | None = None
+    ) -> list[AuditEntry]:
+        """Entries after `after`, at most `limit`. With `readable`, only the entries naming one
+        of those sessions show their content; the others show only their place in the chain."""
         rows = self._db.execute(
-            "SELECT seq, time, event, details, prev, hash, signature FROM audit "
-            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, time, event, details, salt, body, prev, hash, signature, sessions "
+            "FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit),
         ).fetchall()
-        return [
-            AuditEntry(
-                seq=r[0],
-                time=r[1],
-                event=r[2],
-                details=json.loads(r[3]),
-                prev=r[4],
-                hash=r[5],
-                signature=r[6],
-            )
-            for r in rows
-        ]
+        out = []
+        for seq, time, event, details, salt, body, prev, h, signature, sessions in rows:
+            entry = AuditEntry(seq=seq, prev=prev, body=body, hash=h, signature=signature)
+            if readable is None or not readable.isdisjoint(json.loads(sessions)):
+                entry = entry.model_copy(
+                    update={
+                        "time": time,
+                        "event": event,
+                        "details": json.loads(details),
+                        "salt": salt,
+                    }
+                )
+            out.append(entry)
+        return out

@@ -2,14 +2,20 @@
 
 Each command group lives in its own private module and imports heavy libraries inside its
 commands, so `seml --help` and `seml run` start quickly. `main()` turns a `SemlError` into its
-message on stderr and a non-zero exit; `--verbose` adds the traceback.
+message on stderr and its exit code; a foreign exception that escaped a boundary becomes one
+line too (an OSError: exit 6; anything else is a bug: exit 1), never a traceback unless
+`--verbose` asks for it. Every start first wipes the workspaces of runtimes that were killed
+(`seml.volume.sweep_stale_workspaces`): decrypted data and secrets never outlive the next seml
+command on the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from seml.errors import SemlError, UsageError
@@ -27,8 +33,6 @@ def __getattr__(name: str) -> Any:
 
 def seml_command() -> list[str]:
     """The argv that runs this installation's `seml` (for child processes)."""
-    from pathlib import Path
-
     exe = Path(sys.executable).with_name("seml")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "seml"]
 
@@ -71,6 +75,40 @@ def _command_of(args: list[str]) -> str | None:
     return _split_command(args)[1]
 
 
+_WORKSPACE_PREFIX = "seml-ws-"  # seml.volume's private workspaces (see _sweep_workspaces)
+
+
+def _sweep_workspaces() -> None:
+    """Wipe the workspaces of killed runtimes. Looking costs two folder listings; the volume
+    package (which does the wiping) loads only when some workspace exists."""
+    import tempfile
+
+    bases = [Path("/dev/shm"), Path(tempfile.gettempdir())]  # noqa: S108 - see seml.volume
+    for base in bases:
+        try:
+            with os.scandir(base) as entries:
+                if not any(e.name.startswith(_WORKSPACE_PREFIX) for e in entries):
+                    continue
+        except OSError:
+            continue
+        from seml.volume import sweep_stale_workspaces
+
+        sweep_stale_workspaces(bases)
+        return
+
+
+def _internal(e: BaseException) -> tuple[str, int]:
+    """The one line (and exit code) for an exception that escaped every boundary."""
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror or e}{where}", 6
+    return (
+        f"internal error ({type(e).__name__}: {e}); this is a bug in seml: rerun with "
+        "--verbose before the command for the traceback and report it",
+        1,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a console script, exit with) the process status."""
     args = sys.argv[1:] if argv is None else argv
@@ -79,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     # workload after `--`, is theirs.
     verbose = any(a in ("-v", "--verbose") for a in own)
     try:
+        _sweep_workspaces()
         from seml.cli import _machine
 
         _machine.choose(_profile_option(own))
@@ -95,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seml: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`seml ... | head`)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:  # the last boundary: one line, never a traceback unless asked
+        if verbose:
+            traceback.print_exc()
+        message, code = _internal(e)
+        print(f"seml: error: {message}", file=sys.stderr)
+        return code
 
 
 def _typer_main(args: list[str], command: str | None) -> int:

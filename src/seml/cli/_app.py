@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from typer.models import CommandInfo, TyperInfo
 
 from seml import __version__
 
@@ -68,6 +69,8 @@ COMMANDS = {
     "keys": "_keys",
     "session": "_session",
     "cas": "_cas",
+    "receipt": "_receipt",
+    "model": "_receipt",
     "attest": "_attest",
     "volume": "_volume",
     "crypt": "_crypt",
@@ -86,3 +89,41 @@ def register(modules: tuple[str, ...] = ORDER) -> None:
         if name not in _registered:
             importlib.import_module(f"seml.cli.{name}").register(app)
             _registered.add(name)
+    _tidy(app)
+
+
+def reflow(text: str) -> str:
+    """A docstring as help text: each paragraph's wrapped lines joined, so the terminal (not the
+    source file's 100 columns) decides where lines break; list items and indented lines stay."""
+    import inspect
+
+    paragraphs = []
+    for block in inspect.cleandoc(text).split("\n\n"):
+        lines: list[str] = []
+        for line in block.splitlines():
+            if lines and not _starts_item(line):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.rstrip())
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def _starts_item(line: str) -> bool:
+    head = line.lstrip()
+    return line[:1] == " " or head[:2] in ("- ", "* ") or head.split(".", 1)[0].isdigit()
+
+
+def _tidy(group: typer.Typer) -> None:
+    infos: list[CommandInfo | TyperInfo] = [*group.registered_commands, *group.registered_groups]
+    for info in infos:
+        doc = info.help if isinstance(info.help, str) else (info.callback or _no_doc).__doc__
+        if doc:
+            info.help = reflow(doc)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _tidy(sub.typer_instance)
+
+
+def _no_doc() -> None:
+    pass

@@ -11,7 +11,7 @@ import typer
 
 from seml.errors import UsageError
 
-__all__ = ["CasFingerprint", "CasUrl", "register"]
+__all__ = ["CasFingerprint", "CasUrl", "key_option", "register"]
 
 CasUrl = Annotated[
     str | None,
@@ -33,6 +33,13 @@ CasFingerprint = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def key_option(help: str) -> Any:
+    """`--key`: a party's private key; else $SEML_SIGNING_KEY, else the profile's signing key."""
+    return typer.Option(
+        "--key", envvar="SEML_SIGNING_KEY", show_envvar=False, help=f"{help}; else the profile's."
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -159,18 +166,41 @@ def audit(
             "--verify", help="Check the hash chain and every signature; exit non-zero if broken."
         ),
     ] = False,
+    session: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--session",
+            help="Show the entries of this session (repeatable); needs --key of one of its "
+            "parties.",
+        ),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        key_option("A party's private key: signs the service's challenge"),
+    ] = None,
+    party: Annotated[
+        str | None, typer.Option("--party", help="Party name for --key (default: its file stem).")
+    ] = None,
     directory: Annotated[
         Path | None,
-        typer.Option("--dir", help="Read a local state directory instead of a served instance."),
+        typer.Option(
+            "--dir", help="Read a local state directory (the operator: every entry in full)."
+        ),
     ] = None,
     cas_url: CasUrl = None,
     cas_fingerprint: CasFingerprint = None,
     as_json: AsJson = False,
 ) -> None:
-    """Print the audit log (who got what and when); with --verify, check it first."""
+    """Print the audit log (who got what and when); with --verify, check it first.
+
+    Over the network a party sees its sessions' entries (--session NAME --key FILE) and, like
+    anyone, the rest of the chain without content; the operator reads it all with --dir.
+    """
     from seml.cas import client_from_env, load_identity, verify_audit_chain
 
     if directory is not None:
+        if session or key is not None:
+            raise UsageError("--dir reads every entry: it takes no --session or --key")
         from seml.cas._state import StateStore
 
         ident = load_identity(directory)
@@ -182,16 +212,37 @@ def audit(
         if verify:
             verify_audit_chain(entries, ident.identity_public)
     else:
+        if bool(session) != (key is not None):
+            raise UsageError(
+                "--session and --key go together: a session's entries are shown to its parties"
+            )
+        reader = None
+        if key is not None:
+            from seml.policy import load_private_key
+
+            reader = (party or key.stem, load_private_key(key))
         with client_from_env(cas_url, cas_fingerprint) as client:
-            entries = client.audit(verify=verify)
+            entries = client.audit(verify=verify, party=reader, sessions=session or ())
+    shown = [e for e in entries if e.revealed]
     if as_json:
         typer.echo(json.dumps([e.model_dump() for e in entries], indent=2))
     else:
-        for e in entries:
+        for e in shown:
+            if e.time is None or e.details is None:  # pragma: no cover - shown means revealed
+                continue
             when = dt.datetime.fromtimestamp(e.time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             details = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(e.details.items()))
-            typer.echo(f"{e.seq:6d} {when} {e.event:15s} {details}")
+            typer.echo(f"{e.seq:6d} {when} {e.event or '':16s} {details}")
+    if len(shown) < len(entries):
+        typer.echo(
+            f"{len(entries) - len(shown)} of {len(entries)} entries are not shown: they concern "
+            "sessions you did not name with --session (each session's parties read its "
+            "entries; the operator reads all with --dir)",
+            err=True,
+        )
     if verify:
         typer.echo(
-            f"audit log verified: {len(entries)} entries, chain and signatures intact", err=True
+            f"audit log verified: {len(entries)} entries, chain and signatures intact"
+            + (f", content of {len(shown)} checked" if shown else ""),
+            err=True,
         )

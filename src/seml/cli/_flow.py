@@ -54,8 +54,9 @@ def demo(
 
     Two parties (alice, bob) agree on a session, upload their halves of Iris encrypted, the
     cloud side fetches them into a protected volume, trains a classifier and a regressor,
-    publishes the model encrypted, and each party pulls it and runs it on held-out rows.
-    Attestation is simulated (no TEE hardware) and says so.
+    publishes the model encrypted; each party keeps the run's receipt and verifies it offline,
+    approves the model it names, then pulls it and runs it on held-out rows. Attestation is
+    simulated (no TEE hardware) and says so.
     """
     from seml.flow import FlowConfig, run_demo
 
@@ -64,7 +65,14 @@ def demo(
         from seml.errors import UsageError
 
         raise UsageError(f"--workdir {workdir} is not empty: give a new or empty folder")
-    config = FlowConfig(workdir=root, dataset=dataset, storage=storage, s3_endpoint=s3_endpoint)
+    config = FlowConfig(
+        workdir=root,
+        dataset=dataset,
+        storage=storage,
+        s3_endpoint=s3_endpoint,
+        receipts=True,
+        release=True,
+    )
     if not run_demo(config):
         raise typer.Exit(1)
 
@@ -93,9 +101,15 @@ def fetch(
         for name, remote in parsed:
             copy_out(remote, dest / name, s3_endpoint=s3_endpoint)
         return
-    counts = run_fetch(dest, parsed, state_dir=state_dir, s3_endpoint=s3_endpoint)
-    for name, n in counts.items():
-        typer.echo(f"fetched {name}: {n} file(s), verified")
+    from seml._claims import add_claims, claims_file
+
+    inputs = run_fetch(dest, parsed, state_dir=state_dir, s3_endpoint=s3_endpoint)
+    add_claims(claims_file(), inputs=inputs)
+    for i in inputs:
+        typer.echo(
+            f"fetched {i['party']}: {i['files']} file(s), verified (manifest "
+            f"v{i['manifest_version']})"
+        )
 
 
 def train(
@@ -104,9 +118,15 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="Models go to OUT/<spec name>/.")],
 ) -> None:
     """Train every spec on DATA (one process, one import of scikit-learn)."""
+    from seml._claims import add_claims, claims_file
     from seml.flow import train_all
+    from seml.flow._programs import training_claims
 
-    for name, metrics in train_all(data, out, specs).items():
+    results = train_all(data, out, specs)
+    claims = claims_file()
+    if claims is not None:
+        add_claims(claims, training=training_claims(out, specs, results))
+    for name, metrics in results.items():
         shown = ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float))
         typer.echo(f"trained {name}: {shown}")
 
@@ -203,7 +223,9 @@ def sessions(
     if len(keys) < 2:
         raise UsageError("give at least two --party NAME=PUBLIC_KEY_FILE")
     publics: dict[str, str] = {}
-    for p, key_file in keys.items():
+    # By name: the same keys and ids give the same documents, whichever order each party
+    # types them in (the others write them too, to approve exactly what they wrote).
+    for p, key_file in sorted(keys.items()):
         try:
             publics[p] = Path(key_file).read_text().strip()
         except OSError as e:

@@ -88,11 +88,15 @@ def init(
     ] = None,
     cas_url: Annotated[
         str | None,
-        typer.Option("--cas", help="Party: the attestation service URL the operator gave you."),
+        typer.Option(
+            "--cas",
+            help="The attestation service URL the operator gave you (an operator's cloud machine: "
+            "the service runs elsewhere, none is set up here).",
+        ),
     ] = None,
     cas_fingerprint: Annotated[
         str | None,
-        typer.Option("--cas-fingerprint", help="Party: the service's pin (sha256:...)."),
+        typer.Option("--cas-fingerprint", help="The service's pin (sha256:...)."),
     ] = None,
     storage: Annotated[
         str | None,
@@ -283,6 +287,11 @@ def _report(r: InitResult, path: Path) -> None:
         echo("  each other party: its name, public key and platform id")
         echo("  (the sessions list every public key under parties, each platform id under the")
         echo("  services that may run on that machine)")
+    elif p.service is None:
+        echo("This is a cloud machine of the operator; the attestation service runs elsewhere.")
+        echo("Send to every party (public):")
+        echo(f"  cloud platform id: {r.platform_id}  (simulated)")
+        echo("You need from each party: nothing (the parties' sessions name this platform id).")
     else:
         url = r.service_urls[0] if r.service_urls else p.cas.url
         echo(

@@ -150,11 +150,17 @@ class RunMachine:
     cas_url: str | None
     cas_fingerprint: str | None
     volumes_dir: Path
-    platform_key: Path
+    # Named (flag, environment or profile): must exist. Else the default one if it exists,
+    # else None: a one-off platform for the run, which `seml run` announces.
+    platform_key: Path | None
     seml: tuple[str, ...]
     folders: dict[str, Path] = field(default_factory=dict)
     pass_env: dict[str, str] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.exists() else None
 
 
 def _folders(profile: Profile | None, flags: list[str]) -> dict[str, Path]:
@@ -208,7 +214,7 @@ def run_machine(
         cas_url=setting("SEML_CAS", cas_url, env),
         cas_fingerprint=setting("SEML_CAS_FINGERPRINT", cas_fingerprint, env),
         volumes_dir=Path(volumes) if volumes else Path("volumes"),
-        platform_key=Path(key) if key else default_platform_key(),
+        platform_key=Path(key) if key else _existing(default_platform_key()),
         seml=seml_executable(seml, env),
         folders=_folders(profile, folders),
         pass_env=pass_env,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from seml.cli._cas import AsJson, CasFingerprint, CasUrl
+from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
@@ -27,13 +27,20 @@ __all__ = ["add_commands", "pick_proposal", "print_view", "repin_imported", "sta
 
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
-Key = Annotated[Path, typer.Option("--key", help="Your party's private key (NAME.key).")]
+Key = Annotated[
+    Path,
+    key_option("Your party's private key (NAME.key)"),
+]
 Party = Annotated[
     str | None,
     typer.Option("--party", help="Your party's name (default: the party whose key --key is)."),
 ]
 Subject = Annotated[
-    str, typer.Argument(help="The session's name (its one open proposal) or a proposal's hash.")
+    str,
+    typer.Argument(
+        help="The session's name (its one open proposal), a proposal's hash, or a session file "
+        "(the proposal of exactly that document: its hash)."
+    ),
 ]
 SecretFiles = Annotated[
     list[str] | None,
@@ -157,10 +164,23 @@ def status_lines(s: SessionStatus) -> list[str]:
     return lines
 
 
+def _file_hash(subject: str) -> str:
+    """A session file stands for its hash, so a party approves exactly the document it holds."""
+    path = Path(subject)
+    if _HASH.match(subject) or not path.is_file():
+        return subject
+    from seml.cli._session import _load_session
+    from seml.policy import session_hash
+
+    return session_hash(_load_session(path))
+
+
 def pick_proposal(
     client: CasClient, subject: str, key: PartyKey
 ) -> tuple[SessionStatus, ProposalView]:
-    """The proposal `subject` names: the one with that hash, or the session's one open one."""
+    """The proposal `subject` names: the one with that hash (or that session file's hash), or
+    the session's one open one."""
+    subject = _file_hash(subject)
     status = client.session_status(subject, key)
     if _HASH.match(subject):
         found = [p for p in status.proposals if p.hash == subject]
@@ -289,7 +309,8 @@ def _decide(
 def approve(
     subject: Subject,
     key: Annotated[
-        Path | None, typer.Option("--key", help="Your party's private key (NAME.key).")
+        Path | None,
+        key_option("Your party's private key (NAME.key)"),
     ] = None,
     party: Party = None,
     secret_file: SecretFiles = None,
@@ -312,10 +333,9 @@ def approve(
         from seml.cli._session import _read
         from seml.policy import SessionSignature, SignedDecision
 
-        if key is not None or secret_file or repin:
+        if secret_file or repin:  # a --key (or the profile's) is not used
             raise UsageError(
-                "--signature uploads a signature as it is: no --key, --secret-file "
-                "or --repin with it"
+                "--signature uploads a signature as it is: no --secret-file or --repin with it"
             )
         sig = SessionSignature.from_json(_read(signature), source=str(signature))
         if subject not in (sig.session, sig.hash):

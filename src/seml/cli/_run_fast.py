@@ -10,7 +10,9 @@ typer app lists `run` among the commands with `SUMMARY` and hands any call back 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from seml.errors import UsageError
@@ -110,6 +112,16 @@ def _parser() -> argparse.ArgumentParser:
         "none. Default: auto.",
     )
     p.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Pass this machine's variable NAME to the command too (repeatable); the storage "
+        "endpoint and credentials of the profile are passed anyway. Only these and PATH, LANG, "
+        "LC_*, TZ, TERM, USER, LOGNAME come from this machine; a variable that loads code "
+        "(PYTHONPATH, LD_PRELOAD, ...) is refused. The names are printed, never the values.",
+    )
+    p.add_argument(
         "--cas",
         metavar="URL",
         help="Attestation service URL, https://HOST:PORT; env SEML_CAS, else the profile's.",
@@ -159,6 +171,7 @@ def run(args: list[str]) -> int:
         simulation=options.simulation,
         platform_key=options.platform_key,
         gpu=options.gpu,
+        pass_env=options.pass_env,
         cas_url=options.cas,
         cas_fingerprint=options.cas_fingerprint,
         folders=options.folder,
@@ -180,6 +193,7 @@ def execute(
     cas_url: str | None,
     cas_fingerprint: str | None,
     gpu: str = "auto",
+    pass_env: Sequence[str] = (),
     folders: list[str] | None = None,
     seml: Path | None = None,
 ) -> int:
@@ -203,12 +217,23 @@ def execute(
     if machine.profile is not None:
         print(f"seml run: profile {machine.profile}", file=sys.stderr, flush=True)
     for name in machine.missing:
+        what = f"no {name}" if " " in name else f"${name} is not set"
         print(
-            f"seml run: warning: ${name} is not set: the profile takes storage credentials "
-            "from it, so the service gets none",
+            f"seml run: warning: {what}: the profile takes storage credentials from there, so "
+            "the service gets none",
             file=sys.stderr,
             flush=True,
         )
+    passed = dict(machine.pass_env)
+    for name in pass_env:
+        if "=" in name:
+            raise UsageError(
+                f"--pass-env takes a variable's NAME, not {name.split('=')[0]}=...: values never "
+                "go on the command line"
+            )
+        if name not in os.environ:
+            raise UsageError(f"--pass-env {name}: {name} is not set in this environment")
+        passed[name] = os.environ[name]
     options = RunOptions(
         session=session,
         service=service,
@@ -220,7 +245,7 @@ def execute(
         mount=mount,
         platform_key=machine.platform_key,
         gpu=gpu,
-        pass_env=machine.pass_env,
+        pass_env=passed,
         folders=machine.folders,
         seml=machine.seml,
     )

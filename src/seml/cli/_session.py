@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from seml._fs import write_atomic
-from seml.cli._cas import AsJson, CasFingerprint, CasUrl
+from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import UsageError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ ReadHash = Annotated[
 ]
 ReadKey = Annotated[
     Path | None,
-    typer.Option("--key", help="Read access as a party: its private key (signs a challenge)."),
+    key_option("Read access as a party: its private key (signs a challenge)"),
 ]
 ReadParty = Annotated[
     str | None, typer.Option("--party", help="Party name for --key (default: the key file stem).")
@@ -98,7 +98,10 @@ def check(file: SessionFile, as_json: AsJson = False) -> None:
 
 def sign(
     file: SessionFile,
-    key: Annotated[Path, typer.Option("--key", help="The party's private key (NAME.key).")],
+    key: Annotated[
+        Path,
+        key_option("The party's private key (NAME.key)"),
+    ],
     party: Annotated[
         str | None,
         typer.Option("--party", help="Party name (default: the party whose key matches)."),
@@ -201,7 +204,10 @@ def seal_secret(
         Path,
         typer.Option("--value-file", help="File holding the value (never on the command line)."),
     ],
-    key: Annotated[Path, typer.Option("--key", help="The providing party's private key.")],
+    key: Annotated[
+        Path,
+        key_option("The providing party's private key"),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the sealed value.")
     ],

@@ -37,6 +37,16 @@ S3EndpointOpt = Annotated[
         show_envvar=False,
     ),
 ]
+S3TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--s3-timeout",
+        min=0.1,
+        help="Seconds one S3 request may take in all, retries included, before the command "
+        "fails naming the endpoint (default: $SEML_S3_TIMEOUT, else 60).",
+        show_default=False,
+    ),
+]
 TransfersOpt = Annotated[
     int,
     typer.Option("--transfers", min=1, max=64, help="Files transferred in parallel."),
@@ -74,10 +84,12 @@ def _cipher(
     )
 
 
-def _store(url: str, s3_endpoint: str | None) -> ObjectStore:
-    from seml.store import open_store
+def _store(url: str, s3_endpoint: str | None, s3_timeout: float | None) -> ObjectStore:
+    from seml.store import open_store, s3_config_from_env
 
-    return open_store(url, s3_endpoint=s3_endpoint)
+    if not url.startswith("s3://"):
+        return open_store(url)
+    return open_store(url, s3=s3_config_from_env(s3_endpoint, timeout=s3_timeout))
 
 
 class _PlainProgress:
@@ -191,6 +203,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Argument(help="file:///path, s3://bucket/prefix, or a local path.")
         ],
         s3_endpoint: S3EndpointOpt = None,
+        s3_timeout: S3TimeoutOpt = None,
         transfers: TransfersOpt = 4,
         state_dir: StateDirOpt = None,
         quiet: QuietOpt = False,
@@ -204,10 +217,11 @@ def register(app: typer.Typer) -> None:
 
         REMOTE ends up holding exactly SRC: unchanged files are not uploaded again (an
         interrupted push resumes), files gone from SRC are deleted. rclone sees one extra
-        file, .seml-manifest.
+        file, .seml-manifest. The version REMOTE held stays whole until the new one is.
         """
         from seml.sync import push
 
+        store = _store(remote, s3_endpoint, s3_timeout)
         cipher = _cipher(
             rclone_config,
             crypt_remote,
@@ -215,7 +229,6 @@ def register(app: typer.Typer) -> None:
             filename_encoding,
             directory_name_encryption,
         )
-        store = _store(remote, s3_endpoint)
         r = push(
             src,
             store,
@@ -223,6 +236,18 @@ def register(app: typer.Typer) -> None:
             transfers=transfers,
             progress=_progress(quiet),
             state_dir=state_dir,
+        )
+        from seml._claims import add_claims, claims_file
+
+        # Under `seml run`: what was pushed goes into the completion report (a receipt's model).
+        add_claims(
+            claims_file(),
+            pushed={
+                "remote": remote,
+                "manifest_version": r.version,
+                "manifest_digest": r.digest,
+                "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in r.files],
+            },
         )
         if not quiet:
             typer.echo(
@@ -236,8 +261,11 @@ def register(app: typer.Typer) -> None:
         remote: Annotated[
             str, typer.Argument(help="file:///path, s3://bucket/prefix, or a local path.")
         ],
-        dst: Annotated[Path, typer.Argument(help="Local folder to pull into (created).")],
+        dst: Annotated[
+            Path, typer.Argument(help="Local folder to pull into: new or empty (made 0700).")
+        ],
         s3_endpoint: S3EndpointOpt = None,
+        s3_timeout: S3TimeoutOpt = None,
         transfers: TransfersOpt = 4,
         min_version: Annotated[
             int | None,
@@ -256,6 +284,30 @@ def register(app: typer.Typer) -> None:
                 "but truncation, swaps, deletions and rollbacks are NOT detected.",
             ),
         ] = False,
+        mirror: Annotated[
+            bool,
+            typer.Option(
+                "--mirror",
+                help="Make a non-empty DST exactly the remote, like rclone sync: local files "
+                "are overwritten and those the remote does not have are deleted (after "
+                "everything was verified).",
+            ),
+        ] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run", help="Verify the manifest and show what would change; write nothing."
+            ),
+        ] = False,
+        pushed_to: Annotated[
+            str | None,
+            typer.Option(
+                "--pushed-to",
+                help="Accept a tree whose manifest says it was pushed to this URL (a tree you "
+                "moved or copied yourself).",
+                show_default=False,
+            ),
+        ] = None,
         state_dir: StateDirOpt = None,
         quiet: QuietOpt = False,
         rclone_config: RcloneConfigOpt = None,
@@ -266,11 +318,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fetch, decrypt and verify REMOTE into the folder DST.
 
-        Every file is checked against the remote's manifest (names, sizes, SHA-256, version)
-        before any is written under its final name; anything else is refused.
+        Every file is checked against the remote's manifest (names, sizes, SHA-256, version,
+        the remote it was pushed to) before any is written under its final name; anything else
+        is refused. DST must be new or empty unless --mirror; nothing is ever written through
+        a symbolic link, and DST and its folders are 0700.
         """
         from seml.sync import pull
 
+        store = _store(remote, s3_endpoint, s3_timeout)
         cipher = _cipher(
             rclone_config,
             crypt_remote,
@@ -278,20 +333,53 @@ def register(app: typer.Typer) -> None:
             filename_encoding,
             directory_name_encryption,
         )
-        store = _store(remote, s3_endpoint)
-        r = pull(
-            store,
-            dst,
-            cipher,
-            transfers=transfers,
-            min_version=min_version,
-            state_dir=state_dir,
-            no_manifest=no_manifest,
-            progress=_progress(quiet),
-        )
-        if not quiet:
-            how = f"verified against manifest version {r.version}" if r.verified else "UNVERIFIED"
-            typer.echo(f"pulled {len(r.files)} files ({_human(r.bytes)}) into {dst}, {how}")
+        import os
+
+        from seml._claims import RELEASED_VARIABLE
+        from seml.errors import IntegrityError
+
+        # A model service gated by a release rule is told, by the attestation service, which
+        # manifest its owners approved: anything else in storage is refused.
+        released = os.environ.get(RELEASED_VARIABLE) or None
+        try:
+            r = pull(
+                store,
+                dst,
+                cipher,
+                transfers=transfers,
+                min_version=min_version,
+                state_dir=state_dir,
+                no_manifest=no_manifest,
+                mirror=mirror,
+                dry_run=dry_run,
+                pushed_to=pushed_to,
+                progress=_progress(quiet or dry_run),
+                expect_digest=released,
+            )
+        except IntegrityError as e:
+            if released is None or "is not the expected manifest" not in str(e):
+                raise
+            raise IntegrityError(
+                f"{e}: the model in storage is not the one its owners approved"
+            ) from None
+        how = f"verified against manifest version {r.version}" if r.verified else "UNVERIFIED"
+        if dry_run:
+            replaced = set(r.replaced)
+            for path in r.files:
+                typer.echo(f"{'replace' if path in replaced else 'write'}: {path}")
+            for path in r.deleted:
+                typer.echo(f"delete: {path}")
+            typer.echo(
+                f"dry run, nothing written: would write {len(r.files)} files "
+                f"({_human(r.bytes)}; {len(r.replaced)} replacing local files) and delete "
+                f"{len(r.deleted)} local entries in {dst}; manifest {how.split(' ', 2)[-1]}"
+                if r.verified
+                else f"dry run, nothing written: would write {len(r.files)} UNVERIFIED files "
+                f"and delete {len(r.deleted)} local entries in {dst}"
+            )
+        elif not quiet:
+            extra = f", {len(r.deleted)} local entries deleted" if r.deleted else ""
+            typer.echo(f"pulled {len(r.files)} files ({_human(r.bytes)}) into {dst}, {how}{extra}")
 
     @app.command("ls")
     def ls_cmd(
@@ -299,6 +387,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Argument(help="file:///path, s3://bucket/prefix, or a local path.")
         ],
         s3_endpoint: S3EndpointOpt = None,
+        s3_timeout: S3TimeoutOpt = None,
         rclone_config: RcloneConfigOpt = None,
         crypt_remote: RemoteOpt = None,
         filename_encryption: FilenameEncryptionOpt = None,
@@ -307,10 +396,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the decrypted names and sizes in REMOTE (like `rclone ls` on a crypt remote).
 
-        A file marked '!' is not what the manifest lists (added or resized behind its back).
+        A file marked '!' is not what the manifest lists (added, missing or resized behind its
+        back). Exits 6 when REMOTE does not exist, 3 when its names do not decrypt with this key.
         """
         from seml.sync import ls
 
+        store = _store(remote, s3_endpoint, s3_timeout)
         cipher = _cipher(
             rclone_config,
             crypt_remote,
@@ -318,13 +409,26 @@ def register(app: typer.Typer) -> None:
             filename_encoding,
             directory_name_encryption,
         )
-        listing = ls(_store(remote, s3_endpoint), cipher)
+        listing = ls(store, cipher)
         for e in listing.entries:
             mark = "!" if e.in_manifest is False else " "
             typer.echo(f"{e.size:>12} {mark} {e.path}")
-        if listing.manifest_version is None:
-            typer.echo("(no manifest: not written by seml push, or another key)", err=True)
-        else:
+        if listing.manifest_version is not None:
             typer.echo(f"(manifest version {listing.manifest_version})", err=True)
+            if listing.remote != store.url:
+                typer.echo(
+                    f"seml: warning: the manifest says this tree was pushed to {listing.remote}",
+                    err=True,
+                )
+        elif listing.entries:
+            typer.echo("(no manifest: written by rclone or another tool)", err=True)
+        else:
+            typer.echo("(empty)", err=True)
+        if listing.push is not None:
+            typer.echo(
+                f"seml: warning: a push started at {listing.push.started} was interrupted or is "
+                "still running; run it again to finish it",
+                err=True,
+            )
         for name in listing.undecryptable:
             typer.echo(f"seml: warning: {name}: not encrypted with this key", err=True)

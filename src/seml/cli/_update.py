@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from seml.cli._cas import AsJson, CasFingerprint, CasUrl
+from seml.cli._cas import AsJson, CasFingerprint, CasUrl, key_option
 from seml.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
-    from seml.cas import CasClient, SessionStatus
+    from seml.cas import CasClient, SessionStatus, SessionVersion
     from seml.policy import ExportTarget, PartyKey, Session
 
 __all__ = ["add_commands"]
@@ -111,7 +111,10 @@ def _sources(session: Session) -> set[str]:
 
 def update(
     name: Annotated[str, typer.Argument(help="The session to update (its active version).")],
-    key: Annotated[Path, typer.Option("--key", help="Your party's private key (NAME.key).")],
+    key: Annotated[
+        Path,
+        key_option("Your party's private key (NAME.key)"),
+    ],
     from_file: Annotated[
         Path | None,
         typer.Option("--from", help="An edited copy of the session (predecessor filled in)."),
@@ -121,8 +124,8 @@ def update(
         typer.Option(
             "--set",
             help="PATH=VALUE: change one field (repeatable). PATH goes through mappings by key "
-            "and lists by item name: services.train.command='[seml, flow, train]', "
-            "services.train.files[/specs/a.yaml]=@new-spec.yaml (@FILE: the file's text). "
+            "and lists by item name: services.train.command='\\[seml, flow, train]', "
+            "services.train.files\\[/specs/a.yaml]=@new-spec.yaml (@FILE: the file's text). "
             "VALUE is YAML.",
         ),
     ] = None,
@@ -209,22 +212,46 @@ def update(
                 typer.echo(line)
 
 
+def _read_version(client: CasClient, key: PartyKey, name: str, hash_: str) -> SessionVersion | None:
+    """Version `hash_` of session `name` as the party holding `key` reads it (the service shows
+    a session's versions to its parties only); None when it cannot."""
+    from seml.policy import parse_public_key
+
+    try:
+        active = client.session_status(name, key).active
+    except (PolicyError, UsageError):
+        return None
+    if active is None:
+        return None
+    if active.hash == hash_:
+        return active
+    party = next(
+        (p for p, text in active.document.parties.items() if parse_public_key(text) == key.public),
+        None,
+    )
+    if party is None:
+        return None
+    try:
+        return client.get_session(name, party=(party, key), hash_=hash_)
+    except (PolicyError, UsageError):
+        return None
+
+
 def _targets(client: CasClient, key: PartyKey | None, session: Session) -> dict[str, ExportTarget]:
-    """The versions `session`'s exports pin, as far as they can be read: an accepted version by
-    its hash (anyone who knows it), a proposal through the reader's signed challenge."""
+    """The versions `session`'s exports pin, as far as the reader (`key`) may read them: an
+    accepted version or a proposal of a session it is a party of, through its signed
+    challenge (a hash alone reads nothing)."""
     from seml.policy import ExportTarget
 
     out: dict[str, ExportTarget] = {}
     pinned = {(e.session, e.session_hash) for x in session.secrets for e in x.export}
     pinned |= {(e.session, e.session_hash) for v in session.volumes for e in v.export}
     for target, h in sorted(pinned):
-        try:
-            v = client.get_session(target, hash_=h)
-            out[h] = ExportTarget(v.document, f"version {v.version} of {target}")
-            continue
-        except (PolicyError, UsageError):
-            pass
         if key is None:
+            continue
+        v = _read_version(client, key, target, h)
+        if v is not None:
+            out[h] = ExportTarget(v.document, f"version {v.version} of {target}")
             continue
         try:
             st = client.session_status(h, key)
@@ -266,7 +293,7 @@ def review(
     ],
     key: Annotated[
         Path | None,
-        typer.Option("--key", help="Your party's private key (to read at the service)."),
+        key_option("Your party's private key (to read at the service)"),
     ] = None,
     cas_url: CasUrl = None,
     cas_fingerprint: CasFingerprint = None,
@@ -293,13 +320,9 @@ def review(
         else:
             with client_from_env(cas_url, cas_fingerprint) as client:
                 predecessor = None
-                if session.predecessor is not None:
-                    try:
-                        predecessor = client.get_session(
-                            session.name, hash_=session.predecessor
-                        ).document
-                    except (PolicyError, UsageError):
-                        predecessor = None
+                if session.predecessor is not None and k is not None:
+                    v = _read_version(client, k, session.name, session.predecessor)
+                    predecessor = v.document if v is not None else None
                 pins: dict[str, list[str]] = {}
                 if k is not None:
                     try:
@@ -328,7 +351,13 @@ def review(
                 if status.active is not None and status.active.hash == previous_hash:
                     predecessor = status.active.document
                 else:
-                    predecessor = client.get_session(session.name, hash_=previous_hash).document
+                    v = _read_version(client, k, session.name, previous_hash)
+                    if v is None:
+                        raise PolicyError(
+                            f"cannot read version {previous_hash} of {session.name}: only its "
+                            "parties read a session's versions"
+                        )
+                    predecessor = v.document
             result = review_session(
                 session,
                 predecessor=predecessor,

@@ -148,11 +148,11 @@ def unseal(
     name: Name,
     expected_version: ExpectedVersion = None,
 ) -> None:
-    """Verify and decrypt every file of the volume into TARGET."""
+    """Verify and decrypt every file of the volume into TARGET (made 0700, like every folder
+    in it; nothing is written through a symbolic link)."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"{target} must be a new or empty directory")
     volume = _open(directory, key_file, name, expected_version)
-    target.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _status(f"unsealing volume {volume.name!r}"):
         volume.unseal(target)
     typer.echo(f"unsealed volume {volume.name!r} version {volume.version} into {target}")

@@ -5,18 +5,22 @@ the source's modification time, and only then renamed to its final name; on any 
 temporary file is removed. A decrypted file therefore appears under its final name only after
 its last chunk authenticated. Files whose destination already has the expected size and the same
 modification time are skipped, as `rclone copy` does (unless `ignore_times`).
-Symbolic links are not followed (rclone's default without -L).
+Symbolic links are not followed (rclone's default without -L), in the source or in the
+destination: everything is written through `seml._fs.Folder`, so a link planted in the
+destination is refused, never written through. Decrypted trees are private: the destination
+and every folder made in it are 0700.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from seml._fs import atomic_writer
+from seml._fs import Folder
 from seml.crypt._cipher import Cipher
 from seml.errors import IntegrityError, SemlError, StorageError, UsageError
 
@@ -110,13 +114,12 @@ def plan_decrypt(src: Path, cipher: Cipher) -> list[SourceFile]:
     return out
 
 
-def _unchanged(target: Path, size: int | None, mtime_ns: int) -> bool:
-    try:
-        st = target.stat()
-    except OSError:
-        return False
+def _unchanged(dst: Folder, rel: str, size: int | None, mtime_ns: int) -> bool:
+    st = dst.lstat(rel)  # a link there is not "unchanged": it gets replaced
     return (
-        size is not None
+        st is not None
+        and stat.S_ISREG(st.st_mode)
+        and size is not None
         and st.st_size == size
         and abs(st.st_mtime_ns - mtime_ns) <= _MTIME_SLACK_NS
     )
@@ -124,20 +127,16 @@ def _unchanged(target: Path, size: int | None, mtime_ns: int) -> bool:
 
 def _write_atomically(
     item: SourceFile,
-    target: Path,
+    dst: Folder,
     transform: Callable[[BinaryIO, BinaryIO, Progress | None], int],
     progress: Progress | None,
 ) -> None:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StorageError(f"cannot create directory {target.parent}: {e.strerror}") from e
-    try:
-        with open(item.path, "rb", buffering=0) as src, atomic_writer(target) as out:
+        with open(item.path, "rb", buffering=0) as src, dst.writer(item.dest_rel) as out:
             transform(src, out, progress)
             os.utime(out.fileno(), ns=(item.mtime_ns, item.mtime_ns))
     except OSError as e:
-        raise StorageError(f"{item.path} -> {target}: {e.strerror or e}") from e
+        raise StorageError(f"{item.path} -> {dst.path / item.dest_rel}: {e.strerror or e}") from e
 
 
 def encrypt_tree(
@@ -154,17 +153,19 @@ def encrypt_tree(
     skipped. `progress` receives counts of source bytes as they are read.
     """
     _check_roots(src_dir, dst_dir)
+    plan = plan_encrypt(src_dir, cipher)
     written = []
-    for item in plan_encrypt(src_dir, cipher):
-        target = dst_dir / item.dest_rel
-        if not ignore_times and _unchanged(target, cipher.encrypted_size(item.size), item.mtime_ns):
-            if progress is not None:
-                progress(item.size)
-            continue
-        _write_atomically(
-            item, target, lambda s, d, p: cipher.encrypt_file(s, d, progress=p), progress
-        )
-        written.append(item.dest_rel)
+    with Folder.open(dst_dir) as dst:
+        for item in plan:
+            size = cipher.encrypted_size(item.size)
+            if not ignore_times and _unchanged(dst, item.dest_rel, size, item.mtime_ns):
+                if progress is not None:
+                    progress(item.size)
+                continue
+            _write_atomically(
+                item, dst, lambda s, d, p: cipher.encrypt_file(s, d, progress=p), progress
+            )
+            written.append(item.dest_rel)
     return written
 
 
@@ -183,22 +184,23 @@ def decrypt_tree(
     that file is not left under its final name. Returns the plaintext relative paths written.
     """
     _check_roots(src_dir, dst_dir)
+    plan = plan_decrypt(src_dir, cipher)
     written = []
-    for item in plan_decrypt(src_dir, cipher):
-        target = dst_dir / item.dest_rel
-        try:
-            plain_size: int | None = cipher.decrypted_size(item.size)
-        except SemlError:
-            plain_size = None
-        if not ignore_times and _unchanged(target, plain_size, item.mtime_ns):
-            if progress is not None:
-                progress(item.size)
-            continue
-        name = f"{item.path} [{item.dest_rel}]"
+    with Folder.open(dst_dir, private=True) as dst:
+        for item in plan:
+            try:
+                plain_size: int | None = cipher.decrypted_size(item.size)
+            except SemlError:
+                plain_size = None
+            if not ignore_times and _unchanged(dst, item.dest_rel, plain_size, item.mtime_ns):
+                if progress is not None:
+                    progress(item.size)
+                continue
+            name = f"{item.path} [{item.dest_rel}]"
 
-        def transform(s: BinaryIO, d: BinaryIO, p: Progress | None, name: str = name) -> int:
-            return cipher.decrypt_file(s, d, name=name, progress=p)
+            def transform(s: BinaryIO, d: BinaryIO, p: Progress | None, name: str = name) -> int:
+                return cipher.decrypt_file(s, d, name=name, progress=p)
 
-        _write_atomically(item, target, transform, progress)
-        written.append(item.dest_rel)
+            _write_atomically(item, dst, transform, progress)
+            written.append(item.dest_rel)
     return written

@@ -51,6 +51,7 @@ STORAGE_CONFIGMAP = "seml-storage"  # SEML_S3_ENDPOINT (absent: AWS, or file:// 
 STORAGE_SECRET = "seml-storage"  # noqa: S105
 PLATFORM_SECRET = "seml-platform"  # noqa: S105 - simulation only
 VOLUMES_CLAIM = "seml-volumes"
+_STORAGE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")  # keys of the storage Secret
 RUN_AS = 10001  # the image's seml user
 
 _DATA = "/var/lib/seml"
@@ -162,6 +163,8 @@ def _command(spec: JobSpec) -> list[str]:
         args += ["--simulation", "--platform-key", f"{_PLATFORM_DIR}/platform.key"]
     else:
         args.append("--no-simulation")
+    if spec.storage_secret:  # the workload gets only what `seml run` passes on by name
+        args += [a for name in _STORAGE_KEYS for a in ("--pass-env", name)]
     return args
 
 
@@ -188,7 +191,7 @@ def _env(spec: JobSpec) -> list[dict[str, Any]]:
                 "name": name,
                 "valueFrom": {"secretKeyRef": {"name": spec.storage_secret, "key": name}},
             }
-            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            for name in _STORAGE_KEYS
         ]
     return env
 

@@ -97,6 +97,7 @@ def verify_flow(flow: Flow) -> list[Check]:
         )
     if flow.mode == "native":
         return checks
+    checks += [Check(name, ok, detail) for name, ok, detail in flow.receipt_checks]
     # 2. Nothing readable at rest on the cloud side.
     markers = _plaintext_markers(flow)
     files, hits = _scan(flow.layout.cloud, markers)
@@ -160,7 +161,11 @@ def _metrics_table(flow: Flow) -> Table:
 
 
 def _audit_summary(flow: Flow, console: Console) -> Check:
-    result = flow.step("verify the audit log", ["cas", "audit", "--verify", "--json"])
+    # Read as the operator of the service reads it (its state folder): every entry in full.
+    result = flow.step(
+        "verify the audit log",
+        ["cas", "audit", "--verify", "--json", "--dir", str(flow.layout.cas)],
+    )
     entries = json.loads(result.stdout)
     counts = Counter(str(e["event"]) for e in entries)
     table = Table(title="Audit log (hash-chained, signed by the service)", title_justify="left")

@@ -30,7 +30,7 @@ from seml.flow._plan import (
     training_specs,
 )
 from seml.flow._runner import StepResult, environment, run_measured
-from seml.policy import session_hash
+from seml.policy import ApprovalRule, session_hash
 
 __all__ = ["Flow", "FlowConfig", "Mode", "PhaseResult"]
 
@@ -51,6 +51,10 @@ class FlowConfig:
     seed: int = 0
     session: str = "iris"
     n_estimators: int = 100
+    # Each party fetches the run's receipt into its folder and verifies it offline (`seml demo`).
+    receipts: bool = False
+    # The model key waits for every party's approval of the receipt's model (implies receipts).
+    release: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class Flow:
         self.measurement = ""
         self.phases: list[PhaseResult] = []
         self.metrics: dict[str, dict[str, Any]] = {}
+        self.receipt_checks: list[tuple[str, bool, str]] = []  # (what, ok, detail)
 
     # -- running steps -----------------------------------------------------------------------
 
@@ -96,8 +101,9 @@ class Flow:
         phase: str | None = None,
         cwd: Path | None = None,
         machine: Mapping[str, str] | None = None,
+        check: bool = True,
     ) -> StepResult:
-        result = run_measured([*self.seml, *args], env=self._env(machine), cwd=cwd)
+        result = run_measured([*self.seml, *args], env=self._env(machine), cwd=cwd, check=check)
         if phase is not None:
             self.phases.append(PhaseResult(phase, result))
         if self.on_step is not None:
@@ -105,7 +111,14 @@ class Flow:
         return result
 
     def service(
-        self, session: str, service: str, phase: str, *, machine: str, label: str = ""
+        self,
+        session: str,
+        service: str,
+        phase: str | None,
+        *,
+        machine: str,
+        label: str = "",
+        check: bool = True,
     ) -> StepResult:
         """Run one service under `seml run` on `machine` (a party's name, or "cloud"), with that
         machine's settings: its volumes, platform key and folders (flags), its sync-state
@@ -136,6 +149,7 @@ class Flow:
             ],
             phase=phase,
             machine=settings,
+            check=check,
         )
 
     # -- set-up ------------------------------------------------------------------------------
@@ -197,6 +211,7 @@ class Flow:
             storage=self.storage,
             specs=self.specs(),
             platforms=platforms,
+            release=ApprovalRule.all_of(c.parties) if c.release else None,
         )
         shared = lay.sessions / f"{c.session}.yaml"
         write_atomic(shared, dump_session(doc))
@@ -269,6 +284,8 @@ class Flow:
             machine="cloud",
             label="cloud: encrypt and push the model",
         )
+        if c.receipts or c.release:
+            self.keep_receipts()
         for p in c.parties:
             self.service(
                 c.session,
@@ -286,6 +303,73 @@ class Flow:
                 label=f"{p} runs the model on its held-out rows",
             )
         self._read_metrics_confidential()
+
+    def receipt_file(self, party: str) -> Path:
+        return self.layout.party(party) / f"{self.config.session}.receipt.json"
+
+    def keep_receipts(self) -> None:
+        """Each party pins the service's identity key (the operator prints it with `seml cas
+        info`), fetches the run's receipt into its own folder and verifies it there, offline,
+        against the session it signed and the manifest its own push recorded. With a release
+        rule, a pull before the owners approved is refused, then each party approves."""
+        lay, c = self.layout, self.config
+        info = json.loads(
+            self.step(
+                "the operator prints the service's identity", ["cas", "info", "--json"]
+            ).stdout
+        )
+        for p in c.parties:
+            write_atomic(lay.party(p) / "cas-identity.pub", info["identity_key"] + "\n")
+        for p in c.parties:
+            receipt = self.receipt_file(p)
+            self.step(
+                f"{p} fetches the run's receipt",
+                ["receipt", "get", c.session, "--key", str(lay.key(p)), "-o", str(receipt)],
+            )
+            result = self.step(
+                f"{p} verifies the receipt offline (session, its own input)",
+                [
+                    "receipt",
+                    "verify",
+                    str(receipt),
+                    "--cas-identity",
+                    str(lay.party(p) / "cas-identity.pub"),
+                    "--session",
+                    str(lay.sessions / f"{c.session}.yaml"),
+                    "--manifest",
+                    f"{p}={lay.party_state(p) / 'sync-versions.json'}",
+                ],
+            )
+            last = (result.stdout.strip().splitlines() or [""])[-1]
+            self.receipt_checks.append((f"{p}'s receipt verifies offline", True, last))
+        if not c.release:
+            return
+        first = c.parties[0]
+        refused = self.service(
+            c.session,
+            f"pull-{first}",
+            None,
+            machine=first,
+            label=f"{first} pulls before the owners approved: refused",
+            check=False,
+        )
+        said = next((ln for ln in refused.stderr.splitlines() if "awaits approval" in ln), "")
+        self.receipt_checks.append(
+            (
+                "the model waits for its owners",
+                refused.returncode == 4 and bool(said),
+                said.removeprefix("seml: error: ") or f"exit {refused.returncode}",
+            )
+        )
+        for p in c.parties:
+            out = self.step(
+                f"{p} approves the model the receipt names",
+                ["model", "approve", str(self.receipt_file(p)), "--key", str(lay.key(p))],
+            )
+        said = next((ln for ln in out.stdout.splitlines() if ln.startswith("release:")), "")
+        self.receipt_checks.append(
+            ("every owner approved: model released", "RELEASED" in said, said)
+        )
 
     def _read_metrics_confidential(self) -> None:
         # The model runner hands each party the metrics of the model it ran (they travel with

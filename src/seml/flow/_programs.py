@@ -6,6 +6,7 @@ can call the same code without encryption. They read keys from the environment o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ __all__ = [
     "parse_sources",
     "predict_all",
     "train_all",
+    "training_claims",
 ]
 
 _SOURCE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})=(?P<remote>.+)$")
@@ -53,11 +55,14 @@ def fetch(
     *,
     state_dir: Path | None,
     s3_endpoint: str | None = None,
-) -> dict[str, int]:
-    """Pull and verify each party's encrypted dataset into `dest/<party>`; files per party.
+) -> list[dict[str, Any]]:
+    """Pull and verify each party's encrypted dataset into `dest/<party>`; per party, what was
+    pulled as the completion report claims it (`seml.receipt.InputClaim`: party, remote,
+    manifest version and digest, files, bytes).
 
     Each party's key comes from `key_variable(party)`; a missing key is an error before any
-    download. Verification (manifest, rollback) is `seml pull`'s.
+    download. Verification (manifest, rollback) is `seml pull`'s; each folder becomes exactly
+    the party's current dataset (a mirror pull: files of an earlier version are removed).
     """
     from seml.crypt import Cipher
     from seml.store import open_store
@@ -69,12 +74,21 @@ def fetch(
         if not value:
             raise UsageError(f"no key for {name}: {key_variable(name)} is not set")
         keys[name] = value
-    counts: dict[str, int] = {}
+    inputs: list[dict[str, Any]] = []
     for name, remote in sources:
         store = open_store(remote, s3_endpoint=s3_endpoint)
-        result = pull(store, dest / name, Cipher(keys[name]), state_dir=state_dir)
-        counts[name] = len(result.files)
-    return counts
+        result = pull(store, dest / name, Cipher(keys[name]), state_dir=state_dir, mirror=True)
+        inputs.append(
+            {
+                "party": name,
+                "remote": remote,
+                "manifest_version": result.version,
+                "manifest_digest": result.digest,
+                "files": len(result.files),
+                "bytes": result.bytes,
+            }
+        )
+    return inputs
 
 
 def train_all(data: Path, out: Path, specs: Sequence[Path]) -> dict[str, dict[str, Any]]:
@@ -89,6 +103,42 @@ def train_all(data: Path, out: Path, specs: Sequence[Path]) -> dict[str, dict[st
         result = train_folder(spec, data, out / spec_path.stem)
         results[spec_path.stem] = dict(result.metrics)
     return results
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        return h.hexdigest(), path.stat().st_size
+    except OSError as e:
+        raise StorageError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def training_claims(
+    out: Path, specs: Sequence[Path], metrics: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """What a training claims in its completion report (`seml.receipt.TrainClaim`): each spec's
+    SHA-256, each model file's SHA-256 and size (paths relative to `out`), numeric metrics."""
+    from seml.ml import MODEL_FILE
+
+    models = []
+    for spec_path in specs:
+        digest, size = _sha256(out / spec_path.stem / MODEL_FILE)
+        models.append({"path": f"{spec_path.stem}/{MODEL_FILE}", "sha256": digest, "size": size})
+    return {
+        "specs": [{"name": p.stem, "sha256": _sha256(p)[0]} for p in specs],
+        "models": models,
+        "metrics": {
+            task: {
+                k: float(v)
+                for k, v in values.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            for task, values in metrics.items()
+        },
+    }
 
 
 def predict_all(models: Path, inputs: Path, out: Path) -> list[Path]:
@@ -136,15 +186,16 @@ def copy_in(src: Path, store_url: str, *, s3_endpoint: str | None = None) -> int
 
 
 def copy_out(store_url: str, dst: Path, *, s3_endpoint: str | None = None) -> int:
-    """Native baseline: get every object of a store into a folder as it is."""
+    """Native baseline: get every object of a store into a folder as it is (plaintext, so
+    through `seml._fs.Folder` too: never through a link, 0700)."""
+    from seml._fs import Folder
     from seml.store import open_store
 
     store = open_store(store_url, s3_endpoint=s3_endpoint)
     count = 0
-    for info in store.list(""):
-        target = dst / info.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with store.open(info.name) as src, target.open("wb") as f:
-            shutil.copyfileobj(src, f, 1 << 20)
-        count += 1
+    with Folder.open(dst, private=True) as folder:
+        for info in store.list(""):
+            with store.open(info.name) as src, folder.writer(info.name, sync=False) as f:
+                shutil.copyfileobj(src, f, 1 << 20)
+            count += 1
     return count

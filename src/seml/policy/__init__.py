@@ -53,6 +53,7 @@ from seml.policy._model import (
     Export,
     NvidiaGpu,
     Placeholder,
+    Release,
     Secret,
     SecretImport,
     SecretKind,
@@ -67,6 +68,7 @@ from seml.policy._model import (
     VolumeImport,
     placeholders_in,
 )
+from seml.policy._release import ModelDecision, model_decision_message, sign_model_decision
 from seml.policy._requirements import describe_requirements
 from seml.policy._review import ExportTarget, Review, review_session
 from seml.policy._review_diff import Change, changes_between
@@ -83,9 +85,11 @@ __all__ = [
     "Decision",
     "Export",
     "ExportTarget",
+    "ModelDecision",
     "NvidiaGpu",
     "PartyKey",
     "Placeholder",
+    "Release",
     "Review",
     "RuleState",
     "RuleVerdict",
@@ -115,6 +119,7 @@ __all__ = [
     "exported_to",
     "fingerprint",
     "load_private_key",
+    "model_decision_message",
     "new_key_pair",
     "parse_path",
     "parse_public_key",
@@ -130,6 +135,7 @@ __all__ = [
     "session_hash",
     "set_path",
     "sign_decision",
+    "sign_model_decision",
     "sign_session",
     "signature_message",
     "successor",

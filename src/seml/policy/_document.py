@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from seml.errors import UsageError
+from seml.policy._errors import describe_error
 from seml.policy._model import Session
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 _MAX_DOCUMENT = 1 << 20
+_MAX_ERRORS = 8
 
 
 def canonical_json(data: Any) -> bytes:
@@ -39,12 +41,7 @@ def session_hash(session: Session) -> str:
 
 
 def _describe(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors(include_url=False):
-        msg = err["msg"].removeprefix("Value error, ")
-        where = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(lines)
+    return "; ".join(describe_error(err) for err in e.errors(include_url=False)[:_MAX_ERRORS])
 
 
 @contextmanager

@@ -21,14 +21,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StringConstraints,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
+from seml._environ import code_loading
+from seml._paths import check_layout
 from seml.policy._rules import ApprovalRule
 
 __all__ = [
+    "ENV_NAME_PATTERN",
     "NAME_PATTERN",
     "PLACEHOLDER",
     "Approval",
@@ -37,6 +42,7 @@ __all__ = [
     "Export",
     "NvidiaGpu",
     "Placeholder",
+    "Release",
     "Secret",
     "SecretImport",
     "SecretKind",
@@ -53,6 +59,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SESSION_HASH_PATTERN = r"^sha256:[0-9a-f]{64}$"
 MEASUREMENT_PATTERN = r"^[0-9a-f]{32,128}$"
 # A simulated platform key's sha256, an Intel platform's PPID from its PCK certificate, or an
@@ -125,6 +132,15 @@ class VolumeImport(_Strict):
     volume: Name
 
 
+class Release(_Strict):
+    """A model key that waits for its data owners: `approve` is the rule the owners' signed
+    decisions about a receipt's model must meet before any reader other than `producers` (the
+    services that make and publish the model, e.g. `publish`) gets the secret."""
+
+    approve: ApprovalRule
+    producers: list[Name] = Field(min_length=1)
+
+
 class Secret(_Strict):
     name: Name
     kind: SecretKind | None = None
@@ -134,12 +150,23 @@ class Secret(_Strict):
     readers: list[Name] = Field(default_factory=list)
     export: list[Export] = Field(default_factory=list)
     import_: SecretImport | None = Field(default=None, alias="import")
+    release: Release | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_absent_release(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Sessions written before `release` existed keep their hashes: absent is not `null`.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("release", 0) is None:
+            del data["release"]
+        return data
 
     @model_validator(mode="after")
     def _kind_rules(self) -> Secret:
         if self.import_ is not None:
             if self.kind is not None or self.size is not None or self.export:
                 raise ValueError("an imported secret takes no kind, size or export")
+            if self.release is not None:
+                raise ValueError("release applies to the session that owns the secret")
             return self
         if self.kind is None:
             raise ValueError("a secret needs a kind (key, ascii, binary, ed25519, x509, provided)")
@@ -267,15 +294,12 @@ class Service(_Strict):
     name: Name
     measurements: list[Measurement] = Field(min_length=1)
     command: list[str] = Field(default_factory=list)
-    environment: dict[
-        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str
-    ] = Field(default_factory=dict)
-    files: dict[Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")], str] = Field(
+    environment: dict[Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)], str] = Field(
         default_factory=dict
     )
-    volumes: dict[Name, Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")]] = Field(
-        default_factory=dict
-    )
+    # Paths in the service's workspace; checked together by `_layout` (seml._paths).
+    files: dict[str, str] = Field(default_factory=dict)
+    volumes: dict[Name, str] = Field(default_factory=dict)
     # The machines the service may run on; absent: any. Present, it must name at least one
     # (an empty allow-list never means "allow all").
     platforms: list[Platform] | None = Field(default=None, min_length=1)
@@ -292,6 +316,22 @@ class Service(_Strict):
             raise ValueError("measurements are listed twice")
         return value
 
+    @field_validator("environment")
+    @classmethod
+    def _no_code_loading(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if code_loading(k))
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)} may not be set: such variables load code the measurement "
+                "does not cover"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _layout(self) -> Service:
+        check_layout(self.files, self.volumes)
+        return self
+
     @model_validator(mode="after")
     def _gpu_rules(self) -> Service:
         if len(set(self.requires)) != len(self.requires):
@@ -304,8 +344,8 @@ class Service(_Strict):
         """(where, placeholder) for every placeholder in the environment, files and command."""
         texts = [
             *((f"environment.{k}", v) for k, v in self.environment.items()),
-            *((f"files.{k}", v) for k, v in self.files.items()),
-            *((f"command.{i}", v) for i, v in enumerate(self.command)),
+            *((f"files[{k!r}]", v) for k, v in self.files.items()),
+            *((f"command[{i}]", v) for i, v in enumerate(self.command)),
         ]
         out: list[tuple[str, Placeholder]] = []
         for where, text in texts:
@@ -415,37 +455,50 @@ def _check_cross_references(s: Session) -> None:
     for i, secret in enumerate(s.secrets):
         for reader in secret.readers:
             if reader not in services:
-                raise ValueError(f"secrets.{i}.readers: no service named {reader}")
+                raise ValueError(f"secrets[{i}].readers: no service named {reader}")
         if secret.provided_by is not None and secret.provided_by not in parties:
-            raise ValueError(f"secrets.{i}.provided_by: {secret.provided_by} is not a party")
+            raise ValueError(f"secrets[{i}].provided_by: {secret.provided_by} is not a party")
+        if secret.release is not None:
+            for n in sorted(secret.release.approve.parties() - parties):
+                raise ValueError(f"secrets[{i}].release.approve: {n} is not one of the parties")
+            for n in secret.release.producers:
+                if n not in secret.readers:
+                    raise ValueError(
+                        f"secrets[{i}].release.producers: {n} is not a reader of {secret.name}"
+                    )
         for e in secret.export:
             if e.session == s.name:
-                raise ValueError(f"secrets.{i}.export: a session cannot export to itself")
+                raise ValueError(f"secrets[{i}].export: a session cannot export to itself")
+    released = [x.name for x in s.secrets if x.release is not None]
+    if len(released) > 1:
+        raise ValueError(
+            f"secrets: release is set on {', '.join(released)}; a session releases one model key"
+        )
     for i, volume in enumerate(s.volumes):
         for e in volume.export:
             if e.session == s.name:
-                raise ValueError(f"volumes.{i}.export: a session cannot export to itself")
+                raise ValueError(f"volumes[{i}].export: a session cannot export to itself")
     for i, service in enumerate(s.services):
         try:
             found = service.placeholders()
         except ValueError as e:
-            raise ValueError(f"services.{i}.{e}") from None
+            raise ValueError(f"services[{i}].{e}") from None
         for vol in service.volumes:
             if vol not in volumes:
-                raise ValueError(f"services.{i}.volumes: no volume named {vol}")
+                raise ValueError(f"services[{i}].volumes: no volume named {vol}")
         for where, p in found:
-            if where.startswith("command."):
+            if where.startswith("command["):
                 raise ValueError(
-                    f"services.{i}.{where}: no secrets in the command line (argv is visible to "
+                    f"services[{i}].{where}: no secrets in the command line (argv is visible to "
                     "every process on the machine); use environment or files"
                 )
             used = secrets.get(p.name)
             if used is None:
-                raise ValueError(f"services.{i}.{where}: no secret named {p.name}")
+                raise ValueError(f"services[{i}].{where}: no secret named {p.name}")
             secret = used
             if service.name not in secret.readers:
                 raise ValueError(
-                    f"services.{i}.{where}: service {service.name} is not a reader of "
+                    f"services[{i}].{where}: service {service.name} is not a reader of "
                     f"secret {p.name}"
                 )
             if (
@@ -454,7 +507,7 @@ def _check_cross_references(s: Session) -> None:
                 and secret.import_ is None
             ):
                 raise ValueError(
-                    f"services.{i}.{where}: .{p.part} applies only to ed25519/x509 secrets"
+                    f"services[{i}].{where}: .{p.part} applies only to ed25519/x509 secrets"
                 )
             if p.part == "crt" and secret.kind is SecretKind.ED25519:
-                raise ValueError(f"services.{i}.{where}: an ed25519 secret has no .crt")
+                raise ValueError(f"services[{i}].{where}: an ed25519 secret has no .crt")

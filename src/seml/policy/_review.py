@@ -13,6 +13,7 @@ added; `format` names the version.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -161,8 +162,11 @@ class ExportTarget:
 def _uses(service: Service) -> list[SecretUse]:
     where: dict[str, list[str]] = {}
     for place, p in service.placeholders():
-        kind, _, rest = place.partition(".")
-        text = f"environment {rest}" if kind == "environment" else f"file {rest}"
+        # "environment.VAR", or "files['/path']" (the path as a Python literal)
+        if place.startswith("environment."):
+            text = f"environment {place.removeprefix('environment.')}"
+        else:
+            text = f"file {ast.literal_eval(place.removeprefix('files[').removesuffix(']'))}"
         if text not in where.setdefault(p.name, []):
             where[p.name].append(text)
     return [SecretUse(secret=n, where=w) for n, w in sorted(where.items())]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from seml.errors import IntegrityError, SemlError
+from seml.errors import SemlError
 
 if TYPE_CHECKING:
     from seml.store import ObjectStore
@@ -106,7 +106,7 @@ def check_seml(
 
 def check_cas(url: str | None, pin: str | None, *, timeout: float = 10.0) -> Check:
     """The attestation service answers at `url` with the pinned certificate."""
-    from seml.cas import CasClient
+    from seml.cas import CasClient, PinMismatchError
 
     if not url or not pin:
         return Check(
@@ -119,7 +119,7 @@ def check_cas(url: str | None, pin: str | None, *, timeout: float = 10.0) -> Che
     try:
         with CasClient(url, pin, timeout=timeout) as client:
             client.info()
-    except IntegrityError as e:
+    except PinMismatchError as e:
         return Check(
             "attestation service",
             "fail",
@@ -201,6 +201,14 @@ def check_storage(
             "seml init ... --storage s3://BUCKET/PREFIX",
         )
     if missing:
+        if " " in missing[0]:  # a credentials file's profile without static keys
+            return Check(
+                "storage",
+                "fail",
+                f"no {missing[0]}: the profile takes the storage credentials from there",
+                "put aws_access_key_id and aws_secret_access_key in that profile (seml passes "
+                "static keys only, never a credential_process)",
+            )
         names = ", ".join(f"${n}" for n in missing)
         return Check(
             "storage",

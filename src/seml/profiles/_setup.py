@@ -4,8 +4,10 @@ A party's machine gets a signing key (its identity in sessions), a simulated pla
 machine's identity), a volumes folder, a sync-state folder and its data folders: `data/` (what
 it uploads), `input/` (rows it runs models on), `output/` (results). An operator's machine gets
 an attestation service (state folder with its keys and certificate), a platform key for the
-cloud services, a volumes folder and a sync-state folder. Nothing that exists is overwritten:
-running init again fills in what is missing and updates what is given.
+cloud services, a volumes folder and a sync-state folder; given `--cas` (and no `--listen` or
+`--advertise`), its service runs on another machine and this one is only the cloud machine.
+Nothing that exists is overwritten: running init again fills in what is missing and updates
+what is given.
 """
 
 from __future__ import annotations
@@ -226,6 +228,8 @@ def init_profile(
     if party is not None and request.role == "party":
         signing_key = keep(signing_key, root / "keys" / f"{party}.key")
         public_key = _signing_key(signing_key, party, made)
+    elif service is None and request.cas_url and not (request.listen or request.advertise):
+        pass  # an operator's cloud machine using a service that runs on another machine
     else:
         service, cas, urls = _service(request, service, root, made, now=now, interfaces=interfaces)
     cas = CasEndpoint(

@@ -17,12 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from seml._environ import FORCED, code_loading, from_host
+from seml._paths import path_problem
 from seml.errors import PolicyError, UsageError
 
 __all__ = [
-    "CODE_LOADING",
     "MountPlan",
     "check_pass_env",
+    "child_environment",
     "link_folders",
     "namespace_available",
     "plan_mounts",
@@ -39,14 +41,11 @@ _SYSTEM = frozenset(
 
 
 def workspace_path(workspace: Path, session_path: str) -> Path:
-    """The place of a session path (absolute, POSIX) inside the workspace; no escaping it."""
-    pure = PurePosixPath(session_path)
-    if not pure.is_absolute() or any(part in ("..", ".") for part in pure.parts[1:]):
-        raise PolicyError(f"session path {session_path!r} must be absolute without . or ..")
-    rel = pure.relative_to("/")
-    if not rel.parts:
-        raise PolicyError("the workspace root itself cannot be a volume or a file")
-    return workspace.joinpath(*rel.parts)
+    """The place of a session path (absolute, normalised: `seml._paths`) in the workspace."""
+    problem = path_problem(session_path)
+    if problem is not None:
+        raise PolicyError(f"session path {session_path[:80]!r} {problem}")
+    return workspace.joinpath(*PurePosixPath(session_path).relative_to("/").parts)
 
 
 @dataclass(frozen=True)
@@ -114,13 +113,6 @@ def wrap_command(command: Sequence[str], plan: MountPlan) -> list[str]:
     return [*args, "--", *command]
 
 
-# Variables that make a program load other code than what was measured: the machine may not
-# pass them to a service (its own environment's are the caller's business; see child_environment).
-CODE_LOADING = frozenset(
-    {"LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP",
-     "PYTHONUSERBASE", "PYTHONINSPECT", "BASH_ENV", "ENV", "PERL5LIB", "PERL5OPT", "RUBYLIB",
-     "RUBYOPT", "NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "GCONV_PATH"}
-)  # fmt: skip
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -130,7 +122,7 @@ def check_pass_env(pass_env: Mapping[str, str], service_env: Mapping[str, str]) 
     for name in pass_env:
         if not _VARIABLE.fullmatch(name):
             raise UsageError(f"cannot pass {name!r} to a service: not a variable name")
-        if name in CODE_LOADING or name.startswith("LD_"):
+        if code_loading(name):  # the one deny-list: seml._environ
             raise PolicyError(
                 f"this machine may not pass {name} to a service: it makes the program load code "
                 "the measurement does not cover"
@@ -143,17 +135,33 @@ def check_pass_env(pass_env: Mapping[str, str], service_env: Mapping[str, str]) 
 
 
 def child_environment(
-    base: Mapping[str, str],
-    service_env: Mapping[str, str],
+    host: Mapping[str, str],
+    *,
+    passed: Mapping[str, str],
+    service: Mapping[str, str],
+    workspace: Path,
     extra: Mapping[str, str],
-    pass_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The child's environment: the caller's minus anything SEML's, then what this machine
-    passes (storage endpoint and credentials), then the service's, then the runtime's own."""
-    env = {k: v for k, v in base.items() if not k.startswith("SEML_")}
-    env.update(pass_env or {})
-    env.update(service_env)
+    """The child's whole environment, later entries winning: the host's allow-listed variables
+    (`seml._environ.HOST_ALLOWED`), the variables the machine's operator passes on, HOME (the
+    private workspace, so the host's dotfiles never configure the workload), the session's
+    environment, seml's own SEML_* variables, and `seml._environ.FORCED`.
+
+    `passed` and `service` must not set a code-loading variable (PolicyError): the schema and
+    `run_service` refuse them before, this is the last line."""
+    for what, names in (
+        ("the variables passed from this machine", passed),
+        ("the session", service),
+    ):
+        bad = sorted(n for n in names if code_loading(n))
+        if bad:
+            raise PolicyError(f"{what} may not set {', '.join(bad)}: it loads unmeasured code")
+    env = from_host(host)
+    env.update(passed)
+    env["HOME"] = str(workspace)
+    env.update(service)
     env.update(extra)
+    env.update(FORCED)
     return env
 
 

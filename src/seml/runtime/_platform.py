@@ -62,7 +62,8 @@ def load_platform_key(path: Path) -> bytes:
         lines = path.read_text().split()
     except FileNotFoundError:
         raise UsageError(
-            f"no platform key at {path}: create one with `seml platform init`"
+            f"no platform key at {path}: create one with `seml platform init --platform-key "
+            f"{path}` (or fix the path)"
         ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise StorageError(f"cannot read the platform key {path}: {e}") from e

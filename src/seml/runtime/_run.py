@@ -5,6 +5,12 @@ service starts: any failure before the command (measurement refused, volume tamp
 rolled back) ends the run with the reason and the command is never executed. Secrets exist only
 in the child's environment and in files inside the private workspace, which is wiped on exit.
 
+The command's environment is the session's plus a short allow-list from the host, never a
+variable that loads code (`seml._environ`); `seml run` itself refuses to start with one set.
+The command dies with the runtime: it gets SIGKILL when `seml run` dies, however it dies
+(the kernel's parent-death signal), and a workspace left behind by a killed runtime is wiped by
+the next seml command on the machine.
+
 A run is a transaction for the volumes: they are sealed as a new version only when the command
 exits with status 0; a failing, killed or interrupted command leaves them at their last sealed
 version, which the attestation service also knows, so an old copy cannot be brought back.
@@ -13,7 +19,9 @@ version, which the attestation service also knows, so an old copy cannot be brou
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from seml._claims import REPORT_VARIABLE
+from seml._environ import refuse_code_loading
+from seml._fs import Folder
+from seml._paths import check_layout
 from seml.attest import (
     CompositeProvider,
     EvidenceProvider,
@@ -51,6 +63,9 @@ if TYPE_CHECKING:
 
 __all__ = ["RunOptions", "RunResult", "run_service"]
 
+_CLAIMS = ".seml-claims.json"
+_MAX_CLAIMS = 1 << 20
+
 SIMULATION_BANNER = (
     "SIMULATED attestation: no TEE hardware is used; the evidence is made in software "
     "and proves nothing about where this code runs"
@@ -67,7 +82,9 @@ class RunOptions:
     session_hash: str | None = None
     simulation: bool = True
     mount: str = "auto"  # auto | namespace | workspace | fuse
-    platform_key: Path | None = None  # simulation: the machine's identity (see _platform)
+    # Simulation: the machine's identity (see _platform). Given, the file must exist; None
+    # makes a one-off platform for this run (refused by services pinned to platforms).
+    platform_key: Path | None = None
     gpu: str = "auto"  # auto | required | simulate | none: GPU evidence (see select_gpu_provider)
     # What this machine chooses to give the service, never what the session's public text says:
     # variables (storage endpoint and credentials; no code-loading ones), folders linked into
@@ -151,7 +168,8 @@ def _mount_volumes(
     """Make each volume's files appear at its path in the workspace."""
     for m in mounted:
         m.target = workspace_path(workspace, m.grant.path)
-        m.target.mkdir(parents=True, exist_ok=True)
+        with Folder.open(workspace, private=True) as ws:  # no link is followed below it
+            ws.make_folders(m.target.relative_to(workspace).as_posix())
         where = f"volume {m.grant.volume} v{m.volume.version}"
         if fuse:
             from seml.volume import FuseMount
@@ -172,12 +190,33 @@ def _mount_volumes(
 
 
 def _inject_files(config: ServiceConfig, workspace: Path) -> None:
-    for path, content in config.files.items():
-        target = workspace_path(workspace, path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
+    with Folder.open(workspace, private=True) as ws:  # 0600, never through a link
+        for path, content in config.files.items():
+            rel = workspace_path(workspace, path).relative_to(workspace).as_posix()
+            ws.write(rel, content, mode=0o600)
+
+
+# Run by a fresh interpreter between fork and the command when setpriv is missing: ask the
+# kernel for SIGKILL when the parent dies, make sure the parent has not died already, exec.
+_TRAMPOLINE = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)\n"
+    "os.getppid() == int(sys.argv[1]) or os._exit(137)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """`argv` behind a launcher that sets its parent-death signal (PR_SET_PDEATHSIG) to SIGKILL:
+    when seml dies, even by SIGKILL, the kernel kills the command (the setting survives exec;
+    `unshare` and the mount script exec too, so it reaches the command itself). No preexec_fn:
+    it is unsafe in a process with threads."""
+    if not sys.platform.startswith("linux"):
+        return argv
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    return [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), *argv]
 
 
 def _unlink(links: list[Path]) -> None:
@@ -188,9 +227,10 @@ def _unlink(links: list[Path]) -> None:
 
 
 def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> int:
-    """Run the child in its own process group; forward SIGINT/SIGTERM; return its status."""
+    """Run the child in its own process group, dying with this process; forward SIGINT and
+    SIGTERM; return its status."""
     try:
-        child = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+        child = subprocess.Popen(_die_with_parent(argv), env=env, cwd=cwd, start_new_session=True)
     except OSError as e:
         raise UsageError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
 
@@ -213,14 +253,21 @@ def run_service(
     *,
     provider_factory: Callable[[str], EvidenceProvider] | None = None,
     err: TextIO = sys.stderr,
+    environ: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run one service of a session as `seml run` does; see the module docstring."""
+    """Run one service of a session as `seml run` does; see the module docstring.
+
+    `environ` is this process's environment (default `os.environ`): checked for code-loading
+    variables, and the source of the host's allow-listed variables for the command."""
+    host = os.environ if environ is None else environ
+    refuse_code_loading(host, "seml run")
+    check_pass_env(options.pass_env, {})  # before anything; against the session's once known
     measurement = measure(list(options.code), list(options.command))
     if provider_factory is not None:
         provider = provider_factory(measurement)
     else:
         key = None
-        if options.platform_key is not None and options.platform_key.exists():
+        if options.platform_key is not None:
             key = load_platform_key(options.platform_key)
         provider = select_provider(
             simulation_measurement=measurement,
@@ -232,6 +279,12 @@ def run_service(
         _say(err, SIMULATION_BANNER)
         if isinstance(provider, SimulationProvider):
             _say(err, f"simulated platform {provider.platform}")
+            if options.platform_key is None and provider_factory is None:
+                _say(
+                    err,
+                    "no platform key: this run uses a one-off platform, which services pinned "
+                    "to platforms refuse (make one with `seml platform init`)",
+                )
     gpus = select_gpu_provider(mode=options.gpu) if options.gpu != "none" else None
     if isinstance(gpus, SimulatedGpuProvider):
         simulated = True
@@ -266,10 +319,12 @@ def run_service(
         )
     if not command:
         raise UsageError(f"service {config.service} has no command: give one after --")
+    try:  # the attestation service checked them; a runtime never trusts a path blindly
+        check_layout(config.files, {n: g.path for n, g in config.volumes.items()})
+    except ValueError as e:
+        raise PolicyError(f"service {config.service} of session {config.session}: {e}") from None
     command = resolve_seml(command, options.seml)
     check_pass_env(options.pass_env, config.environment)
-    if options.pass_env:
-        _say(err, f"passing {', '.join(sorted(options.pass_env))} from this machine")
     mode = options.mount
     if mode == "auto":
         mode = "namespace" if namespace_available() else "workspace"
@@ -277,10 +332,14 @@ def run_service(
         raise UsageError("--mount namespace needs root and util-linux unshare")
 
     result = RunResult(status=1, measurement=measurement)
+    steps: list[dict[str, object]] = []
     mounted = _open_volumes(cas, config, options.volumes_dir, err)
     plaintext = 0 if mode == "fuse" else sum(f.size for m in mounted for f in m.volume.files())
     with private_workspace(size_hint=plaintext) as ws, contextlib.ExitStack() as stack:
-        _mount_volumes(mounted, ws, err, stack, root=options.volumes_dir, fuse=mode == "fuse")
+        try:
+            _mount_volumes(mounted, ws, err, stack, root=options.volumes_dir, fuse=mode == "fuse")
+        except OSError as e:
+            raise StorageError(f"cannot prepare the volumes in the workspace: {e}") from e
         _inject_files(config, ws)
         links = link_folders(ws, options.folders)
         stack.callback(_unlink, links)
@@ -298,15 +357,19 @@ def run_service(
             argv = command
             if plan.binds:
                 _say(err, "no private mount namespace: session paths are relative to the workspace")
+        if options.pass_env:
+            _say(err, f"passing {', '.join(sorted(options.pass_env))} from this machine")
         env = child_environment(
-            os.environ,
-            config.environment,
-            pass_env=options.pass_env,
+            host,
+            passed=options.pass_env,
+            service=config.environment,
+            workspace=ws,
             extra={
                 "SEML_WORKSPACE": str(ws),
                 "SEML_SESSION": config.session,
                 "SEML_SERVICE": config.service,
                 "SEML_SIMULATED": "1" if config.simulated else "0",
+                REPORT_VARIABLE: str(ws / _CLAIMS),
                 **{
                     f"SEML_VOLUME_{m.name.upper().replace('-', '_')}": str(m.target)
                     for m in mounted
@@ -342,6 +405,56 @@ def run_service(
                     f"attestation service did not record it: {e}"
                 ) from e
             result.volume_versions[m.name] = version
+            steps.append(
+                {
+                    "owner": m.grant.owner,
+                    "volume": m.grant.volume,
+                    "opened": m.known,
+                    "sealed": version,
+                }
+            )
             _say(err, f"volume {m.grant.volume} sealed as v{version}")
         result.sealed = True
+        if config.completion is not None:
+            _report(cas, config, steps, _read_claims(ws / _CLAIMS), err)
     return result
+
+
+def _read_claims(path: Path) -> dict[str, object]:
+    """What the command claims it did (`seml._claims`); nothing if it wrote nothing."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(_MAX_CLAIMS + 1)
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise StorageError(f"cannot read the command's claims {path}: {e.strerror}") from e
+    if len(data) > _MAX_CLAIMS:
+        raise UsageError(f"the command's claims are larger than {_MAX_CLAIMS} bytes")
+    try:
+        claims = json.loads(data)
+    except ValueError:
+        raise UsageError("the command's claims file is not JSON") from None
+    if not isinstance(claims, dict):
+        raise UsageError("the command's claims file is not a JSON object")
+    return claims
+
+
+def _report(
+    cas: CasClient,
+    config: ServiceConfig,
+    steps: list[dict[str, object]],
+    claims: dict[str, object],
+    err: TextIO,
+) -> None:
+    """Post the completion report with the attestation's capability: the service learns what
+    the attested code did (and issues a receipt when this completes a training run)."""
+    answer = cas.complete(config, volumes=steps, claims=claims)
+    said = f"completion reported (audit entry {answer.get('seq')})"
+    if claims:
+        said += f" with claims: {', '.join(sorted(claims))}"
+    _say(err, said)
+    if answer.get("receipt"):
+        _say(err, f"the attestation service issued receipt {answer['receipt']}")
+    elif answer.get("note"):
+        _say(err, str(answer["note"]))

@@ -64,6 +64,15 @@ class ObjectStore(Protocol):
         """Remove one object; removing a missing object is not an error."""
         ...
 
+    def move(self, src: str, dst: str) -> None:
+        """Replace object `dst` with object `src`, then remove `src`. `dst` is never partial:
+        a rename on a filesystem, a server-side copy then a delete on S3."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the store's root exists (a folder, a bucket); a missing one lists empty."""
+        ...
+
 
 def check_name(name: str) -> str:
     """Reject names that could escape the store's root or are not plain relative paths."""
@@ -123,6 +132,20 @@ class StoreAdapter(ABC):
         except self._foreign() as e:
             self._raise(e, name, "delete")
 
+    def move(self, src: str, dst: str) -> None:
+        check_name(src)
+        check_name(dst)
+        try:
+            self._move(src, dst)
+        except self._foreign() as e:
+            self._raise(e, src, "move")
+
+    def exists(self) -> bool:
+        try:
+            return self._exists()
+        except self._foreign() as e:
+            self._raise(e, "", "check")
+
     # -- what a backend provides -------------------------------------------------------------
 
     @abstractmethod
@@ -142,6 +165,12 @@ class StoreAdapter(ABC):
     @abstractmethod
     def _delete(self, name: str) -> None: ...
 
+    @abstractmethod
+    def _move(self, src: str, dst: str) -> None: ...
+
+    @abstractmethod
+    def _exists(self) -> bool: ...
+
     def _foreign(self) -> tuple[type[Exception], ...]:
         """The exceptions the backend's libraries raise (others are bugs and propagate)."""
         return (OSError,)
@@ -149,7 +178,7 @@ class StoreAdapter(ABC):
     def _convert(self, e: Exception, name: str, action: str) -> StorageError:
         """The StorageError (or ObjectNotFound) for a foreign error `e` while doing `action`."""
         where = f"{self.url}{name}"
-        if isinstance(e, FileNotFoundError) and action in ("download", "stat"):
+        if isinstance(e, FileNotFoundError) and action in ("download", "stat", "move"):
             return ObjectNotFound(f"{where}: no such object")
         if isinstance(e, OSError):
             return StorageError(f"{where}: cannot {action}: {e.strerror or e}")

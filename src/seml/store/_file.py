@@ -74,11 +74,22 @@ class FileStore(StoreAdapter):
     def _delete(self, name: str) -> None:
         path = self._path(name)
         path.unlink(missing_ok=True)
-        # Drop folders the deletion emptied, as rclone does, but never the root itself.
-        parent = path.parent
+        self._prune(path.parent)
+
+    def _prune(self, parent: Path) -> None:
+        """Drop folders a deletion emptied, as rclone does, but never the root itself."""
         while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
+
+    def _move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.replace(target)  # atomic: `dst` is the old object or the new one
+        self._prune(source.parent)
+
+    def _exists(self) -> bool:
+        return self.root.is_dir()
 
 
 def _raise(e: OSError) -> None:

@@ -5,11 +5,18 @@ Credentials come from boto3's standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCES
 command line and the environment): nothing here reads the environment or tunes the process.
 Large objects go up in parallel multipart uploads with a bounded number of parts in memory;
 transient failures are retried with exponential backoff by botocore's standard mode.
+
+Every request is bounded in time (`S3Config`): connecting takes at most `connect_timeout`, no
+read waits longer than `read_timeout`, and no retry starts once `timeout` seconds have passed
+since the request began, so a server that stalls (paused, overloaded, cut off) fails the
+request after at most `timeout + connect_timeout + read_timeout` seconds, naming the endpoint.
+A download's body must also arrive within `timeout` plus one second per `min_rate` bytes.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -42,8 +49,10 @@ class S3Config:
 
     endpoint: str | None = None  # None: AWS
     max_attempts: int = 5
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 20.0
+    timeout: float = 60.0  # seconds after which a request starts no new attempt
+    min_rate: int = 64 * 1024  # bytes per second a download's body must at least average
     part_size: int = 8 * _MiB
     concurrency: int = 4
     memory_parts: int = 3
@@ -88,9 +97,16 @@ class S3Store(StoreAdapter):
             response_checksum_validation="when_required",
         )
         region = session.region_name or ("us-east-1" if c.endpoint else None)
-        self._client: S3Client = session.client(
-            "s3", endpoint_url=c.endpoint, region_name=region, config=boto_config
-        )
+        try:
+            self._client: S3Client = session.client(
+                "s3", endpoint_url=c.endpoint, region_name=region, config=boto_config
+            )
+        except ValueError as e:  # botocore's check of the endpoint URL
+            raise StorageError(f"S3 endpoint {c.endpoint!r} is not usable: {e}") from e
+        # The deadline of each request: stamped when it starts, checked before every retry.
+        events = self._client.meta.events
+        events.register_first("before-call.s3", self._start_clock)
+        events.register_first("needs-retry.s3", self._stop_retrying)
         self._fast = (
             PresignedFastPath(
                 self._client,
@@ -118,6 +134,31 @@ class S3Store(StoreAdapter):
         """Stop the upload threads (idle ones also stop at interpreter exit)."""
         self._manager.shutdown()
 
+    def _start_clock(self, context: dict[str, Any], **_: Any) -> None:
+        context.setdefault("seml_started", time.monotonic())
+
+    def _stop_retrying(
+        self,
+        request_dict: dict[str, Any],
+        attempts: int,
+        response: Any = None,
+        caught_exception: Exception | None = None,
+        **_: Any,
+    ) -> None:
+        """Raise instead of letting botocore retry once the request's time is up."""
+        failed = caught_exception is not None or (
+            response is not None and response[0].status_code in (429, 500, 502, 503, 504)
+        )
+        started = request_dict.get("context", {}).get("seml_started")
+        if not failed or started is None:
+            return
+        elapsed = time.monotonic() - started
+        if elapsed >= self.config.timeout:
+            raise _OutOfTime(
+                f"no answer within --s3-timeout {self.config.timeout:g} s ({attempts} attempts "
+                f"over {elapsed:.0f} s; the server is stalled or unreachable)"
+            ) from caught_exception
+
     @property
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}"
@@ -143,6 +184,7 @@ class S3Store(StoreAdapter):
             transfer.CancelledError,
             transfer.TransferNotDoneError,
             urllib3.exceptions.HTTPError,
+            _OutOfTime,
             OSError,
         )
 
@@ -150,9 +192,10 @@ class S3Store(StoreAdapter):
         import boto3.exceptions
         import s3transfer.exceptions as transfer
         import urllib3.exceptions
-        from botocore.exceptions import ClientError, NoCredentialsError
+        from botocore.exceptions import ClientError, ConnectTimeoutError, NoCredentialsError
+        from botocore.exceptions import ReadTimeoutError as BotoReadTimeout
 
-        where = f"{self.url}{name}" + (f" (endpoint {self.endpoint})" if self.endpoint else "")
+        where = f"{self.url}{name} (endpoint {self.endpoint or 'AWS'})"
         wrappers = (
             boto3.exceptions.S3UploadFailedError,
             transfer.S3UploadFailedError,
@@ -161,6 +204,14 @@ class S3Store(StoreAdapter):
         )
         if isinstance(e, wrappers) and isinstance(e.__cause__, Exception):
             e = e.__cause__  # what actually failed
+        c = self.config
+        if isinstance(e, _OutOfTime):
+            return StorageError(f"{where}: cannot {action}: {e}")
+        if isinstance(e, (ConnectTimeoutError, BotoReadTimeout, urllib3.exceptions.TimeoutError)):
+            return StorageError(
+                f"{where}: cannot {action}: no answer in time (connect {c.connect_timeout:g} s, "
+                f"read {c.read_timeout:g} s; the server is stalled or unreachable)"
+            )
         if isinstance(e, NoCredentialsError):
             return StorageError(
                 f"{where}: cannot {action}: no S3 credentials (set AWS_ACCESS_KEY_ID and "
@@ -228,11 +279,13 @@ class S3Store(StoreAdapter):
                 return _empty()
             end = "" if length is None else str(start + length - 1)
             args["Range"] = f"bytes={start}-{end}"
+        deadline = time.monotonic() + self.config.timeout
         if self._fast is not None:
             fast = self._fast.get(key, args.get("Range"))
             if fast is not None:
-                return fast
-        return _body(self._client.get_object(**args)["Body"])
+                return _bounded(fast, deadline, self.config)
+        response = self._client.get_object(**args)
+        return _bounded(_body(response["Body"]), deadline, self.config)
 
     def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""
@@ -256,6 +309,55 @@ class S3Store(StoreAdapter):
 
     def _delete(self, name: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
+
+    def _move(self, src: str, dst: str) -> None:
+        # A server-side copy (in parts above `part_size`, keeping the metadata), then a delete:
+        # `dst` changes only when the copy completes, as for any upload.
+        source = {"Bucket": self.bucket, "Key": self._key(src)}
+        self._manager.copy(source, self.bucket, self._key(dst)).result()
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(src))
+
+    def _exists(self) -> bool:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except self._foreign() as e:
+            if self._code(e) in ("404", "NoSuchBucket"):
+                return False
+            raise
+        return True
+
+
+class _OutOfTime(Exception):
+    """A request's time ran out (before botocore's retries did, or while its body arrived)."""
+
+
+@contextmanager
+def _bounded(
+    opened: AbstractContextManager[BinaryIO], deadline: float, config: S3Config
+) -> Iterator[BinaryIO]:
+    """A body that must arrive by the request's deadline plus one second per `min_rate`
+    bytes (a server that trickles is as stuck as one that stalls)."""
+    with opened as body:
+        yield cast(BinaryIO, _Deadline(body, deadline, config))
+
+
+class _Deadline:
+    def __init__(self, body: BinaryIO, deadline: float, config: S3Config) -> None:
+        self._body = body
+        self._deadline = deadline
+        self._config = config
+        self._seen = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._body.read(n)
+        self._seen += len(data)
+        c = self._config
+        if data and time.monotonic() > self._deadline + self._seen / c.min_rate:
+            raise _OutOfTime(
+                f"the server sent {self._seen} bytes slower than --s3-timeout {c.timeout:g} s "
+                f"plus {c.min_rate} bytes per second allow (it is stalled or overloaded)"
+            )
+        return data
 
 
 class _Counting:

@@ -4,8 +4,10 @@ small PUTs through presigned URLs on a bare urllib3 pool.
 A botocore `get_object` costs about 1 ms of CPU, which dominates a pull of many small objects.
 This path signs the request once (a presigned URL) and sends it on a plain connection pool; any
 answer but the expected one makes it step aside (`None` / `False`), and the store repeats the
-request through botocore, with its retries and error codes. Presigned URLs carry a signature:
-nothing here ever puts one in a message.
+request through botocore, with its retries and error codes. A request that timed out is not
+repeated: a stalled server would only make the caller wait twice; the timeout is raised (the
+store converts it, naming the endpoint). Presigned URLs carry a signature: nothing here ever
+puts one in a message.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class PresignedFastPath:
             )
             headers = {f"x-amz-meta-{k}": v for k, v in metadata.items()}
             resp = self._http.request("PUT", url, body=data, headers=headers, redirect=False)
-        except Exception:  # no credentials, connection refused, ...: botocore says it properly
+        except Exception as e:  # no credentials, connection refused, ...: botocore says it properly
+            _raise_timeout(e)
             return False
         return bool(resp.status == 200)
 
@@ -75,7 +78,8 @@ class PresignedFastPath:
                 decode_content=False,
                 redirect=False,
             )
-        except Exception:  # no credentials, connection refused, ...: botocore says it properly
+        except Exception as e:  # no credentials, connection refused, ...: botocore says it properly
+            _raise_timeout(e)
             return None
         encoding = resp.headers.get("Content-Encoding", "") or "identity"
         if resp.status != (206 if byte_range else 200) or encoding.lower() != "identity":
@@ -83,6 +87,13 @@ class PresignedFastPath:
             resp.release_conn()
             return None
         return _body(resp)
+
+
+def _raise_timeout(e: Exception) -> None:
+    import urllib3.exceptions
+
+    if isinstance(e, urllib3.exceptions.TimeoutError):
+        raise e
 
 
 @contextmanager

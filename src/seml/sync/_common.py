@@ -12,13 +12,22 @@ from typing import BinaryIO, Protocol
 from seml.crypt import Cipher
 from seml.errors import IntegrityError, StorageError
 from seml.store import ObjectNotFound, ObjectStore
-from seml.sync._manifest import MANIFEST_NAME, Manifest, ManifestKeys, open_manifest
+from seml.sync._manifest import (
+    MANIFEST_NAME,
+    MARKER_NAME,
+    Manifest,
+    ManifestKeys,
+    PushMarker,
+    open_manifest,
+    open_marker,
+)
 
 __all__ = [
     "HashingReader",
     "HashingWriter",
     "SyncProgress",
     "read_manifest",
+    "read_marker",
     "remote_id",
     "run_all",
     "warn",
@@ -118,24 +127,37 @@ class HashingWriter:
         return self._sha.hexdigest()
 
 
-def read_manifest(
-    store: ObjectStore, cipher: Cipher, keys: ManifestKeys
-) -> tuple[Manifest, bytes] | None:
-    """The remote's authenticated manifest and its sealed bytes, or None when it has none."""
-    obj = cipher.encrypt_name(MANIFEST_NAME)
-    where = f"{store.url}{MANIFEST_NAME}"
+def _read_sealed(store: ObjectStore, cipher: Cipher, name: str, what: str) -> bytes | None:
+    where = f"{store.url}{name}"
     out = io.BytesIO()
     try:
-        with store.open(obj) as src:
+        with store.open(cipher.encrypt_name(name)) as src:
             cipher.decrypt_stream(src, out, name=where)
     except ObjectNotFound:
         return None
     except IntegrityError as e:
         raise IntegrityError(
-            f"{e} (the manifest does not decrypt: wrong password or tampered)"
+            f"{e} (the {what} does not decrypt: wrong password or tampered)"
         ) from e
-    sealed = out.getvalue()
-    return open_manifest(sealed, keys, where=where), sealed
+    return out.getvalue()
+
+
+def read_manifest(
+    store: ObjectStore, cipher: Cipher, keys: ManifestKeys
+) -> tuple[Manifest, bytes] | None:
+    """The remote's authenticated manifest and its sealed bytes, or None when it has none."""
+    sealed = _read_sealed(store, cipher, MANIFEST_NAME, "manifest")
+    if sealed is None:
+        return None
+    return open_manifest(sealed, keys, where=f"{store.url}{MANIFEST_NAME}"), sealed
+
+
+def read_marker(store: ObjectStore, cipher: Cipher, keys: ManifestKeys) -> PushMarker | None:
+    """The authenticated marker of a push in progress or interrupted, or None."""
+    sealed = _read_sealed(store, cipher, MARKER_NAME, "push marker")
+    if sealed is None:
+        return None
+    return open_marker(sealed, keys, where=f"{store.url}{MARKER_NAME}")
 
 
 def manifest_digest(sealed: bytes) -> str:

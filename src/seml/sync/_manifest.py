@@ -3,10 +3,15 @@
 rclone's format authenticates each 64 KiB chunk but not the file as a whole: a file cut at a
 chunk boundary, two files swapped, a file deleted or added, or an old tree restored all decrypt
 without error. The manifest closes that gap. It lists every file (relative name, size,
-plaintext SHA-256, the encrypted object's name and size) and carries a version that grows with
+plaintext SHA-256, the encrypted object's name and size), names the remote it was pushed to
+(so two trees under one password cannot be swapped) and carries a version that grows with
 every push. It is serialised canonically, authenticated with HMAC-SHA256, and stored through the
 crypt cipher like any file, under the reserved name `MANIFEST_NAME` (the one extra file an rclone
 crypt remote over the same storage sees).
+
+While a push runs, a second small authenticated record, the push marker (`MARKER_NAME`), says
+that one started on top of which version; new contents of files the current manifest still
+needs are uploaded under `STAGING_DIR` until the new manifest is written (see `sync._push`).
 
 Pure: bytes and keys in, typed results or IntegrityError out.
 """
@@ -29,15 +34,26 @@ from seml.errors import IntegrityError
 
 __all__ = [
     "MANIFEST_NAME",
+    "MARKER_NAME",
+    "RESERVED",
+    "STAGING_DIR",
     "FileEntry",
     "Manifest",
     "ManifestKeys",
+    "PushMarker",
+    "is_reserved",
     "open_manifest",
+    "open_marker",
     "seal_manifest",
+    "seal_marker",
 ]
 
 MANIFEST_NAME = ".seml-manifest"
-FORMAT = "seml-sync-manifest/1"
+MARKER_NAME = ".seml-push"
+STAGING_DIR = ".seml-staging"
+RESERVED = (MANIFEST_NAME, MARKER_NAME, STAGING_DIR)
+FORMAT = "seml-sync-manifest/2"
+MARKER_FORMAT = "seml-sync-push/1"
 # A nonce no random draw will ever produce in practice (2^-192); see ManifestKeys.from_cipher.
 _KEY_NONCE = b"seml-manifest-key-nonce!"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -53,6 +69,14 @@ class FileEntry:
     object: str
     object_size: int
     mtime: float = 0.0
+    # Where the push uploaded this content while `object` still held the previous version's;
+    # once the push finished, it was moved to `object` and no longer exists.
+    staged: str | None = None
+
+
+def is_reserved(path: str) -> bool:
+    """Whether a plaintext path is one of sync's own (manifest, push marker, staged uploads)."""
+    return path in RESERVED or path.startswith(STAGING_DIR + "/")
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,7 @@ class Manifest:
     key_id: str
     created: str
     files: tuple[FileEntry, ...] = field(default_factory=tuple)
+    remote: str = ""  # the URL it was pushed to (no endpoint): a moved tree is noticed
 
     def by_path(self) -> dict[str, FileEntry]:
         return {f.path: f for f in self.files}
@@ -100,6 +125,44 @@ def _canonical(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _entry_body(f: FileEntry) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "path": f.path,
+        "size": f.size,
+        "sha256": f.sha256,
+        "object": f.object,
+        "object_size": f.object_size,
+        "mtime": f.mtime,
+    }
+    if f.staged is not None:
+        body["staged"] = f.staged
+    return body
+
+
+def _seal(kind: str, body: dict[str, Any], keys: ManifestKeys) -> bytes:
+    mac = hmac.new(keys.mac_key, _canonical(body), hashlib.sha256).hexdigest()
+    return _canonical({kind: body, "hmac_sha256": mac}) + b"\n"
+
+
+def _open(kind: str, data: bytes, keys: ManifestKeys, where: str) -> dict[str, Any]:
+    """The authenticated body of a sealed record of `kind` ("manifest" or "push")."""
+    what = "manifest" if kind == "manifest" else "push marker"
+    try:
+        outer = json.loads(data)
+        body = outer[kind]
+        mac = outer["hmac_sha256"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise IntegrityError(f"{where}: {what} is not readable ({e})") from e
+    if not isinstance(body, dict) or not isinstance(mac, str):
+        raise IntegrityError(f"{where}: {what} is malformed")
+    expected = hmac.new(keys.mac_key, _canonical(body), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, mac):
+        raise IntegrityError(
+            f"{where}: {what} authentication failed (tampered, or written with another key)"
+        )
+    return body
+
+
 def seal_manifest(manifest: Manifest, keys: ManifestKeys) -> bytes:
     """Serialise and authenticate (the caller encrypts the result with the crypt cipher)."""
     body = {
@@ -107,38 +170,21 @@ def seal_manifest(manifest: Manifest, keys: ManifestKeys) -> bytes:
         "version": manifest.version,
         "key_id": manifest.key_id,
         "created": manifest.created,
-        "files": [
-            {
-                "path": f.path,
-                "size": f.size,
-                "sha256": f.sha256,
-                "object": f.object,
-                "object_size": f.object_size,
-                "mtime": f.mtime,
-            }
-            for f in sorted(manifest.files, key=lambda f: f.path)
-        ],
+        "remote": manifest.remote,
+        "files": [_entry_body(f) for f in sorted(manifest.files, key=lambda f: f.path)],
     }
-    mac = hmac.new(keys.mac_key, _canonical(body), hashlib.sha256).hexdigest()
-    return _canonical({"manifest": body, "hmac_sha256": mac}) + b"\n"
+    return _seal("manifest", body, keys)
 
 
 def open_manifest(data: bytes, keys: ManifestKeys, *, where: str) -> Manifest:
     """Authenticate and parse; IntegrityError naming `where` if anything is off."""
+    body = _open("manifest", data, keys, where)
     try:
-        outer = json.loads(data)
-        body = outer["manifest"]
-        mac = outer["hmac_sha256"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise IntegrityError(f"{where}: manifest is not readable ({e})") from e
-    if not isinstance(body, dict) or not isinstance(mac, str):
-        raise IntegrityError(f"{where}: manifest is malformed")
-    expected = hmac.new(keys.mac_key, _canonical(body), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, mac):
-        raise IntegrityError(
-            f"{where}: manifest authentication failed (tampered, or written with another key)"
-        )
-    try:
+        if body["format"] == "seml-sync-manifest/1":
+            raise IntegrityError(
+                f"{where}: manifest written by an older seml (format 1, which does not name "
+                "its remote); push the tree again with this version"
+            )
         if body["format"] != FORMAT:
             raise IntegrityError(f"{where}: unknown manifest format {body['format']!r}")
         files = tuple(_entry(f) for f in body["files"])
@@ -147,15 +193,59 @@ def open_manifest(data: bytes, keys: ManifestKeys, *, where: str) -> Manifest:
             key_id=str(body["key_id"]),
             created=str(body["created"]),
             files=files,
+            remote=str(body["remote"]),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise IntegrityError(f"{where}: manifest is malformed ({e})") from e
     if manifest.key_id != keys.key_id:
         raise IntegrityError(f"{where}: manifest names another key ({manifest.key_id})")
     paths = [f.path for f in files]
-    if len(set(paths)) != len(paths) or len({f.object for f in files}) != len(files):
+    objects = [f.object for f in files] + [f.staged for f in files if f.staged is not None]
+    if len(set(paths)) != len(paths) or len(set(objects)) != len(objects):
         raise IntegrityError(f"{where}: manifest lists a file twice")
     return manifest
+
+
+@dataclass(frozen=True)
+class PushMarker:
+    """A push in progress (or interrupted): who started it on top of which version."""
+
+    push_id: str
+    key_id: str
+    remote: str
+    base_version: int
+    started: str
+
+
+def seal_marker(marker: PushMarker, keys: ManifestKeys) -> bytes:
+    body = {
+        "format": MARKER_FORMAT,
+        "push_id": marker.push_id,
+        "key_id": marker.key_id,
+        "remote": marker.remote,
+        "base_version": marker.base_version,
+        "started": marker.started,
+    }
+    return _seal("push", body, keys)
+
+
+def open_marker(data: bytes, keys: ManifestKeys, *, where: str) -> PushMarker:
+    body = _open("push", data, keys, where)
+    try:
+        if body["format"] != MARKER_FORMAT:
+            raise IntegrityError(f"{where}: unknown push marker format {body['format']!r}")
+        marker = PushMarker(
+            push_id=str(body["push_id"]),
+            key_id=str(body["key_id"]),
+            remote=str(body["remote"]),
+            base_version=_int(body["base_version"]),
+            started=str(body["started"]),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise IntegrityError(f"{where}: push marker is malformed ({e})") from e
+    if marker.key_id != keys.key_id:
+        raise IntegrityError(f"{where}: push marker names another key ({marker.key_id})")
+    return marker
 
 
 def _int(v: Any) -> int:
@@ -175,4 +265,5 @@ def _entry(f: dict[str, Any]) -> FileEntry:
         object=str(f["object"]),
         object_size=_int(f["object_size"]),
         mtime=float(f.get("mtime", 0.0)),
+        staged=str(f["staged"]) if f.get("staged") is not None else None,
     )

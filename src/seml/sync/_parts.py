@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO, cast
 
 from seml.crypt import Cipher
@@ -47,7 +47,8 @@ def part_count(object_size: int, part_blocks: int = PART_BLOCKS) -> int:
 
 
 class SplitFile:
-    """One file fetched in `parts` ranged parts into the staging file `tmp`.
+    """One file fetched in `parts` ranged parts into a staging file (`create` makes it, new,
+    and returns its descriptor; `label` names it in messages).
 
     `fetch_part(k)` may run on any thread; the thread that finishes the last part verifies
     the whole file. Problems (integrity) are appended to `problems`; `ok` tells the outcome.
@@ -58,7 +59,8 @@ class SplitFile:
         store: ObjectStore,
         cipher: Cipher,
         entry: FileEntry,
-        tmp: Path,
+        create: Callable[[], int],
+        label: str,
         verify: bool,
         problems: list[str],
         lock: threading.Lock,
@@ -66,7 +68,8 @@ class SplitFile:
         part_blocks: int = PART_BLOCKS,
     ) -> None:
         self.entry = entry
-        self.tmp = tmp
+        self.tmp = label
+        self._create = create
         self.parts = part_count(entry.object_size, part_blocks)
         self._store = store
         self._cipher = cipher
@@ -85,10 +88,7 @@ class SplitFile:
 
     def open(self) -> None:
         """Create the staging file (exclusively); call once before any part runs."""
-        try:
-            self._fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError as e:
-            raise StorageError(f"{self.tmp}: cannot create: {e.strerror}") from e
+        self._fd = self._create()
 
     def close(self) -> None:
         with self._lock:
@@ -139,7 +139,7 @@ class SplitFile:
         fd = self._fd
         if fd is None:
             raise StorageError(f"{self.tmp}: staging file is not open")
-        out = _WriteAt(fd, first_block * _BLOCK_DATA, str(self.tmp), self._progress)
+        out = _WriteAt(fd, first_block * _BLOCK_DATA, self.tmp, self._progress)
         what = f"{entry.path} (part at object byte {start}, blocks counted from {first_block})"
         with self._store.open(entry.object, start=start, length=length) as body:
             src = _Prefixed(part_header, body)
@@ -181,6 +181,8 @@ class SplitFile:
         if problem:
             self._problem(problem)
             return
+        if entry.mtime:
+            os.utime(fd, (entry.mtime, entry.mtime))
         self.ok = True
         if self._progress is not None:
             self._progress.file_done(entry.path, "verified" if self._verify else "decrypted")

@@ -6,7 +6,9 @@ opened on its own; its position binds it, and the pinned nonce binds the object 
 manifest. Scratch files hold what a mounted volume's command writes, encrypted under a key that
 lives only as long as the mount: fixed-size slots (record length, nonce, sealed chunk), each
 chunk sealed under a fresh random nonce every time it is written (a counter nonce would repeat
-when a chunk is rewritten).
+when a chunk is rewritten). The mount remembers, in memory, the nonce of each chunk's last
+write and accepts a slot only with it: a chunk moved to another position or file, copied, or
+replayed from an earlier write is refused, as is a slot where nothing was written.
 """
 
 from __future__ import annotations
@@ -239,9 +241,11 @@ class ScratchFile:
     def __init__(self, path: Path, key: bytes) -> None:
         self._key = key
         self.size = 0
-        self._file = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed by close()
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._file = open(os.open(path, flags, 0o600), "w+b", buffering=0)  # noqa: SIM115
         self._path = path
         self._dirty: tuple[int, bytearray] | None = None  # write-back cache of one chunk
+        self._nonces = bytearray()  # chunk i's last nonce at [24i, 24i+24); zeros: never written
 
     def read(self, offset: int, length: int) -> bytes:
         end = min(offset + length, self.size)
@@ -276,7 +280,9 @@ class ScratchFile:
             if keep:
                 chunk = bytearray(self._chunk(index)[:keep])
                 self._store(index, chunk)
-            self._file.truncate((index + (1 if keep else 0)) * _SLOT)
+            kept = index + (1 if keep else 0)
+            self._file.truncate(kept * _SLOT)
+            del self._nonces[kept * _NONCE :]
         self.size = length
 
     def fill_from(self, reader: ObjectReader, size: int) -> None:
@@ -311,11 +317,17 @@ class ScratchFile:
     def _chunk(self, index: int) -> bytes:
         if self._dirty is not None and self._dirty[0] == index:
             return bytes(self._dirty[1])
+        expected = bytes(self._nonces[index * _NONCE : (index + 1) * _NONCE])
+        if len(expected) < _NONCE or not any(expected):
+            return b""  # never written: a hole, whatever the file holds there
         slot = os.pread(self._file.fileno(), _SLOT, index * _SLOT)
         length = int.from_bytes(slot[:_LEN], "little") if len(slot) >= _LEN else 0
-        if not length:
-            return b""  # never written: a hole
         record = slot[_LEN : _LEN + length]
+        if record[:_NONCE] != expected:
+            raise IntegrityError(
+                f"scratch chunk {index} is not the one last written there (moved, copied or "
+                "replayed while mounted)"
+            )
         try:
             plain: bytes = sodium.crypto_secretbox_open(record[_NONCE:], record[:_NONCE], self._key)
         except CryptoError:
@@ -326,6 +338,10 @@ class ScratchFile:
         nonce = os.urandom(_NONCE)
         record = nonce + sodium.crypto_secretbox(bytes(chunk), nonce, self._key)
         os.pwrite(self._file.fileno(), len(record).to_bytes(_LEN, "little") + record, index * _SLOT)
+        end = (index + 1) * _NONCE
+        if len(self._nonces) < end:
+            self._nonces.extend(bytes(end - len(self._nonces)))
+        self._nonces[index * _NONCE : end] = nonce
 
 
 class _ScratchStream(io.RawIOBase):

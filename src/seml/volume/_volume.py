@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from seml._fs import commit
+from seml._fs import Folder, commit
 from seml.crypt import Cipher, CryptOptions
-from seml.errors import IntegrityError, StorageError, UsageError
+from seml.errors import IntegrityError, SemlError, StorageError, UsageError
 from seml.volume._chunks import ObjectReader, seal_object, unseal_object
 from seml.volume._io import (
     HashingWriter,
@@ -202,20 +202,21 @@ class Volume:
                 self._check_digest(entry, sink.size, sink.digest.hexdigest())
 
     def unseal(self, workspace: Path, *, thorough: bool = False) -> None:
-        """Decrypt every file into `workspace`, verifying each before it gets its final name.
+        """Decrypt every file into `workspace` (made 0700, as is every folder in it), verifying
+        each before it gets its final name; nothing is written through a symbolic link
+        (`seml._fs.Folder`).
 
         Each object must carry the nonce the manifest pins, authenticate chunk by chunk and
         have the recorded size, which proves its content; `thorough` also recomputes SHA-256.
         On any failure, what this call wrote is removed and IntegrityError names the file.
         """
-        written: list[Path] = []  # appended to by the workers: removed on failure
+        written: list[str] = []  # appended to by the workers: removed on failure
 
         def unseal_one(entry: VolumeFile) -> tuple[str, Identity]:
-            target = workspace.joinpath(*entry.path.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + PARTIAL_SUFFIX)
+            partial = f"{entry.path}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+            fd = folder.create(partial, mode=0o600, read=True)
             written.append(partial)
-            with self._open_object(entry) as src, open(partial, "w+b", buffering=0) as raw:
+            with self._open_object(entry) as src, open(fd, "w+b", buffering=0) as raw:
                 size, digest = unseal_object(
                     self._cipher,
                     self._keys.data_key,
@@ -226,23 +227,27 @@ class Volume:
                     thorough=thorough,
                     label=self._label(entry),
                 )
-            self._check_digest(entry, size, digest)
-            partial.chmod(entry.mode & 0o777)
-            partial.replace(target)
-            written.append(target)
-            return entry.path, file_identity(target.stat())
+                self._check_digest(entry, size, digest)
+                os.fchmod(raw.fileno(), entry.mode & 0o777)
+            folder.rename(partial, entry.path)
+            written.append(entry.path)
+            st = folder.lstat(entry.path)
+            if st is None:  # pragma: no cover - renamed a moment ago
+                raise StorageError(f"{workspace / entry.path} vanished while unsealing")
+            return entry.path, file_identity(st)
 
-        try:
-            with self._guard("unseal"), locked(self.path, exclusive=False):
-                self._check_object_set()
-                snapshot = dict(
-                    map_in_order(unseal_one, self._manifest.files, workers=_FILE_WORKERS)
-                )
-        except BaseException:
-            for p in written:
-                with contextlib.suppress(OSError):
-                    p.unlink()
-            raise
+        with Folder.open(workspace, private=True) as folder:
+            try:
+                with self._guard("unseal"), locked(self.path, exclusive=False):
+                    self._check_object_set()
+                    snapshot = dict(
+                        map_in_order(unseal_one, self._manifest.files, workers=_FILE_WORKERS)
+                    )
+            except BaseException:
+                for rel in written:
+                    with contextlib.suppress(SemlError):
+                        folder.remove(rel)
+                raise
         self._unsealed, self._unsealed_into = snapshot, workspace.resolve()
 
     # -- sealing -----------------------------------------------------------------------------
@@ -497,4 +502,10 @@ def _write_new(path: Path, data: bytes) -> int:
 
 
 def _open_plain(path: Path) -> BinaryIO:
-    return open(path, "rb", buffering=0)
+    # Not through a link (one swapped in since the workspace was scanned would read a file
+    # from outside it into the volume).
+    return open(path, "rb", buffering=0, opener=_no_follow)
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)

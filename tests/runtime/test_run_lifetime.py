@@ -1,0 +1,183 @@
+"""A command never outlives its runtime: `seml run` killed with SIGKILL takes its command with
+it, and the next seml command on the machine wipes the workspace it left (secrets, plaintext).
+Also: what reaches `seml run` from the attestation service is checked again before use, and a
+platform key that was named must exist."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from runtime.conftest import Party, seml_run, session_document, submit
+from seml.attest import SimulationProvider
+from seml.cas import CasClient, LocalCas, ServiceConfig, VolumeGrant
+from seml.cli import seml_command
+from seml.errors import PolicyError, UsageError
+from seml.runtime import RunOptions, measure, run_service
+
+SLEEPER = """\
+import os, pathlib, sys, time
+pathlib.Path("held.txt").write_text(os.environ["APP_SECRET"])
+pathlib.Path(sys.argv[1]).write_text(f"{os.getpid()} {os.getcwd()}")
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_kill_9_of_the_runtime_kills_its_command_and_the_next_seml_wipes_the_workspace(
+    tmp_path: Path, cas_server: LocalCas, alice: Party
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "sleeper.py").write_text(SLEEPER)
+    ready = tmp_path / "ready"
+    command = [sys.executable, str(code / "sleeper.py"), str(ready)]
+    doc = session_document(
+        "life-kill",
+        alice,
+        [
+            {
+                "name": "app",
+                "measurements": [measure([code], command)],
+                "environment": {"APP_SECRET": "$$SEML::s$$"},
+            }
+        ],
+        secrets=[{"name": "s", "kind": "ascii", "readers": ["app"]}],
+    )
+    submit(cas_server, doc, alice)
+    err = (tmp_path / "run.err").open("wb")
+    runtime = subprocess.Popen(
+        [
+            *seml_command(),
+            *("run", "--session", "life-kill", "--service", "app"),
+            *("--volumes-dir", str(tmp_path / "volumes"), "--code", str(code), "--", *command),
+        ],
+        env={**os.environ, **cas_server.env},
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+    )
+    err.close()  # the child holds its own copy
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), (tmp_path / "run.err").read_text()
+        pid_text, workspace_text = ready.read_text().split(" ", 1)
+        child, workspace = int(pid_text), Path(workspace_text)
+        assert _alive(child) and (workspace / "held.txt").exists()
+        runtime.kill()  # SIGKILL: no cleanup code of seml runs
+        runtime.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the command outlived its runtime, holding its secret"
+        assert workspace.exists()  # nobody could wipe it yet
+        done = subprocess.run(
+            [*seml_command(), "platform", "--help"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert not workspace.exists(), "the next seml command must wipe a killed run's workspace"
+    finally:
+        if runtime.poll() is None:
+            runtime.kill()
+        if ready.exists():
+            pid = int(ready.read_text().split(" ", 1)[0])
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+class _Cas:
+    """An attestation service that answers with a fixed configuration (no HTTP)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+
+    def attest(self, *args: Any, **kwargs: Any) -> ServiceConfig:
+        return self.config
+
+    def volume_version(self, *args: Any) -> tuple[int, str | None]:
+        raise AssertionError("no volume may be opened for this configuration")
+
+
+def _config(files: dict[str, str], volumes: dict[str, str]) -> ServiceConfig:
+    grants = {
+        name: VolumeGrant(path=path, key="00" * 32, owner="s", volume=name, token="t")
+        for name, path in volumes.items()
+    }
+    return ServiceConfig(
+        session="s",
+        session_hash="sha256:" + "0" * 64,
+        service="app",
+        measurement="ab" * 32,
+        tee="simulation",
+        simulated=True,
+        weaknesses=["simulation"],
+        command=["true"],
+        environment={},
+        files=files,
+        volumes=grants,
+        secrets=[],
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "volumes", "reason"),
+    [
+        ({"/data/key.pem": "x"}, {"data": "/data"}, "file /data/key.pem is inside volume data"),
+        ({"/a": "x", "/a/b": "y"}, {}, "file /a/b is inside file /a"),
+        ({"//etc/x": "x"}, {}, "has an empty component"),
+        ({"/a/../../x": "x"}, {}, "has a '..' component"),
+        ({"/" + "n" * 300: "x"}, {}, "has a component longer than 128 bytes"),
+        ({}, {"data": "/"}, "cannot be / itself"),
+        ({}, {"a": "/d", "b": "/d/e"}, "volume b at /d/e is inside volume a at /d"),
+    ],
+)
+def test_run_checks_the_paths_it_receives_before_writing_anything(
+    tmp_path: Path, files: dict[str, str], volumes: dict[str, str], reason: str
+) -> None:
+    """A configuration the schema would refuse (a session accepted by an older service, or a
+    service that is not what it should be) stops `seml run` with a policy error, no traceback,
+    nothing written."""
+    options = RunOptions(session="s", service="app", volumes_dir=tmp_path / "volumes", gpu="none")
+    cas = cast(CasClient, _Cas(_config(files, volumes)))
+    with pytest.raises(PolicyError, match=reason):
+        run_service(
+            options, cas, provider_factory=SimulationProvider, environ={}, err=io.StringIO()
+        )
+    assert not (tmp_path / "volumes").exists()
+
+
+@pytest.mark.integration
+def test_a_named_platform_key_must_exist(tmp_path: Path, cas_server: LocalCas) -> None:
+    missing = tmp_path / "typo" / "platform.key"
+    result = seml_run(
+        cas_server, "any", "app", "--platform-key", str(missing), volumes=tmp_path / "v"
+    )
+    assert result.returncode == UsageError.exit_code, result.stderr
+    assert (
+        f"seml: error: no platform key at {missing}: create one with `seml platform init "
+        f"--platform-key {missing}`"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    named = seml_run(
+        cas_server, "any", "app", volumes=tmp_path / "v", env={"SEML_PLATFORM_KEY": str(missing)}
+    )
+    assert named.returncode == UsageError.exit_code and "no platform key at" in named.stderr
