@@ -51,8 +51,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
-OVERHEAD_TARGET_MS = 300.0
-THROUGHPUT_TARGET = 0.5
+# Targets of issue 16: fixed cost <= 150 ms beyond the bare command; a program reading and
+# writing a volume gets >= 80% of plain disk's throughput (workspace mode), >= 50% through FUSE.
+OVERHEAD_TARGET_MS = 150.0
+THROUGHPUT_TARGET = 0.8
+FUSE_TARGET = 0.5
 
 # The volume workload. Same program, same argv natively and under `seml run`; it finds its
 # folder in SEML_VOLUME_DATA (set by `seml run`, or by the benchmark for the native run).
@@ -274,7 +277,9 @@ def main() -> int:
                 "SEML_VOLUME_DATA": str(plain)
             }
 
-            def seml_run(service: str, argv: Sequence[str], *extra: str) -> Timed:
+            def seml_run(
+                service: str, argv: Sequence[str], *extra: str, mount: str = args.mount
+            ) -> Timed:
                 return _timed(
                     [
                         *launcher,
@@ -288,7 +293,7 @@ def main() -> int:
                         "--platform-key",
                         str(platform_key),
                         "--mount",
-                        args.mount,
+                        mount,
                         *extra,
                         "--",
                         *argv,
@@ -336,78 +341,93 @@ def main() -> int:
                 print("  seml run phases (median):")
                 print("\n".join(_phase_table(runs)))
 
-            # 2. Volume throughput.
-            size = args.size_mib
-            moved = 2 * size  # read + written by the command
-            setup = seml_run("io", io_command, "--code", str(code))
-            _timed(io_command, native_env, tmp)
-            assert setup.command_seconds is not None, setup.stderr
-            io_runs: list[Timed] = []
-            io_native: list[Timed] = []
-            for _ in range(args.io_repetitions):
-                io_native.append(_timed(io_command, native_env, tmp))
-                io_runs.append(seml_run("io", io_command, "--code", str(code)))
-            for r in io_runs:
-                if "bench-command transformed" not in r.stderr:
-                    raise SystemExit(f"the volume workload did not run as expected:\n{r.stderr}")
-            s_wall = statistics.median(r.wall for r in io_runs)
-            n_wall = statistics.median(r.wall for r in io_native)
-            s_rate, n_rate = moved / s_wall, moved / n_wall
-            s_cmd = statistics.median(r.command_seconds or 0.0 for r in io_runs)
-            n_cmd = statistics.median(r.command_seconds or 0.0 for r in io_native)
-            phases = {
-                name: statistics.median(r.phases()[name] for r in io_runs)
-                for name in ("unseal", "seal")
-            }
-            print(
-                f"\n2. volume workload: read {size} MiB, transform, write {size} MiB, fsync, "
-                f"rename ({args.io_repetitions} runs each, medians)"
-            )
-            print(
-                f"  native (plain disk)  {n_wall * 1000:8.0f} ms  {n_rate:7.1f} MiB/s  "
-                f"(program itself {n_cmd * 1000:.0f} ms)"
-            )
-            print(
-                f"  seml run (volume)    {s_wall * 1000:8.0f} ms  {s_rate:7.1f} MiB/s  "
-                f"(program itself, on the tmpfs workspace {s_cmd * 1000:.0f} ms)"
-            )
-            print(f"  throughput ratio     {s_rate / n_rate:.2f} (seml / native)")
-            true_runs, true_native = overhead["trivial-true"]
-            fixed_s = statistics.median(r.wall for r in true_runs) - statistics.median(
-                r.wall for r in true_native
-            )
-            if s_wall - fixed_s > 0:
-                data_rate = moved / (s_wall - fixed_s)
-                print(
-                    f"  without the fixed overhead of 1. ({fixed_s * 1000:.0f} ms): "
-                    f"{data_rate:.1f} MiB/s, ratio {data_rate / n_rate:.2f} (for information)"
-                )
-            print(
-                f"  unseal {size / phases['unseal']:.0f} MiB/s decrypted, "
-                f"seal {size / phases['seal']:.0f} MiB/s encrypted + fsync"
-            )
-            print("  seml run phases (median):")
-            print("\n".join(_phase_table(io_runs)))
+            # 2. Volume throughput: the chosen mount mode, then FUSE (decrypted on access) where
+            # it works here (fuse_available() says why not, or None).
+            from seml.volume import fuse_available
 
+            mounts = [args.mount] + ([] if args.mount == "fuse" or fuse_available() else ["fuse"])
+            rates: dict[str, tuple[float, float]] = {}
+            for mount in mounts:
+                size = args.size_mib
+                moved = 2 * size  # read + written by the command
+                setup = seml_run("io", io_command, "--code", str(code), mount=mount)
+                _timed(io_command, native_env, tmp)
+                assert setup.command_seconds is not None, setup.stderr
+                io_runs: list[Timed] = []
+                io_native: list[Timed] = []
+                for _ in range(args.io_repetitions):
+                    io_native.append(_timed(io_command, native_env, tmp))
+                    io_runs.append(seml_run("io", io_command, "--code", str(code), mount=mount))
+                for r in io_runs:
+                    if "bench-command transformed" not in r.stderr:
+                        raise SystemExit(
+                            f"the volume workload did not run as expected:\n{r.stderr}"
+                        )
+                s_wall = statistics.median(r.wall for r in io_runs)
+                n_wall = statistics.median(r.wall for r in io_native)
+                s_rate, n_rate = moved / s_wall, moved / n_wall
+                s_cmd = statistics.median(r.command_seconds or 0.0 for r in io_runs)
+                n_cmd = statistics.median(r.command_seconds or 0.0 for r in io_native)
+                phases = {  # FUSE decrypts on access: no unseal step of its own
+                    name: statistics.median(r.phases()[name] for r in io_runs)
+                    for name in ("unseal", "seal")
+                    if all(name in r.phases() for r in io_runs)
+                }
+                print(
+                    f"\n2. volume workload, --mount {mount}: read {size} MiB, transform, "
+                    f"write {size} MiB, fsync, rename ({args.io_repetitions} runs each, medians)"
+                )
+                print(
+                    f"  native (plain disk)  {n_wall * 1000:8.0f} ms  {n_rate:7.1f} MiB/s  "
+                    f"(program itself {n_cmd * 1000:.0f} ms)"
+                )
+                print(
+                    f"  seml run (volume)    {s_wall * 1000:8.0f} ms  {s_rate:7.1f} MiB/s  "
+                    f"(program itself, on the tmpfs workspace {s_cmd * 1000:.0f} ms)"
+                )
+                print(f"  throughput ratio     {s_rate / n_rate:.2f} (seml / native)")
+                true_runs, true_native = overhead["trivial-true"]
+                fixed_s = statistics.median(r.wall for r in true_runs) - statistics.median(
+                    r.wall for r in true_native
+                )
+                if s_wall - fixed_s > 0:
+                    data_rate = moved / (s_wall - fixed_s)
+                    print(
+                        f"  without the fixed overhead of 1. ({fixed_s * 1000:.0f} ms): "
+                        f"{data_rate:.1f} MiB/s, ratio {data_rate / n_rate:.2f} (for information)"
+                    )
+                if len(phases) == 2:
+                    print(
+                        f"  unseal {size / phases['unseal']:.0f} MiB/s decrypted, "
+                        f"seal {size / phases['seal']:.0f} MiB/s encrypted + fsync"
+                    )
+                print("  seml run phases (median):")
+                print("\n".join(_phase_table(io_runs)))
+
+                rates[mount] = (s_rate, n_rate)
     # 3. Summary.
     fixed = fixed_s * 1000
     py_runs, py_native = overhead["trivial-python"]
     fixed_py = (
         statistics.median(r.wall for r in py_runs) - statistics.median(r.wall for r in py_native)
     ) * 1000
-    ratio = s_rate / n_rate
-    fixed_ok = fixed < OVERHEAD_TARGET_MS
-    rate_ok = ratio >= THROUGHPUT_TARGET
-    print("\nsummary (SIMULATED attestation)")
+    fixed_ok = fixed <= OVERHEAD_TARGET_MS
+    true_runs, true_native = overhead["trivial-true"]
+    print("\nsummary (SIMULATED attestation; seml vs its baseline in the same run)")
     print(
         f"  {'PASS' if fixed_ok else 'MISS'}  fixed overhead {fixed:.0f} ms around `true` "
-        f"({fixed_py:.0f} ms around `python -c pass`); target < {OVERHEAD_TARGET_MS:.0f} ms"
+        f"(seml run {statistics.median(r.wall for r in true_runs) * 1000:.0f} ms, bare "
+        f"{statistics.median(r.wall for r in true_native) * 1000:.0f} ms; {fixed_py:.0f} ms "
+        f"around `python -c pass`); target <= {OVERHEAD_TARGET_MS:.0f} ms"
     )
-    print(
-        f"  {'PASS' if rate_ok else 'MISS'}  volume throughput {s_rate:.0f} MiB/s vs plain disk "
-        f"{n_rate:.0f} MiB/s = {100 * ratio:.0f}% ({size} MiB read + {size} MiB written); "
-        f"target >= {100 * THROUGHPUT_TARGET:.0f}%"
-    )
+    for mount, (s_rate, n_rate) in rates.items():
+        ratio = s_rate / n_rate
+        target = FUSE_TARGET if mount == "fuse" else THROUGHPUT_TARGET
+        print(
+            f"  {'PASS' if ratio >= target else 'MISS'}  volume --mount {mount}: {s_rate:.0f} "
+            f"MiB/s vs plain disk {n_rate:.0f} MiB/s = {100 * ratio:.0f}% ({size} MiB read + "
+            f"{size} MiB written); target >= {100 * target:.0f}%"
+        )
     return 0
 
 

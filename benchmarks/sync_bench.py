@@ -1,10 +1,16 @@
-"""Push and pull a 1 GiB folder with seml and with rclone (crypt over the same backend).
+"""Push and pull 1 GiB trees with seml and with rclone (crypt over the same backend).
 
-Backends: a local folder (file://) and a real SeaweedFS S3 server started for the run. Every
-transfer runs as its own process; wall time and that process's peak RSS (wait4) are recorded.
-Targets: seml at most 1.0x rclone's wall time each way, seml's peak RSS under 200 MB.
+Backends: a local folder (file://) and a real SeaweedFS S3 server started for the run. Tree
+shapes: `large` (one file of SIZE), `large+small` (one file of SIZE and 500 files of 4-64 KiB)
+and `mixed` (three large files, 75%, and small files of 4-256 KiB, 25%). Every transfer runs as
+its own process; wall time and that process's peak RSS (wait4) are recorded. seml and rclone
+alternate which goes first in each repetition; the figures are medians.
+seml pull verifies every byte against the signed manifest (rclone checks only chunk tags).
+Targets (issue 16): push <= 0.7x rclone's time and pull <= 0.8x on every shape and backend;
+seml's peak RSS under 200 MB and the same on the `large` tree as on `large+small`.
 
-    .venv/bin/python benchmarks/sync_bench.py [--size-mib 1024] [--transfers 4] [--keep]
+    .venv/bin/python benchmarks/sync_bench.py [--size-mib 1024] [--transfers 4] [--reps 1]
+        [--shapes large,large+small,mixed] [--keep]
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import argparse
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,19 +44,31 @@ class Run:
     rss_mb: float
 
 
-def make_data(root: Path, total: int) -> tuple[int, int]:
-    """A few large files (75%) and many small ones (25%, 4 KiB to 256 KiB)."""
+PUSH_TARGET, PULL_TARGET, RSS_LIMIT_MB = 0.7, 0.8, 200.0
+SHAPES = ("large", "large+small", "mixed")
+
+
+def make_data(root: Path, total: int, shape: str) -> tuple[int, int]:
+    """Write a tree of `shape` (see the module doc); return (files, bytes)."""
     rng = random.Random(42)
+    chunk = os.urandom(4 * MiB)
+    if shape in ("large", "large+small"):
+        _write_large(root / "large.bin", total, chunk)
+        if shape == "large":
+            return 1, total
+        written = 0
+        for i in range(500):
+            n = rng.randint(4 << 10, 64 << 10)
+            off = rng.randint(0, len(chunk) - n)
+            d = root / f"small/{i // 100:02d}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"f{i:05d}.dat").write_bytes(chunk[off : off + n])
+            written += n
+        return 501, total + written
     big = total * 3 // 4
     sizes = [big // 3, big // 3, big - 2 * (big // 3)]
-    chunk = os.urandom(4 * MiB)
     for i, size in enumerate(sizes):
-        with open(root / f"large-{i}.bin", "wb") as f:
-            left = size
-            while left:
-                n = min(left, len(chunk))
-                f.write(chunk[:n])
-                left -= n
+        _write_large(root / f"large-{i}.bin", size, chunk)
     small_total, count = total - big, 0
     while small_total > 0:
         n = min(small_total, rng.randint(4 << 10, 256 << 10))
@@ -60,6 +79,17 @@ def make_data(root: Path, total: int) -> tuple[int, int]:
         small_total -= n
         count += 1
     return len(sizes) + count, total
+
+
+def _write_large(path: Path, size: int, chunk: bytes) -> None:
+    with path.open("wb") as f:
+        left, i = size, 0
+        while left:
+            n = min(left, len(chunk))
+            # a counter in every 4 MiB block, so no two blocks of the file are alike
+            f.write(i.to_bytes(8, "little") + chunk[8:n])
+            left -= n
+            i += 1
 
 
 def timed(argv: list[str], env: dict[str, str]) -> Run:
@@ -88,18 +118,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--transfers", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=1, help="repetitions of every transfer")
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated tree shapes")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
+    shapes = [x for x in args.shapes.split(",") if x]
+    if not shapes or any(x not in SHAPES for x in shapes):
+        ap.error(f"--shapes: choose from {', '.join(SHAPES)}")
     if shutil.which("rclone") is None or find_weed() is None:
         print("sync_bench: needs rclone and weed (make setup system-deps)", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix="seml-sync-bench-", dir="/tmp"))
     server = SeaweedFS(work / "weed")
     try:
-        data = work / "data"
-        data.mkdir()
-        nfiles, total = make_data(data, args.size_mib * MiB)
-        print(f"data: {nfiles} files, {total / MiB:.0f} MiB; transfers={args.transfers}")
         server.start()
         server.create_bucket("bench-seml")
         server.create_bucket("bench-rclone")
@@ -120,54 +151,106 @@ def main() -> int:
         t = str(args.transfers)
         rclone = ["rclone", "--config", str(conf), "--transfers", t]
         seml_opts = ["--transfers", t, "--quiet", "--state-dir", str(work / "state")]
-        targets = {
-            "file://": ((work / "seml-local").as_uri(), "localcrypt:"),
-            "SeaweedFS": ("s3://bench-seml/d", "s3crypt:"),
-        }
+        print(
+            f"sync benchmark: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, "
+            f"transfers={args.transfers}, {args.reps} repetition(s), medians"
+        )
         rows = []
-        for label, (seml_remote, rclone_remote) in targets.items():
-            out = work / "out"
-            r = {}
-            subprocess.run(["sync"], check=False)
-            r["seml push"] = timed([SEML, "push", str(data), seml_remote, *seml_opts], env)
-            subprocess.run(["sync"], check=False)
-            r["rclone push"] = timed([*rclone, "copy", str(data), rclone_remote], env)
-            subprocess.run(["sync"], check=False)
-            r["seml pull"] = timed([SEML, "pull", seml_remote, str(out), *seml_opts], env)
-            same_tree(data, out)
-            drop(out)
-            subprocess.run(["sync"], check=False)
-            r["rclone pull"] = timed([*rclone, "copy", rclone_remote, str(out)], env)
-            same_tree(data, out)
-            drop(out)
-            for way in ("push", "pull"):
-                s, c = r[f"seml {way}"], r[f"rclone {way}"]
-                rows.append((label, way, s, c))
-            drop(work / "seml-local")
-            drop(work / "rclone-local")
-        print()
-        print(
-            f"{'backend':<10} {'way':<5} {'seml s':>8} {'rclone s':>9} {'ratio':>6} "
-            f"{'seml RSS MB':>12} {'rclone RSS MB':>14}"
-        )
-        ok = True
-        for label, way, s, c in rows:
-            ratio = s.seconds / c.seconds
-            ok = ok and ratio <= 1.0 and s.rss_mb < 200
-            print(
-                f"{label:<10} {way:<5} {s.seconds:8.2f} {c.seconds:9.2f} {ratio:6.2f} "
-                f"{s.rss_mb:12.0f} {c.rss_mb:14.0f}"
-            )
-        rate = total / MiB / min(s.seconds for _, _, s, _ in rows)
-        print(
-            f"\nbest seml throughput {rate:.0f} MiB/s; targets (ratio <= 1.0, RSS < 200 MB): "
-            f"{'met' if ok else 'NOT met'}"
-        )
-        return 0
+        for shape in shapes:
+            data = work / "data"
+            data.mkdir()
+            nfiles, total = make_data(data, args.size_mib * MiB, shape)
+            print(f"tree {shape}: {nfiles} files, {total / MiB:.0f} MiB", flush=True)
+            for label, seml_remote, rclone_remote in (
+                ("file://", (work / "seml-local").as_uri(), "localcrypt:"),
+                ("SeaweedFS", f"s3://bench-seml/{shape}-{{rep}}", f"s3crypt:{shape}-{{rep}}"),
+            ):
+                runs = _transfers(
+                    data, work, seml_remote, rclone_remote, seml_opts, rclone, env, args.reps
+                )
+                for way in ("push", "pull"):
+                    rows.append((shape, label, way, runs[f"seml {way}"], runs[f"rclone {way}"]))
+                drop(work / "seml-local")
+                drop(work / "rclone-local")
+            drop(data)
+        return _report(rows)
     finally:
         server.stop()
         if not args.keep:
             drop(work)
+
+
+def _transfers(
+    data: Path,
+    work: Path,
+    seml_remote: str,
+    rclone_remote: str,
+    seml_opts: list[str],
+    rclone: list[str],
+    env: dict[str, str],
+    reps: int,
+) -> dict[str, list[Run]]:
+    """Push then pull with both tools, `reps` times, alternating which tool goes first.
+
+    Every push starts from an empty destination: a local one is deleted, an S3 one gets a new
+    prefix per repetition (`{rep}` in the remote)."""
+    out = work / "out"
+    runs: dict[str, list[Run]] = {}
+    for rep in range(reps):
+        seml_at, rclone_at = seml_remote.format(rep=rep), rclone_remote.format(rep=rep)
+        argv = {
+            "seml push": [SEML, "push", str(data), seml_at, *seml_opts],
+            "rclone push": [*rclone, "copy", str(data), rclone_at],
+            "seml pull": [SEML, "pull", seml_at, str(out), *seml_opts],
+            "rclone pull": [*rclone, "copy", rclone_at, str(out)],
+        }
+        tools = ("seml", "rclone") if rep % 2 == 0 else ("rclone", "seml")
+        for way in ("push", "pull"):
+            for tool in tools:
+                if way == "push" and rep:  # every push starts from an empty destination
+                    drop(work / ("seml-local" if tool == "seml" else "rclone-local"))
+                    if tool == "seml":
+                        drop(work / "state")
+                subprocess.run(["sync"], check=False)
+                runs.setdefault(f"{tool} {way}", []).append(timed(argv[f"{tool} {way}"], env))
+                if way == "pull":
+                    same_tree(data, out)
+                    drop(out)
+    return runs
+
+
+def _report(rows: list[tuple[str, str, str, list[Run], list[Run]]]) -> int:
+    print()
+    print(
+        f"{'tree':<12} {'backend':<10} {'way':<5} {'seml s':>8} {'rclone s':>9} {'ratio':>6} "
+        f"{'target':>7} {'':4} {'seml RSS MB':>12} {'rclone RSS MB':>14}"
+    )
+    ok = True
+    rss: dict[tuple[str, str, str], float] = {}
+    for shape, label, way, s, c in rows:
+        s_sec = statistics.median(r.seconds for r in s)
+        c_sec = statistics.median(r.seconds for r in c)
+        s_rss, c_rss = max(r.rss_mb for r in s), max(r.rss_mb for r in c)
+        rss[(shape, label, way)] = s_rss
+        ratio, target = s_sec / c_sec, PUSH_TARGET if way == "push" else PULL_TARGET
+        met = ratio <= target and s_rss < RSS_LIMIT_MB
+        ok &= met
+        print(
+            f"{shape:<12} {label:<10} {way:<5} {s_sec:8.2f} {c_sec:9.2f} {ratio:6.2f} "
+            f"{'<= ' + str(target):>7} {'ok' if met else 'MISS':4} {s_rss:12.0f} {c_rss:14.0f}"
+        )
+    for (shape, label, way), big in rss.items():
+        if shape == "large" and ("large+small", label, way) in rss:
+            other = rss[("large+small", label, way)]
+            print(
+                f"memory, {label} {way}: {big:.0f} MB for one large file, {other:.0f} MB with "
+                "500 small files beside it"
+            )
+    print(
+        f"\ntargets (push <= {PUSH_TARGET}x, pull <= {PULL_TARGET}x rclone, RSS < "
+        f"{RSS_LIMIT_MB:.0f} MB): {'met' if ok else 'NOT met'}"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -267,3 +267,22 @@ def test_composite_provider_binds_the_gpus_to_the_report_data() -> None:
     cpu, gpu = evidence.parts
     assert cpu.tee is TeeType.SIMULATION
     assert gpu_nonce_for(REPORT_DATA) in gpu.quote
+
+
+def test_a_workload_start_loads_no_verifier() -> None:
+    """`seml run` makes evidence; the verifiers (DCAP, SNP, Azure, NVIDIA, X.509 chains) and
+    their imports are start-up cost a workload never uses, so the runtime must not load them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from seml.runtime import run_service\n"
+        "from seml.attest import SimulationProvider, select_gpu_provider, select_provider\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('seml.attest.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "seml.attest._providers" in loaded  # the names above did load their modules
+    for verifier in ("_dcap", "_snp", "_azure", "_nvidia", "_x509", "_composite", "_verifier"):
+        assert f"seml.attest.{verifier}" not in loaded, loaded

@@ -131,3 +131,35 @@ def test_save_model_refuses_what_it_could_not_load_and_leaves_nothing(tmp_path: 
     with pytest.raises(UsageError, match="no feature names"):
         save_model(ensemble.RandomForestClassifier(n_estimators=2).fit(X.to_numpy(), Y), path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_runner_start_skips_skops_list_of_every_estimator(tmp_path: Path) -> None:
+    """skops imports every scikit-learn module to list its default-trusted estimators; SEML
+    passes its own checked list instead, so a fresh process that loads a forest and predicts
+    imports no unrelated estimator module, and still refuses a type outside the allow-list."""
+    import subprocess
+    import sys
+
+    good, bad = tmp_path / "good.skops", tmp_path / "bad.skops"
+    save_model(_forest(), good)
+    skops.io.dump(Holder(_forest()), bad)
+    expected = list(_forest().predict(X.head(5)))
+    code = f"""
+import sys
+from seml.errors import PolicyError
+from seml.ml import iris_frame, load_model
+model = load_model({str(good)!r})
+print(list(model.predict(iris_frame("classification").drop(columns="species").head(5))))
+try:
+    load_model({str(bad)!r})
+except PolicyError as e:
+    print("refused:", e)
+print(sorted(m for m in ("sklearn.gaussian_process", "sklearn.mixture", "sklearn.semi_supervised")
+             if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    predicted, refusal, unrelated = out.stdout.strip().splitlines()
+    assert predicted == str(expected)
+    assert refusal.startswith("refused:") and "does not trust" in refusal
+    assert "test_ml_modelfile.Holder" in refusal
+    assert unrelated == "[]"

@@ -18,7 +18,6 @@ from seml.attest._evidence import (
     TeeType,
     gpu_nonce_for,
 )
-from seml.attest._nvidia import gpu_collateral
 from seml.attest._simulation import SimulatedGpuProvider
 from seml.errors import AttestationError
 
@@ -100,6 +99,8 @@ class NvmlGpuProvider:
     def gpu_evidence(self, nonce: bytes) -> list[Evidence]:
         if len(nonce) != 32:
             raise AttestationError(f"a GPU nonce is 32 bytes, got {len(nonce)}")
+        from seml.attest._nvidia import gpu_collateral  # the verifier's module: only with GPUs
+
         out: list[Evidence] = []
         try:
             if not self._nvml.cc_ready():

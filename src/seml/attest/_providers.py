@@ -26,7 +26,6 @@ from pathlib import Path
 
 from seml.attest._evidence import Evidence, EvidenceProvider, TeeType
 from seml.attest._simulation import SimulationProvider
-from seml.attest._snp import REPORT_SIZE, snp_collateral
 from seml.errors import AttestationError, UsageError
 
 __all__ = [
@@ -147,6 +146,8 @@ class ConfigfsTsmProvider:
 
 def _snp_evidence(outblob: bytes, auxblob: bytes, entry: Path) -> Evidence:
     """The SNP report from outblob and the host's certificates from auxblob, as an envelope."""
+    from seml.attest._snp import REPORT_SIZE, snp_collateral  # the SNP parser: only on SNP
+
     if len(outblob) == REPORT_SIZE:
         report = outblob
     elif len(outblob) >= 0x20 + REPORT_SIZE and int.from_bytes(outblob[4:8], "little") == (

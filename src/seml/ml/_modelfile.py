@@ -32,9 +32,12 @@ import hashlib
 import io
 import json
 import math
+import sys
+import threading
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from seml._fs import staged
@@ -187,6 +190,36 @@ def _refuse_non_skops(head: bytes, path: Path) -> None:
         raise UsageError(f"{path} is not a skops model file (not a zip archive)")
 
 
+_skops_lock = threading.Lock()
+
+
+def _skops_io() -> ModuleType:
+    """`skops.io`, imported without its default trust in every scikit-learn estimator.
+
+    At import, skops lists every estimator scikit-learn has (`all_estimators()`), which imports
+    every scikit-learn module: about half of a model runner's start (seconds of CPU per
+    process). SEML never relies on that list: every type a model file names is checked against
+    SEML's own allow-list and passed to skops explicitly (`trusted=`). So skops is imported
+    with an empty estimator list, which only makes its defaults stricter. If something imported
+    skops earlier with its defaults, that module is used: the checks here do not depend on it.
+    """
+    with _skops_lock:
+        if "skops.io" not in sys.modules:
+            import sklearn.utils
+
+            every_estimator = sklearn.utils.all_estimators
+            sklearn.utils.all_estimators = _no_estimators
+            try:
+                import skops.io  # noqa: F401  (registered in sys.modules)
+            finally:
+                sklearn.utils.all_estimators = every_estimator
+    return sys.modules["skops.io"]
+
+
+def _no_estimators(*args: Any, **kwargs: Any) -> list[tuple[str, type]]:
+    return []
+
+
 @dataclass(frozen=True)
 class _Archive:
     """A model file's members, read within the limits, as a clean archive skops may read."""
@@ -197,7 +230,7 @@ class _Archive:
 
 
 def _read(path: Path, limits: ArchiveLimits) -> _Archive:
-    import skops.io
+    skops_io = _skops_io()
 
     data = _read_bounded(path, limits)
     _refuse_non_skops(data[:4], path)
@@ -228,7 +261,7 @@ def _read(path: Path, limits: ArchiveLimits) -> _Archive:
         # they are what skops may construct beyond its defaults (it refuses anything else).
         return _Archive([ModelType(n, True) for n in sorted(found)], sorted(found), clean)
     try:  # skops names what lies behind function and method nodes, for a precise refusal
-        flagged = list(skops.io.get_untrusted_types(data=clean))
+        flagged = list(skops_io.get_untrusted_types(data=clean))
     except Exception as e:  # skops raises many types for a malformed schema
         raise UsageError(f"{path} is not a valid skops model file: {e}") from e
     found.update(flagged)
@@ -418,13 +451,13 @@ def load_model(path: Path, *, limits: ArchiveLimits = MODEL_LIMITS) -> Any:
 
 def _construct(archive: _Archive, path: Path) -> Any:
     """Build the model once every type in the file has passed the allow-list, and check it."""
-    import skops.io
-
     from seml.ml._validate import validate_model
+
+    skops_io = _skops_io()
 
     try:
         # Only what skops flags beyond its defaults is passed, and all of it passed our check.
-        model = skops.io.loads(archive.clean, trusted=archive.flagged)
+        model = skops_io.loads(archive.clean, trusted=archive.flagged)
     except Exception as e:  # a tampered archive fails in many ways inside skops/numpy/sklearn
         reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
         raise IntegrityError(
@@ -441,7 +474,7 @@ def _construct(archive: _Archive, path: Path) -> Any:
 
 def write_model(model: Any, path: Path) -> None:
     """Dump `model` with skops to `path` (a temp name) and check it loads under the allow-list."""
-    import skops.io
+    skops_io = _skops_io()
 
     if estimator_kind(type(model)) is None:
         raise PolicyError(
@@ -454,7 +487,7 @@ def write_model(model: Any, path: Path) -> None:
             "(predict checks the input columns against them)"
         )
     try:
-        skops.io.dump(model, path)
+        skops_io.dump(model, path)
     except Exception as e:  # skops raises TypeError and others for objects it cannot persist
         raise UsageError(f"cannot save the model with skops: {e}") from e
     archive = _read(path, MODEL_LIMITS)
