@@ -26,11 +26,14 @@ __all__ = ["register"]
 SessionFile = Annotated[Path, typer.Argument(help="Session YAML file.", dir_okay=False)]
 SessionName = Annotated[str, typer.Argument(help="Session name.")]
 ReadHash = Annotated[
-    str | None, typer.Option("--hash", help="Read access by knowing one version's hash.")
+    str | None,
+    typer.Option("--hash", help="Show this version (and, for history, its ancestors) only."),
 ]
 ReadKey = Annotated[
     Path | None,
-    key_option("Read access as a party: its private key (signs a challenge)"),
+    key_option(
+        "A party's private key (signs the service's challenge): only the session's parties read it"
+    ),
 ]
 ReadParty = Annotated[
     str | None, typer.Option("--party", help="Party name for --key (default: the key file stem).")
@@ -237,9 +240,11 @@ def _versions(
     from seml.cas import client_from_env
     from seml.policy import load_private_key
 
-    reader: tuple[str, PartyKey] | None = None
-    if key is not None:
-        reader = (party or key.stem, load_private_key(key))
+    if key is None:
+        raise UsageError(
+            f"reading session {name} needs --key: the private key of one of its parties"
+        )
+    reader: tuple[str, PartyKey] = (party or key.stem, load_private_key(key))
     with client_from_env(cas_url, cas_fingerprint) as client:
         return client.history(name, hash_=hash_, party=reader)
 
