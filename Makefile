@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps demo test lint typecheck pytest bench image screenshots clean
+.PHONY: setup system-deps demo test test-long lint typecheck pytest bench image screenshots clean
 
 setup: $(STAMP)
 
@@ -30,7 +30,13 @@ typecheck: setup
 	$(BIN)/mypy src tests benchmarks
 
 pytest: setup system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not long"
+
+# The end-to-end runs of several minutes each (marker `long`): five hosts in network
+# namespaces, the iris README as three people, the bench in both modes. .ci/run runs it after
+# make test, so make test stays under ten minutes.
+test-long: setup system-deps
+	$(BIN)/pytest -m long
 
 test: lint typecheck pytest
 

@@ -82,6 +82,7 @@ def check_printed_tables(out: str, status: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.integration
 def test_bench_both_modes_on_file_storage(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -127,6 +128,7 @@ def test_bench_both_modes_on_file_storage(
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.integration
 def test_bench_on_s3(tmp_path: Path, seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in seaweedfs.env.items():

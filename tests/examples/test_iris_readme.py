@@ -29,7 +29,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "examples" / "iris" / "README.md"
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.long,
+    pytest.mark.timeout(1800),
+]
 
 BLOCK = re.compile(r"^```sh role=(\w+)([^\n]*)\n(.*?)^```", re.M | re.S)
 ROLES = ("operator", "alice", "bob")
