@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -57,8 +58,9 @@ class _Signed(BaseModel):
     key: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     signature: str = Field(max_length=200)
 
+    @abstractmethod
     def _message(self, hash_: str) -> bytes:
-        raise NotImplementedError
+        """The bytes a signature of this kind covers (domain-separated per subclass)."""
 
     def valid_for(self, hash_: str, raw_public_key: bytes) -> bool:
         if self.hash != hash_ or self.key != fingerprint(raw_public_key):
