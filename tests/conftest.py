@@ -24,6 +24,17 @@ settings.register_profile(
 settings.load_profile("seml")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers, each test file whole on one), the
+    files that hold a test marked `slow` go first: the longest files then start at once
+    instead of ending the run on one worker while the other waits. A stable sort, so the
+    order within a file stays; a run without workers keeps the collection order."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_user_profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No test reads the profile of the user running the suite: `seml` (in this process and
