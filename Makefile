@@ -29,8 +29,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy src tests benchmarks
 
+# Two workers (pytest-xdist), each test file whole on one of them, so a module's fixtures (a
+# CAS, a trained flow) are built once and each worker has its own SeaweedFS and temp folders:
+# one pytest process keeps one core busy, two keep both. `make pytest PYTEST_ARGS="-x"` runs
+# it in one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 pytest: setup system-deps
-	$(BIN)/pytest -m "not long"
+	$(BIN)/pytest -m "not long" $(PYTEST_ARGS)
 
 # The end-to-end runs of several minutes each (marker `long`): five hosts in network
 # namespaces, the iris README as three people, the bench in both modes. .ci/run runs it after
