@@ -113,6 +113,7 @@ def browsers(world: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
 def test_two_parties_review_and_approve_in_their_browsers(
     world: Any, browsers: Any, tmp_path: Path
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -158,7 +159,8 @@ def test_two_parties_review_and_approve_in_their_browsers(
     shoot(bob, tmp_path, "console-approved")
 
     # alice's page follows by itself (htmx polling), without a reload.
-    WebDriverWait(alice, 60).until(
+    # The poll may swap #status between finding it and reading it: look again, until 60 s.
+    WebDriverWait(alice, 60, ignored_exceptions=[StaleElementReferenceException]).until(
         lambda d: "ACCEPTED" in d.find_element(By.CSS_SELECTOR, "#status .state").text
     )
     assert alice.execute_script("return window.sawNoReload === true;")
