@@ -73,7 +73,7 @@ def test_expect_report_data() -> None:
 
 def test_envelope_json_uses_base64_and_round_trips() -> None:
     evidence = Evidence(tee=TeeType.SGX_DCAP, quote=b"\x00\x01quote\xff", collateral="{}")
-    document = json.loads(evidence.model_dump_json())
+    document = json.loads(evidence.to_json())
     assert document == {
         "tee": "sgx-dcap",
         "quote": base64.b64encode(b"\x00\x01quote\xff").decode(),

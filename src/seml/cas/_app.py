@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from seml.attest import Evidence
+from seml.attest._evidence_wire import EvidenceWire
 from seml.cas._limits import MAX_BODY, RequestLimits
 from seml.cas._protocol import error_kind
 from seml.cas._refusals import MAX_REASON, clip
@@ -66,7 +66,7 @@ class AttestRequest(_Body):
     session_hash: str | None = Field(default=None, max_length=80)
     nonce: str = Field(max_length=200)
     public_key: str = Field(max_length=100)
-    evidence: Evidence
+    evidence: EvidenceWire
 
 
 class VolumeSet(_Body):
@@ -237,7 +237,7 @@ def create_app(service: CasService) -> RequestLimits:
                 session_hash_=body.session_hash,
                 nonce=_b64(body.nonce, "nonce"),
                 public_key=_b64(body.public_key, "public_key"),
-                evidence=body.evidence,
+                evidence=body.evidence.to_evidence(),
                 now=time.time(),
             )
         except SemlError as e:
