@@ -10,22 +10,35 @@ Starts a real `seml cas serve` over HTTPS on a free loopback port, submits one s
 2. Volume throughput: a small Python program that reads a SIZE MiB file from the volume,
    transforms every byte (`bytes.translate`, +1 mod 256), writes the result to a new file,
    fsyncs it and renames it over the original. The volume therefore holds one SIZE MiB file in
-   steady state, every run unseals (decrypts) SIZE MiB, the command reads SIZE and writes SIZE
-   MiB, and the seal encrypts SIZE MiB (the file changed) and fsyncs it. Natively the same
-   program runs on a plain folder on the same filesystem as the volumes dir, fsync included,
-   so both sides leave the data durable on disk. Throughput = (read + written) MiB / the
-   wall time of the whole invocation (interpreter start to exit).
+   steady state. What each side does, so that both end with the new data durable on disk:
+   - native (plain disk): the program alone, on a plain folder on the same filesystem as the
+     volumes dir: reads SIZE MiB (from the page cache: the previous run wrote it), writes SIZE
+     MiB and fsyncs it.
+   - seml run: everything of 1. (measure, attest, service round trips), then unseal (decrypt
+     SIZE MiB from the volume into the memory-backed workspace), the same program there (its
+     fsync costs nothing on tmpfs), then seal (encrypt SIZE MiB, SHA-256 it for the manifest,
+     fsync the new object, manifest, header and folders), report the new version, remove the
+     workspace. With `--mount fuse` there is no unseal: the program reads through FUSE,
+     decrypted on access, and its writes go to encrypted scratch files the seal reads back.
+   Throughput = (read + written) MiB / the wall time of the whole invocation (interpreter
+   start to exit), on each side.
+
+CPU seconds (user + system, of the process and every child it waited for, from wait4) are
+printed beside wall times: on a machine shared with other work, wall times include waiting for
+a CPU, CPU seconds much less so. The service's own CPU (verifying evidence, SQLite commits) is
+not in seml run's CPU figure; its time is in the wall figure.
 
 Phase times of `seml run` come from timestamping its stderr lines as they arrive (the runtime
 flushes one line per step; the benchmark's program adds one when it is done): startup (process
 start, imports, measurement), attest, unseal, command, seal (including the version report to the
-service), exit (workspace wipe, interpreter shutdown).
+service), exit (completion report, workspace wipe, interpreter shutdown).
 
 The simulated measurement covers the seml package's own source, so everything runs from a
 copy of src/seml taken at start (PYTHONPATH for the service; `seml run`, which refuses
 PYTHONPATH, through a launcher that puts the copy first on its path): an edit to the checkout
-during the run cannot make the attestation service refuse the runtime. Temp files live under
-/tmp and are removed.
+during the run cannot make the attestation service refuse the runtime. The copy is compiled
+once, as `pip install` does: with PYTHONDONTWRITEBYTECODE set, every start would compile it.
+Temp files live under /tmp and are removed.
 
 The attestation is SIMULATED (no TEE hardware): the figures measure SEML's own work.
 
@@ -398,7 +411,10 @@ def main() -> int:
                     f"  seml run (volume)    {s_wall * 1000:8.0f} ms  {s_rate:7.1f} MiB/s  "
                     f"CPU {s_cpu:5.2f} s  (program itself {s_cmd * 1000:.0f} ms)"
                 )
-                print(f"  throughput ratio     {s_rate / n_rate:.2f} (seml / native)")
+                print(
+                    f"  throughput ratio     {s_rate / n_rate:.2f} (seml / native; CPU seconds "
+                    f"native / seml {n_cpu / s_cpu:.2f}, for information)"
+                )
                 true_runs, true_native = overhead["trivial-true"]
                 fixed_s = statistics.median(r.wall for r in true_runs) - statistics.median(
                     r.wall for r in true_native
