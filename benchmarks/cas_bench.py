@@ -95,7 +95,7 @@ def _generator(
                     "service": "worker",
                     "nonce": base64.b64encode(nonce).decode(),
                     "public_key": base64.b64encode(public).decode(),
-                    "evidence": evidence.model_dump(mode="json"),
+                    "evidence": evidence.to_json_dict(),
                 }
             ).encode()
             status, body = await conn.call("POST", "/v1/attest", request)

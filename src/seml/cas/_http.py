@@ -68,7 +68,7 @@ class PinnedConnection:
                 data = response.read()
             except (OSError, http.client.HTTPException) as e:
                 self._drop()
-                raise HttpFailure(_describe(e)) from e
+                raise HttpFailure(str(e) or type(e).__name__) from e
             if response.will_close:
                 self._drop()
             return response.status, data
@@ -103,7 +103,3 @@ def _closed_by_peer(sock: socket.socket) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
-
-
-def _describe(e: BaseException) -> str:
-    return str(e) or type(e).__name__
