@@ -2,8 +2,9 @@
 
 Handlers are `async def` and call the (fast, single-connection) store directly on the event
 loop: there is no thread hop per request, and SQLite sees one writer at a time. Every request
-passes `RequestLimits` first (bounded body, read deadline, bounded path); `create_app` returns
-the app wrapped in it.
+passes `RequestLimits` first (bounded body, read deadline, bounded path), and every answer
+waits there until the writes before it are durable (`StateStore.durable`, group commit);
+`create_app` returns the app wrapped in it.
 """
 
 from __future__ import annotations
@@ -315,4 +316,11 @@ def create_app(service: CasService) -> RequestLimits:
     from seml.cas._receipt_routes import add_receipt_routes
 
     add_receipt_routes(app, service, refuse=refuse, read_body=_read_body)
-    return RequestLimits(app, on_refusal=log)
+    # Each answer waits until the writes before it are on the disk (group commit), except a
+    # nonce's: it is random bytes and a clock reading, nothing stored.
+    return RequestLimits(
+        app,
+        on_refusal=log,
+        durable=service.store.durable,
+        stateless=frozenset({("POST", "/v1/nonce")}),
+    )

@@ -16,6 +16,10 @@ Two layers, because no one layer sees everything:
 
 So a slow, stalled or endless client holds a connection for seconds, not forever, and at most
 `MAX_BODY` bytes of memory for a few seconds.
+
+`RequestLimits` is also where answers wait for the disk: given `durable` (the store's group
+commit), no answer's first byte leaves before every commit made until then is synced, so an
+answer never tells of (or hands out a secret released by) a write a power loss could undo.
 """
 
 from __future__ import annotations
@@ -67,18 +71,25 @@ class _Refused(Exception):
 class RequestLimits:
     """ASGI middleware: bodies and paths bounded before the app sees the request.
 
-    `on_refusal(request, error)` is told about each refusal (the service logs it)."""
+    `on_refusal(request, error)` is told about each refusal (the service logs it). `durable()`
+    returns once every commit so far is on the disk: each answer waits for it, except those of
+    `stateless` (method, path) requests, whose answers depend on nothing stored. If it raises,
+    the app's answer is dropped and a 503 carrying the error goes instead."""
 
     def __init__(
         self,
         app: App,
         *,
         on_refusal: Callable[[str, SemlError], None],
+        durable: Callable[[], Awaitable[None]] | None = None,
+        stateless: frozenset[tuple[str, str]] = frozenset(),
         max_body: int = MAX_BODY,
         body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.app = app
         self.on_refusal = on_refusal
+        self.durable = durable
+        self.stateless = stateless
         self.max_body = max_body
         self.body_timeout = body_timeout
 
@@ -86,6 +97,10 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.durable is not None and (scope.get("method"), scope.get("path")) not in (
+            self.stateless
+        ):
+            send = _after(self.durable, send)
         try:
             body = await self._read(scope, receive)
         except _Refused as r:
@@ -137,6 +152,27 @@ class RequestLimits:
             raise _Refused(
                 408, UsageError(f"request body not received within {self.body_timeout:.0f} s")
             ) from None
+
+
+def _after(durable: Callable[[], Awaitable[None]], send: Send) -> Send:
+    """`send`, holding the answer's start until `durable()` returns; if it raises, a 503 with
+    its message instead of the answer."""
+    failed = False
+
+    async def durable_send(message: Message) -> None:
+        nonlocal failed
+        if failed:
+            return  # the rest of the answer that was held back
+        if message["type"] == "http.response.start":
+            try:
+                await durable()
+            except SemlError as e:
+                failed = True
+                await _answer(send, 503, e)
+                return
+        await send(message)
+
+    return durable_send
 
 
 async def _answer(send: Send, status: int, error: SemlError) -> None:
