@@ -12,7 +12,7 @@ import datetime as dt
 import errno
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -185,13 +185,13 @@ def _app_answering(body: bytes) -> Any:
     return app
 
 
-def _request(limits: RequestLimits, method: str, path: str) -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
+def _request(limits: RequestLimits, method: str, path: str) -> list[MutableMapping[str, Any]]:
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": path, "headers": []}
