@@ -232,3 +232,94 @@ def test_answers_leave_only_after_durable_and_a_failure_replaces_them() -> None:
     bodies = b"".join(m.get("body", b"") for m in sent)
     assert b"could not be synced" in bodies
     assert b"released secret" not in bodies
+
+
+# -- one write per answer, and the hot endpoints without the framework -----------------------
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+def test_an_answers_head_and_body_leave_in_one_write_and_before_a_close() -> None:
+    from seml.cas._limits import _Coalescing
+
+    async def run() -> None:
+        raw = _Transport()
+        joined = _Coalescing(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+        joined.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        joined.write(b"{}")
+        assert raw.writes == []
+        await asyncio.sleep(0)  # the end of this step of the loop
+        assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+        joined.write(b"last")
+        joined.close()  # what is pending goes first
+        assert raw.writes[-1] == b"last" and raw.closed
+        joined.write(b"after the close")
+        await asyncio.sleep(0)
+        assert raw.writes[-1] == b"last"  # dropped, not written to a closed transport
+        assert joined.get_extra_info("peername") == "info:peername"
+
+    asyncio.run(run())
+
+
+def test_the_hot_endpoints_answer_alike_with_and_without_the_framework(tmp_path: Path) -> None:
+    """`_HotPaths` calls the handlers the FastAPI routes call: a refusal reads the same."""
+    from seml.attest import default_verifier
+    from seml.cas._app import _HotPaths, create_app, routes
+    from seml.cas._service import CasService
+
+    ident = init_state_dir(tmp_path / "cas", hosts=["127.0.0.1"], now=NOW)
+    store = StateStore(ident.database, ident.sign)
+    try:
+        app = create_app(CasService(ident, store, default_verifier()))
+        assert isinstance(app.app, _HotPaths)
+        assert ("POST", "/v1/attest") in routes(app) and ("POST", "/v1/nonce") in routes(app)
+        framework = app.app.app
+        bad = b'{"session": "s", "service": "x"}'
+
+        def call(asgi: Any, body: bytes) -> list[MutableMapping[str, Any]]:
+            sent: list[MutableMapping[str, Any]] = []
+
+            async def receive() -> MutableMapping[str, Any]:
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message: MutableMapping[str, Any]) -> None:
+                sent.append(message)
+
+            scope = {
+                "type": "http",
+                "method": "POST",
+                "path": "/v1/attest",
+                "headers": [(b"content-length", str(len(body)).encode())],
+                "query_string": b"",
+                "root_path": "",
+                "http_version": "1.1",
+                "scheme": "https",
+                "server": ("127.0.0.1", 1),
+                "client": ("127.0.0.1", 2),
+            }
+            asyncio.run(asgi(scope, receive, send))
+            return sent
+
+        hot, slow = call(app, bad), call(framework, bad)
+        assert hot[0]["status"] == slow[0]["status"] == 400
+        assert hot[1]["body"] == slow[1]["body"]
+        assert b"malformed request" in hot[1]["body"] and b"nonce" in hot[1]["body"]
+    finally:
+        store.close()

@@ -194,10 +194,44 @@ async def _answer(send: Send, status: int, error: SemlError) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+class _Coalescing:
+    """A response's writes to `transport`, joined: uvicorn writes an answer's head and body
+    separately, and over TLS each write costs its own record and system call. Writes made in
+    one step of the event loop go out as one, at the end of that step (or before a close)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def bounded_protocol(
     *, header_timeout: float = HEADER_TIMEOUT, max_header: int = MAX_HEADER
 ) -> type:
-    """uvicorn's httptools protocol with a deadline and a size limit on each request's head."""
+    """uvicorn's httptools protocol with a deadline and a size limit on each request's head,
+    whose answers go out in one write each (`_Coalescing`)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -234,6 +268,9 @@ def bounded_protocol(
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+            cycle = getattr(self, "cycle", None)  # made just now; its task has not run yet
+            if cycle is not None and not isinstance(cycle.transport, _Coalescing):
+                cycle.transport = _Coalescing(self.transport, self.loop)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

@@ -200,6 +200,7 @@ def _serve(
         backlog=2048,
         lifespan="off",
         server_header=False,
+        proxy_headers=False,  # no answer depends on the client's address: no header rewrites it
         timeout_keep_alive=int(KEEP_ALIVE),
     )
     window = service.refusals.window
