@@ -173,6 +173,31 @@ def test_closing_syncs_what_is_pending(tmp_path: Path) -> None:
     assert gate.wal_syncs() == before + 1
 
 
+def test_without_a_log_file_the_database_and_its_folder_are_synced(tmp_path: Path) -> None:
+    """Should SQLite ever remove or replace its WAL, a group sync falls back to the database
+    file and the folder (and the new log, once there is one)."""
+    from seml.cas._groupsync import GroupSync
+
+    database = tmp_path / "db.sqlite"
+    database.write_bytes(b"stand-in")
+    gate = Gate()
+    group = GroupSync(database, fsync=gate)
+    try:
+        group.committed()
+        asyncio.run(group.wait())
+        assert str(database) in gate.synced and str(tmp_path) in gate.synced
+        assert gate.wal_syncs() == 0
+        Path(f"{database}-wal").write_bytes(b"frames")
+        group.committed()
+        asyncio.run(group.wait())
+        assert gate.wal_syncs() == 1
+        group.committed()
+        asyncio.run(group.wait())  # the same log now: only it is synced
+        assert gate.wal_syncs() == 2 and gate.synced.count(str(database)) == 2
+    finally:
+        group.close()
+
+
 # -- the HTTP side: RequestLimits holds each answer's first byte ----------------------------
 
 

@@ -50,7 +50,8 @@ class GroupSync:
         self._fd = -1
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="seml-cas-fsync")
         try:
-            self._open()
+            with contextlib.suppress(FileNotFoundError):  # absent: `_sync` syncs the database
+                self._open()
             # SQLite syncs the directory only at its own first sync of a new WAL, which NORMAL
             # may never do: make the log's name durable once, here.
             self._sync_directory()
@@ -135,7 +136,7 @@ class GroupSync:
         # replaced or removed (its frames checkpointed into the database), sync the database,
         # the new log and their directory too.
         try:
-            same = self._wal.stat().st_ino == os.fstat(self._fd).st_ino
+            same = self._fd >= 0 and self._wal.stat().st_ino == os.fstat(self._fd).st_ino
         except FileNotFoundError:
             same = False
         if not same:
@@ -147,12 +148,13 @@ class GroupSync:
             with contextlib.suppress(FileNotFoundError):
                 self._open()
             self._sync_directory()
-        self._fsync(self._fd)
+        if self._fd >= 0:
+            self._fsync(self._fd)
         self._syncs += 1
 
     def close(self) -> None:
         """Sync what is pending (unless a sync failed) and release the file and thread."""
-        if self._failed is None and self._committed > self._durable and self._fd >= 0:
+        if self._failed is None and self._committed > self._durable:
             with contextlib.suppress(OSError):
                 self._sync()
                 self._durable = self._committed
