@@ -48,6 +48,14 @@ class FileStore(StoreAdapter):
                 os.utime(out.fileno(), (mtime, mtime))
         return size
 
+    def open_file(self, name: str) -> BinaryIO:
+        """The whole object as an open local file (unbuffered, for positional reads, as
+        `Cipher.decrypt_file` does them); the caller closes it. Errors as `open` raises them."""
+        try:
+            return cast(BinaryIO, open(self._path(name), "rb", buffering=0))
+        except OSError as e:
+            self._raise(e, name, "download")
+
     def _open(self, name: str, start: int, length: int | None) -> AbstractContextManager[BinaryIO]:
         return _ranged(self._path(name), start, length)
 
