@@ -18,7 +18,6 @@ the file is written through the page cache, its write-back started batch by batc
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import mmap
@@ -27,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from seml._fs import start_writeback
 from seml.crypt import _content as c
 from seml.crypt._secretbox import TAG_SIZE, Buffer, open_batch, seal_batch
 from seml.errors import IntegrityError, StorageError
@@ -53,36 +53,12 @@ def _pread_full(fd: int, buf: Buffer, size: int, offset: int) -> int:
     return got
 
 
-def _load_sync_file_range() -> Callable[[int, int, int], None]:
-    """Linux's sync_file_range(SYNC_FILE_RANGE_WRITE), or a no-op where it is unavailable.
-
-    Starting write-back of each batch as soon as it is written lets the disk work while later
-    batches are computed, so the caller's final fsync waits for the tail only.
-    """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return lambda fd, offset, length: None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    fn.restype = ctypes.c_int
-    write = 2  # SYNC_FILE_RANGE_WRITE: start write-out of dirty pages, do not wait
-
-    def start(fd: int, offset: int, length: int) -> None:
-        fn(fd, offset, length, write)  # advisory: an error only means no early write-back
-
-    return start
-
-
-_start_writeback = _load_sync_file_range()
-
-
 def _pwrite_full(fd: int, data: memoryview | bytes, offset: int) -> None:
     view = memoryview(data)
     done = 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], offset + done)
-    _start_writeback(fd, offset, len(view))
+    start_writeback(fd, offset, len(view))
 
 
 class _DirectOutput:
