@@ -91,6 +91,10 @@ class HashingReader:
             self._seen(memoryview(b)[:n])
         return int(n or 0)
 
+    def update(self, view: memoryview) -> None:
+        """Count and hash plaintext read from the file by other means (positional reads)."""
+        self._seen(view)
+
     def _seen(self, view: memoryview) -> None:
         if view:
             self._sha.update(view)
