@@ -248,7 +248,10 @@ def _bench(work: Path, size: int, reps: int, raw_size: int) -> None:
     cores = os.cpu_count() or 1
     rawn = raw_secretbox(raw_size, cores) if cores > 1 else raw1
     mib = size / MIB
-    print(f"\nfile {mib:.0f} MiB, best of {reps}; machine: {cores} cores (shared)")
+    print(
+        f"\nfile {mib:.0f} MiB, best of {reps}; machine: {cores} cores (shared), load average "
+        f"now {os.getloadavg()[0]:.2f}"
+    )
     print(
         f"raw libsodium secretbox, 64 KiB chunks: {raw1:.0f} MiB/s on 1 core, "
         f"{rawn:.0f} MiB/s on {cores}"
@@ -273,7 +276,8 @@ def _bench(work: Path, size: int, reps: int, raw_size: int) -> None:
             f"{op}: seml/rclone wall time {ratio:.2f}x (seml {s.wall:.2f} s, rclone {r.wall:.2f} "
             f"s; target <= {target}x: {verdict}); {s.wall / durable:.2f}x rclone + an fsync of "
             f"its output ({durable:.2f} s, for information); seml = {100 * share1:.0f}% of raw "
-            f"secretbox on 1 core, {100 * sharen:.0f}% of all {cores} cores"
+            f"secretbox on 1 core, {100 * sharen:.0f}% of all {cores} cores; CPU seconds "
+            f"{s.cpu:.2f} vs {r.cpu:.2f} ({s.cpu / r.cpu:.2f}x, steadier than wall under load)"
         )
         if s.rss_mb >= RSS_LIMIT_MB:
             failed = True
