@@ -67,8 +67,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=[], help="benchmarks to run (by name)")
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the harness")
+    parser.add_argument("--dir", type=Path, default=HERE, help="where the *_bench.py are")
     args = parser.parse_args()
-    benches = sorted(HERE.glob("*_bench.py"))
+    benches = sorted(args.dir.glob("*_bench.py"))
     if args.only:
         wanted = {name.removesuffix(".py") for name in args.only}
         benches = [b for b in benches if b.stem in wanted]
