@@ -257,6 +257,7 @@ def main() -> int:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(snapshot), os.environ.get("PYTHONPATH")) if p
         )
+        from seml.bench import TargetRow, record_target
         from seml.cas import LocalCas
         from seml.policy import new_key_pair, public_key_text, session_from_document, sign_session
         from seml.runtime import init_platform_key, measure
@@ -458,9 +459,37 @@ def main() -> int:
         f"CPU; {fixed_py:.0f} ms around `python -c pass`); target <= "
         f"{OVERHEAD_TARGET_MS:.0f} ms"
     )
+    record_target(
+        TargetRow(
+            key="run-fixed",
+            what="`seml run` around `true` minus bare `true`",
+            seml=f"{statistics.median(r.wall for r in true_runs) * 1000:.0f} ms",
+            peer=f"{statistics.median(r.wall for r in true_native) * 1000:.0f} ms (bare)",
+            value=fixed,
+            op="<=",
+            limit=OVERHEAD_TARGET_MS,
+            unit=" ms",
+            bench="runtime_bench.py",
+            note=f"CPU {fixed_cpu:.0f} ms; SIMULATED attestation; load {load:.1f}",
+        )
+    )
     for mount, (s_rate, n_rate) in rates.items():
         ratio = s_rate / n_rate
         target = FUSE_TARGET if mount == "fuse" else THROUGHPUT_TARGET
+        record_target(
+            TargetRow(
+                key="volume-fuse" if mount == "fuse" else "volume-workspace",
+                what=f"volume --mount {mount}, {size} MiB read + written, vs plain disk",
+                seml=f"{s_rate:.0f} MiB/s",
+                peer=f"{n_rate:.0f} MiB/s (plain disk)",
+                value=100 * ratio,
+                op=">=",
+                limit=100 * target,
+                unit="%",
+                bench="runtime_bench.py",
+                note=f"load {load:.1f}",
+            )
+        )
         print(
             f"  {'PASS' if ratio >= target else 'MISS'}  volume --mount {mount}: {s_rate:.0f} "
             f"MiB/s vs plain disk {n_rate:.0f} MiB/s = {100 * ratio:.0f}% ({size} MiB read + "

@@ -31,11 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _seaweedfs import SeaweedFS, find_weed  # noqa: E402
+from seml.bench import TargetRow, record_target  # noqa: E402
 from seml.crypt import obscure  # noqa: E402
 
 PASSWORD, PASSWORD2 = "bench-password", "bench-salt"
 SEML = str(Path(sys.executable).parent / "seml")
 MiB = 1 << 20
+RSS_GROWTH_MB = 16.0  # peak RSS with the 500 small files beside the large one, over without
 
 
 @dataclass
@@ -239,6 +241,20 @@ def _report(rows: list[tuple[str, str, str, list[Run], list[Run]]]) -> int:
         ratio, target = s_sec / c_sec, PUSH_TARGET if way == "push" else PULL_TARGET
         met = ratio <= target and s_rss < RSS_LIMIT_MB
         ok &= met
+        record_target(
+            TargetRow(
+                key=way,
+                what=f"{way}, {label}, tree {shape}",
+                seml=f"{s_sec:.2f} s",
+                peer=f"{c_sec:.2f} s (rclone)",
+                value=ratio,
+                op="<=",
+                limit=target,
+                unit="x",
+                bench="sync_bench.py",
+                note=f"CPU {s_cpu:.2f} s vs {c_cpu:.2f} s; peak RSS {s_rss:.0f} MB",
+            )
+        )
         print(
             f"{shape:<12} {label:<10} {way:<5} {s_sec:8.2f} {c_sec:9.2f} {ratio:6.2f} "
             f"{'<= ' + str(target):>7} {'met' if met else 'MISSED':6} {s_cpu:8.2f} {c_cpu:10.2f} "
@@ -247,6 +263,19 @@ def _report(rows: list[tuple[str, str, str, list[Run], list[Run]]]) -> int:
     for (shape, label, way), big in rss.items():
         if shape == "large" and ("large+small", label, way) in rss:
             other = rss[("large+small", label, way)]
+            record_target(
+                TargetRow(
+                    key="memory",
+                    what=f"memory, {label} {way}: peak RSS with 500 small files minus without",
+                    seml=f"{other:.0f} MB",
+                    peer=f"{big:.0f} MB (one large file)",
+                    value=other - big,
+                    op="<=",
+                    limit=RSS_GROWTH_MB,
+                    unit=" MB",
+                    bench="sync_bench.py",
+                )
+            )
             print(
                 f"memory, {label} {way}: {big:.0f} MB for one large file, {other:.0f} MB with "
                 "500 small files beside it"
