@@ -30,6 +30,7 @@ from pathlib import Path
 
 from nacl._sodium import ffi, lib
 
+from seml.bench import TargetRow, record_target
 from seml.crypt import obscure
 
 MIB = 1 << 20
@@ -248,7 +249,10 @@ def _bench(work: Path, size: int, reps: int, raw_size: int) -> None:
     cores = os.cpu_count() or 1
     rawn = raw_secretbox(raw_size, cores) if cores > 1 else raw1
     mib = size / MIB
-    print(f"\nfile {mib:.0f} MiB, best of {reps}; machine: {cores} cores (shared)")
+    print(
+        f"\nfile {mib:.0f} MiB, best of {reps}; machine: {cores} cores (shared), load average "
+        f"now {os.getloadavg()[0]:.2f}"
+    )
     print(
         f"raw libsodium secretbox, 64 KiB chunks: {raw1:.0f} MiB/s on 1 core, "
         f"{rawn:.0f} MiB/s on {cores}"
@@ -273,7 +277,25 @@ def _bench(work: Path, size: int, reps: int, raw_size: int) -> None:
             f"{op}: seml/rclone wall time {ratio:.2f}x (seml {s.wall:.2f} s, rclone {r.wall:.2f} "
             f"s; target <= {target}x: {verdict}); {s.wall / durable:.2f}x rclone + an fsync of "
             f"its output ({durable:.2f} s, for information); seml = {100 * share1:.0f}% of raw "
-            f"secretbox on 1 core, {100 * sharen:.0f}% of all {cores} cores"
+            f"secretbox on 1 core, {100 * sharen:.0f}% of all {cores} cores; CPU seconds "
+            f"{s.cpu:.2f} vs {r.cpu:.2f} ({s.cpu / r.cpu:.2f}x, steadier than wall under load)"
+        )
+        record_target(
+            TargetRow(
+                key=f"crypt-{op}",
+                what=f"crypt {op} {mib:.0f} MiB vs rclone",
+                seml=f"{s.wall:.2f} s",
+                peer=f"{r.wall:.2f} s (rclone)",
+                value=ratio,
+                op="<=",
+                limit=target,
+                unit="x",
+                bench="crypt_bench.py",
+                note=(
+                    f"CPU {s.cpu:.2f} s vs {r.cpu:.2f} s; rclone + fsync {durable:.2f} s; "
+                    f"load {os.getloadavg()[0]:.1f}"
+                ),
+            )
         )
         if s.rss_mb >= RSS_LIMIT_MB:
             failed = True
@@ -283,6 +305,19 @@ def _bench(work: Path, size: int, reps: int, raw_size: int) -> None:
         growth = full - small
         flat = growth <= RSS_GROWTH_LIMIT_MB
         failed |= not flat
+        record_target(
+            TargetRow(
+                key="memory",
+                what=f"memory, crypt {op}: peak RSS on {mib:.0f} MiB minus on {mib / 8:.0f} MiB",
+                seml=f"{full:.0f} MB",
+                peer=f"{small:.0f} MB (1/8 size)",
+                value=growth,
+                op="<=",
+                limit=RSS_GROWTH_LIMIT_MB,
+                unit=" MB",
+                bench="crypt_bench.py",
+            )
+        )
         print(
             f"{op}: seml peak RSS {full:.0f} MB on {mib:.0f} MiB vs {small:.0f} MB on "
             f"{mib / 8:.0f} MiB: +{growth:.1f} MB (target flat, <= +{RSS_GROWTH_LIMIT_MB:.0f} MB: "

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from seml.bench import TargetRow, record_target
+
 SEML = str(Path(sys.executable).with_name("seml"))
 TARGET = 1.3
 
@@ -152,6 +154,20 @@ def main() -> int:
     print(
         f"  {verdict}  seml flow predict / bare skops+scikit-learn script: {ratio:.2f}x "
         f"(seml {med['seml']:.2f} s, bare {med['bare']:.2f} s); target <= {TARGET}x"
+    )
+    record_target(
+        TargetRow(
+            key="model-runner",
+            what=f"model runner (2 forests, {args.rows} rows) vs a bare scikit-learn script",
+            seml=f"{med['seml']:.2f} s",
+            peer=f"{med['bare']:.2f} s (bare)",
+            value=ratio,
+            op="<=",
+            limit=TARGET,
+            unit="x",
+            bench="model_bench.py",
+            note=f"median of {args.repetitions}; load {os.getloadavg()[0]:.1f}",
+        )
     )
     return 0
 

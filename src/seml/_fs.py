@@ -34,7 +34,7 @@ import shutil
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -47,6 +47,7 @@ __all__ = [
     "fsync_dir",
     "is_temp",
     "staged",
+    "start_writeback",
     "sync_filesystem",
     "temp_path",
     "write_atomic",
@@ -119,6 +120,29 @@ def sync_filesystem(folder: Path | int) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def _load_sync_file_range() -> Callable[[int, int, int], None]:
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, offset, length: None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    write = 2  # SYNC_FILE_RANGE_WRITE: start write-out of dirty pages, do not wait
+
+    def start(fd: int, offset: int, length: int) -> None:
+        fn(fd, offset, length, write)  # advisory: an error only means no early write-back
+
+    return start
+
+
+start_writeback: Callable[[int, int, int], None] = _load_sync_file_range()
+"""start_writeback(fd, offset, length): Linux's sync_file_range(SYNC_FILE_RANGE_WRITE), a
+no-op elsewhere. Starting write-back of a range as soon as it is written lets the disk work
+while later data is computed, so a final fsync waits for the tail only."""
 
 
 def _syncfs(fd: int) -> int:

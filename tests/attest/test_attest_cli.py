@@ -91,7 +91,7 @@ def test_wrong_tee_and_tampered_quote(capsys: pytest.CaptureFixture[str], tmp_pa
 def test_simulation_envelope(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     evidence = SimulationProvider("ab" * 32).evidence(report_data_for(b"n", b"k" * 32))
     path = tmp_path / "evidence.json"
-    path.write_text(evidence.model_dump_json())
+    path.write_text(evidence.to_json())
     code, out = _run(capsys, path, "--tolerate", "simulation", "--strict")
     assert code == 0
     assert out["simulated"] is True

@@ -45,7 +45,7 @@ def test_cpu_and_gpu_bound_by_one_nonce_are_accepted_together() -> None:
     evidence = Evidence(
         tee=TeeType.COMPOSITE, parts=(_snp(amd), _gpu(gpu, nonce), _gpu(gpu, nonce))
     )
-    evidence = parse_evidence(evidence.model_dump_json())  # survives the wire
+    evidence = parse_evidence(evidence.to_json())  # survives the wire
     verdict = fake_verifier(amd, gpu).verify(evidence, now=NOW)
     assert verdict.tee is TeeType.COMPOSITE
     assert verdict.report_data == REPORT_DATA

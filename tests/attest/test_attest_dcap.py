@@ -107,7 +107,7 @@ def test_expired_collateral_is_refused_naming_the_crl(vector: QuoteVector) -> No
 
 
 def test_envelope_tee_must_match_quote() -> None:
-    evidence = SGX.evidence().model_copy(update={"tee": TeeType.TDX_DCAP})
+    evidence = SGX.evidence().replace(tee=TeeType.TDX_DCAP)
     with pytest.raises(AttestationError, match="envelope says tdx-dcap but the quote is sgx-dcap"):
         default_verifier().verify(evidence, now=SGX.verify_at)
 
@@ -119,14 +119,14 @@ def test_missing_collateral_without_fetch_is_refused() -> None:
 
 
 def test_collateral_of_another_platform_is_refused() -> None:
-    evidence = SGX.evidence().model_copy(update={"collateral": TDX.collateral()})
+    evidence = SGX.evidence().replace(collateral=TDX.collateral())
     with pytest.raises(AttestationError, match="sgx-dcap quote refused"):
         default_verifier().verify(evidence, now=SGX.verify_at)
 
 
 @pytest.mark.parametrize("collateral", ["", "{}", "not json", '{"tcb_info": 3}'])
 def test_malformed_collateral_is_refused(collateral: str) -> None:
-    evidence = SGX.evidence().model_copy(update={"collateral": collateral})
+    evidence = SGX.evidence().replace(collateral=collateral)
     with pytest.raises(AttestationError, match="collateral is malformed"):
         default_verifier().verify(evidence, now=SGX.verify_at)
 

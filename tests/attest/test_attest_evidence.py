@@ -73,7 +73,7 @@ def test_expect_report_data() -> None:
 
 def test_envelope_json_uses_base64_and_round_trips() -> None:
     evidence = Evidence(tee=TeeType.SGX_DCAP, quote=b"\x00\x01quote\xff", collateral="{}")
-    document = json.loads(evidence.model_dump_json())
+    document = json.loads(evidence.to_json())
     assert document == {
         "tee": "sgx-dcap",
         "quote": base64.b64encode(b"\x00\x01quote\xff").decode(),
@@ -229,3 +229,48 @@ def test_revoked_is_never_tolerated() -> None:
     )
     with pytest.raises(AttestationError, match="revoked"):
         check_weaknesses(verdict, tolerate=("revoked",), ignore_advisories=("INTEL-SA-1",))
+
+
+_CPU = Evidence(tee=TeeType.SIMULATION, quote=b"q")
+_GPU = Evidence(tee=TeeType.NVIDIA_GPU, quote=b"g")
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"tee": "tpm", "quote": b"q"}, "tee must be one of"),
+        ({"tee": TeeType.SGX_DCAP, "quote": "cXVvdGU="}, "quote must be bytes"),
+        ({"tee": TeeType.SGX_DCAP, "quote": b"q" * 70_000}, "quote must be at most"),
+        ({"tee": TeeType.SGX_DCAP, "quote": b""}, "quote must not be empty"),
+        ({"tee": TeeType.SGX_DCAP, "quote": b"q", "workload": "AB" * 16}, "lowercase hex"),
+        ({"tee": TeeType.SGX_DCAP, "quote": b"q", "parts": (_CPU,)}, "only composite"),
+        ({"tee": TeeType.COMPOSITE, "parts": (_CPU,)}, "needs a CPU part and at least one"),
+        ({"tee": TeeType.COMPOSITE, "parts": (_GPU, _GPU)}, "not a CPU TEE"),
+        ({"tee": TeeType.COMPOSITE, "parts": (_CPU, _CPU)}, "must be nvidia-gpu"),
+        ({"tee": TeeType.COMPOSITE, "parts": (_CPU, "gpu")}, "parts must be evidence"),
+        ({"tee": TeeType.COMPOSITE, "parts": (_CPU, _GPU), "quote": b"q"}, "not a quote"),
+        (
+            {"tee": TeeType.COMPOSITE, "parts": (_CPU.replace(workload="ab" * 16), _GPU)},
+            "claimed on the composite envelope",
+        ),
+    ],
+)
+def test_an_envelope_made_in_python_is_checked_like_one_read_from_json(
+    fields: dict[str, object], reason: str
+) -> None:
+    # A workload builds its evidence without pydantic: the dataclass holds the same rules.
+    with pytest.raises(ValueError, match=reason):
+        Evidence(**fields)  # type: ignore[arg-type]
+
+
+def test_composite_envelope_json_has_parts_only_and_round_trips() -> None:
+    composite = Evidence(tee=TeeType.COMPOSITE, parts=(_CPU, _GPU), workload="ab" * 16)
+    assert composite.to_json_dict() == {
+        "tee": "composite",
+        "workload": "ab" * 16,
+        "parts": [
+            {"tee": "simulation", "quote": "cQ==", "collateral": None},
+            {"tee": "nvidia-gpu", "quote": "Zw==", "collateral": None},
+        ],
+    }
+    assert parse_evidence(composite.to_json()) == composite

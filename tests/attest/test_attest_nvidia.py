@@ -183,7 +183,7 @@ def test_simulated_gpu_evidence_is_labelled() -> None:
     assert "proves nothing" in verdict.details["note"]
     with pytest.raises(AttestationError, match="not ours"):
         NvidiaGpuVerifier(nonce=bytes(32)).verify(evidence, now=NOW)
-    altered = evidence.model_copy(update={"quote": evidence.quote[:-2] + b"x}"})
+    altered = evidence.replace(quote=evidence.quote[:-2] + b"x}")
     with pytest.raises(AttestationError, match="invalid"):
         default_verifier().verify(altered, now=NOW)
 

@@ -78,7 +78,7 @@ def _attest(
     public = bytes(key.public_key)
     evidence = make(report_data_for(nonce, public, workload))
     if workload is not None:
-        evidence = evidence.model_copy(update={"workload": workload})
+        evidence = evidence.replace(workload=workload)
     sealed = cas.attest(
         session_name=session,
         service_name="train",
@@ -88,7 +88,7 @@ def _attest(
         evidence=evidence,
         now=NOW,
     )
-    return ServiceConfig.model_validate_json(SealedBox(key).decrypt(sealed))
+    return ServiceConfig.from_json(SealedBox(key).decrypt(sealed))
 
 
 def _snp(amd: FakeAmd, **report: Any) -> Callable[[bytes], Evidence]:
@@ -152,7 +152,7 @@ def test_a_workload_claim_not_bound_in_the_report_is_refused(
     _submit(cas_service, SNP_SERVICE, ACCEPT_OFFLINE)
 
     def lying(report_data: bytes) -> Evidence:
-        return _snp(fake_amd)(report_data).model_copy(update={"workload": "cd" * 32})
+        return _snp(fake_amd)(report_data).replace(workload="cd" * 32)
 
     with pytest.raises(AttestationError, match="bound to other report data"):
         _attest(cas_service, lying, workload=None)

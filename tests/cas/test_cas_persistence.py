@@ -57,7 +57,7 @@ def test_kill_restart_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str])
                         "service": "run",
                         "nonce": base64.b64encode(stale_nonce).decode(),
                         "public_key": base64.b64encode(key).decode(),
-                        "evidence": evidence.model_dump(mode="json"),
+                        "evidence": evidence.to_json_dict(),
                     },
                 )
             entries = client.audit(verify=True, party=alice, sessions=["durable"])

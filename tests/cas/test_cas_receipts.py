@@ -187,10 +187,10 @@ def test_a_report_with_a_forged_or_replayed_capability_is_refused(
     _agree(client, "caps", parties)
     run = Run(client, "caps", parties)
     config = run.attest("fetch")
-    forged = config.model_copy(update={"completion": "A" * 43})
+    forged = config.replace(completion="A" * 43)
     with pytest.raises(PolicyError, match=r"no attestation holds this capability \(forged\)"):
         client.complete(forged, volumes=[], claims={})
-    other = config.model_copy(update={"service": "train"})
+    other = config.replace(service="train")
     with pytest.raises(PolicyError, match="its capability was issued to fetch of caps"):
         client.complete(other, volumes=[], claims={})
     client.complete(config, volumes=[], claims={})

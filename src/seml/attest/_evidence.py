@@ -10,7 +10,7 @@ CPU TEE's evidence and GPU evidence bound to it. A `Verifier` turns an envelope 
 from __future__ import annotations
 
 import base64
-import binascii
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -19,8 +19,6 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
-
-import pydantic
 
 from seml.errors import AttestationError, UsageError
 
@@ -88,80 +86,72 @@ CPU_TEES = frozenset(
 )
 
 
-class Evidence(pydantic.BaseModel):
+@dataclass(frozen=True, repr=False)
+class Evidence:
     """The envelope a workload sends: the TEE type, the raw quote and optional collateral JSON.
 
     In JSON the quote is base64 (standard alphabet, padded). From Python, pass raw bytes.
     `workload` is the workload measurement the runtime inside a confidential VM computed and
     bound into the report data (see `report_data_for`). A `composite` envelope has no quote of
     its own: `parts` holds the CPU TEE's evidence first, then one or more GPUs' evidence.
+
+    A plain dataclass, checked when built (ValueError): a workload's runtime makes one at every
+    start and loads no schema library for it. `parse_evidence` reads one from JSON (the
+    service's side, through the pydantic model in `seml.attest._evidence_wire`).
     """
 
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
-
     tee: TeeType
-    quote: bytes = pydantic.Field(default=b"", max_length=MAX_QUOTE_BYTES)
-    collateral: str | None = pydantic.Field(default=None, max_length=MAX_COLLATERAL_CHARS)
+    quote: bytes = b""
+    collateral: str | None = None
     workload: str | None = None
-    parts: tuple[Evidence, ...] = pydantic.Field(default=(), max_length=1 + MAX_GPUS)
+    parts: tuple[Evidence, ...] = ()
 
-    @pydantic.field_validator("workload")
-    @classmethod
-    def _workload_hex(cls, value: str | None) -> str | None:
-        if value is not None and not _WORKLOAD.fullmatch(value):
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "tee", TeeType(self.tee))
+        except ValueError:
+            raise ValueError(f"tee must be one of {', '.join(t.value for t in TeeType)}") from None
+        if not isinstance(self.quote, bytes):
+            raise ValueError("quote must be bytes")
+        if len(self.quote) > MAX_QUOTE_BYTES:
+            raise ValueError(f"quote must be at most {MAX_QUOTE_BYTES} bytes")
+        if self.collateral is not None and (
+            not isinstance(self.collateral, str) or len(self.collateral) > MAX_COLLATERAL_CHARS
+        ):
+            raise ValueError(f"collateral must be text of at most {MAX_COLLATERAL_CHARS} chars")
+        if self.workload is not None and (
+            not isinstance(self.workload, str) or not _WORKLOAD.fullmatch(self.workload)
+        ):
             raise ValueError("workload must be 32 to 128 lowercase hex digits")
-        return value
+        if not isinstance(self.parts, tuple | list) or not all(
+            isinstance(p, Evidence) for p in self.parts
+        ):
+            raise ValueError("parts must be evidence envelopes")
+        object.__setattr__(self, "parts", tuple(self.parts))
+        if len(self.parts) > 1 + MAX_GPUS:
+            raise ValueError(f"composite evidence has at most {1 + MAX_GPUS} parts")
+        check_shape(self)
 
-    @pydantic.model_validator(mode="after")
-    def _shape(self) -> Evidence:
+    def replace(self, **changes: Any) -> Evidence:
+        """A copy with `changes` applied (checked like any other)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The envelope as JSON data: the quote in base64; `workload` and `parts` only when
+        set, and a composite envelope without quote or collateral (envelopes of the kinds
+        that existed before stay byte-for-byte what they were)."""
+        out: dict[str, Any] = {"tee": self.tee.value}
         if self.tee is not TeeType.COMPOSITE:
-            if not self.quote:
-                raise ValueError("quote must not be empty")
-            if self.parts:
-                raise ValueError("only composite evidence has parts")
-            return self
-        if self.quote or self.collateral is not None:
-            raise ValueError("composite evidence has parts, not a quote or collateral")
-        if len(self.parts) < 2:
-            raise ValueError("composite evidence needs a CPU part and at least one GPU part")
-        cpu, *gpus = self.parts
-        if cpu.tee not in CPU_TEES:
-            raise ValueError(
-                f"the first part of composite evidence is {cpu.tee.value}, not a CPU TEE"
-            )
-        if any(g.tee is not TeeType.NVIDIA_GPU for g in gpus):
-            raise ValueError("every part after the first of composite evidence must be nvidia-gpu")
-        if any(p.workload is not None for p in self.parts):
-            raise ValueError("the workload is claimed on the composite envelope, not its parts")
-        return self
+            out["quote"] = base64.b64encode(self.quote).decode("ascii")
+            out["collateral"] = self.collateral
+        if self.workload is not None:
+            out["workload"] = self.workload
+        if self.parts:
+            out["parts"] = [p.to_json_dict() for p in self.parts]
+        return out
 
-    @pydantic.field_validator("quote", mode="before")
-    @classmethod
-    def _decode_quote(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return base64.b64decode(value.encode("ascii"), validate=True)
-            except (binascii.Error, UnicodeEncodeError) as e:
-                raise ValueError("quote must be base64") from e
-        return value
-
-    @pydantic.field_serializer("quote")
-    def _encode_quote(self, value: bytes) -> str:
-        return base64.b64encode(value).decode("ascii")
-
-    @pydantic.model_serializer(mode="wrap")
-    def _omit_unused(self, handler: pydantic.SerializerFunctionWrapHandler) -> Any:
-        # Envelopes of the kinds that existed before stay byte-for-byte what they were.
-        data = handler(self)
-        if isinstance(data, dict):
-            if data.get("workload") is None:
-                data.pop("workload", None)
-            if not data.get("parts"):
-                data.pop("parts", None)
-            if self.tee is TeeType.COMPOSITE:
-                data.pop("quote", None)
-                data.pop("collateral", None)
-        return data
+    def to_json(self) -> str:
+        return json.dumps(self.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
 
     def __repr__(self) -> str:
         if self.parts:
@@ -171,16 +161,33 @@ class Evidence(pydantic.BaseModel):
     __str__ = __repr__
 
 
+def check_shape(evidence: Evidence) -> None:
+    """What an envelope of its kind must hold (ValueError otherwise): a quote and no parts; or,
+    composite, a CPU TEE's part then GPU parts, and the workload on the envelope only."""
+    if evidence.tee is not TeeType.COMPOSITE:
+        if not evidence.quote:
+            raise ValueError("quote must not be empty")
+        if evidence.parts:
+            raise ValueError("only composite evidence has parts")
+        return
+    if evidence.quote or evidence.collateral is not None:
+        raise ValueError("composite evidence has parts, not a quote or collateral")
+    if len(evidence.parts) < 2:
+        raise ValueError("composite evidence needs a CPU part and at least one GPU part")
+    cpu, *gpus = evidence.parts
+    if cpu.tee not in CPU_TEES:
+        raise ValueError(f"the first part of composite evidence is {cpu.tee.value}, not a CPU TEE")
+    if any(g.tee is not TeeType.NVIDIA_GPU for g in gpus):
+        raise ValueError("every part after the first of composite evidence must be nvidia-gpu")
+    if any(p.workload is not None for p in evidence.parts):
+        raise ValueError("the workload is claimed on the composite envelope, not its parts")
+
+
 def parse_evidence(data: bytes | str) -> Evidence:
     """Parse an envelope from JSON, turning any malformation into one `AttestationError`."""
-    try:
-        return Evidence.model_validate_json(data)
-    except pydantic.ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'envelope'}: {err['msg']}"
-            for err in e.errors(include_url=False, include_input=False)
-        )
-        raise AttestationError(f"malformed evidence envelope: {problems}") from e
+    from seml.attest._evidence_wire import parse_wire
+
+    return parse_wire(data)
 
 
 def report_data_for(nonce: bytes, public_key: bytes, workload: str | None = None) -> bytes:

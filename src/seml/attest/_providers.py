@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import uuid
 from pathlib import Path
 
 from seml.attest._evidence import Evidence, EvidenceProvider, TeeType
@@ -40,12 +39,14 @@ GRAMINE_ROOT = Path("/dev/attestation")
 TSM_REPORT_ROOT = Path("/sys/kernel/config/tsm/report")
 
 _TSM_PROVIDERS = {"tdx_guest": TeeType.TDX_DCAP, "sev_guest": TeeType.SNP}
-# GUIDs of the SEV-SNP certificate table (GHCB spec), in the order the envelope wants them.
+# GUIDs of the SEV-SNP certificate table (GHCB spec), in the order the envelope wants them, as
+# the table stores them (uuid.UUID(...).bytes_le, written out: `uuid` imports `platform`, which
+# every `seml run` would pay for).
 _SNP_CERT_GUIDS = {
-    uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd").bytes_le: "VCEK",
-    uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1").bytes_le: "VLEK",
-    uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782").bytes_le: "ASK",
-    uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae").bytes_le: "ARK",
+    bytes.fromhex("8d75da6364e66445adc5f4b93be8accd"): "VCEK",  # 63da758d-e664-4564-adc5-...
+    bytes.fromhex("c24b07a85aa23e48aae639c045a0b8a1"): "VLEK",  # a8074bc2-a25a-483e-aae6-...
+    bytes.fromhex("79b3b74aacbbe44fa02f05aef327c782"): "ASK",  # 4ab7b379-bbac-4fe4-a02f-...
+    bytes.fromhex("a406b4c003a8524997433fb6014cd0ae"): "ARK",  # c0b406a4-a803-4952-9743-...
 }
 _SNP_CERT_ORDER = ("VCEK", "VLEK", "ASK", "ARK")
 

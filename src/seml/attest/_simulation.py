@@ -20,7 +20,6 @@ import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from seml.attest._evidence import (
     WEAKNESS_SIMULATION,
@@ -92,7 +91,7 @@ class SimulationProvider:
     def __init__(self, measurement: str, *, platform_key: bytes | None = None) -> None:
         self._measurement = _measurement_bytes(measurement)
         self._key = _platform_signing_key(platform_key)
-        self._public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._public = self._key.public_key().public_bytes_raw()
 
     @property
     def platform(self) -> str:
@@ -183,7 +182,7 @@ class SimulatedGpuProvider:
     def gpu_evidence(self, nonce: bytes) -> list[Evidence]:
         if len(nonce) != _GPU_NONCE_LEN:
             raise UsageError(f"a GPU nonce is {_GPU_NONCE_LEN} bytes, got {len(nonce)}")
-        public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        public = self._key.public_key().public_bytes_raw()
         signature = self._key.sign(SIMULATED_GPU_MAGIC + nonce + public + self._body)
         quote = SIMULATED_GPU_MAGIC + nonce + public + signature + self._body
         return [Evidence(tee=TeeType.NVIDIA_GPU, quote=quote)]

@@ -2,8 +2,9 @@
 
 Handlers are `async def` and call the (fast, single-connection) store directly on the event
 loop: there is no thread hop per request, and SQLite sees one writer at a time. Every request
-passes `RequestLimits` first (bounded body, read deadline, bounded path); `create_app` returns
-the app wrapped in it.
+passes `RequestLimits` first (bounded body, read deadline, bounded path), and every answer
+waits there until the writes before it are durable (`StateStore.durable`, group commit);
+`create_app` returns the app wrapped in it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import binascii
 import contextlib
 import json
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
@@ -20,8 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from seml.attest import Evidence
-from seml.cas._limits import MAX_BODY, RequestLimits
+from seml.attest._evidence_wire import EvidenceWire
+from seml.cas._limits import MAX_BODY, Receive, RequestLimits, Scope, Send
 from seml.cas._protocol import error_kind
 from seml.cas._refusals import MAX_REASON, clip
 from seml.cas._results import AuditPage, SessionVersions
@@ -66,7 +68,7 @@ class AttestRequest(_Body):
     session_hash: str | None = Field(default=None, max_length=80)
     nonce: str = Field(max_length=200)
     public_key: str = Field(max_length=100)
-    evidence: Evidence
+    evidence: EvidenceWire
 
 
 class VolumeSet(_Body):
@@ -122,9 +124,36 @@ def _error(e: SemlError) -> JSONResponse:
     )
 
 
+class _HotPaths:
+    """ASGI: the endpoints every attestation calls (`hot`: (method, path) -> handler of the
+    body) answered straight from the body `RequestLimits` has read, without the framework's
+    middleware, routing and request objects in between; every other request goes to `app`.
+    The same handlers serve those routes inside `app` too, so both ways answer alike."""
+
+    def __init__(
+        self, app: FastAPI, hot: Mapping[tuple[str, str], Callable[[bytes], Awaitable[Response]]]
+    ) -> None:
+        self.app = app
+        self.hot = hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = (
+            self.hot.get((scope.get("method", ""), scope.get("path", "")))
+            if scope["type"] == "http"
+            else None
+        )
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        message = await receive()  # the one message `RequestLimits` replays: the whole body
+        response = await handler(message.get("body", b""))
+        await response(scope, receive, send)
+
+
 def routes(app: Any) -> list[tuple[str, str]]:
     """(method, path template) of every endpoint of an app made by `create_app`."""
     inner: Any = app.app if isinstance(app, RequestLimits) else app
+    inner = inner.app if isinstance(inner, _HotPaths) else inner
     return sorted(
         (method, route.path)
         for route in inner.routes
@@ -185,11 +214,15 @@ def create_app(service: CasService) -> RequestLimits:
         return service.info().model_dump()
 
     # The two hot endpoints (every attestation calls both) parse and answer raw bytes: no
-    # FastAPI body validation pass and no jsonable_encoder on the way out.
-    @app.post("/v1/nonce")
-    async def nonce() -> Response:
+    # FastAPI body validation pass and no jsonable_encoder on the way out; `_HotPaths` calls
+    # them without the framework at all.
+    async def nonce_of(body: bytes) -> Response:
         value, expires = service.nonces.issue(time.time())
         return _json({"nonce": base64.b64encode(value).decode(), "expires": expires})
+
+    @app.post("/v1/nonce")
+    async def nonce() -> Response:
+        return await nonce_of(b"")
 
     @app.post("/v1/sessions", response_model=None)
     async def submit(request: Request) -> dict[str, Any] | JSONResponse:
@@ -224,10 +257,9 @@ def create_app(service: CasService) -> RequestLimits:
             mode="json", by_alias=True
         )
 
-    @app.post("/v1/attest")
-    async def attest(request: Request) -> Response:
+    async def attest_of(raw: bytes) -> Response:
         try:
-            body = AttestRequest.model_validate_json(await request.body())
+            body = AttestRequest.model_validate_json(raw)
         except ValidationError as e:
             return refuse("attest", UsageError(f"malformed request: {_describe(e)}"))
         try:
@@ -237,12 +269,16 @@ def create_app(service: CasService) -> RequestLimits:
                 session_hash_=body.session_hash,
                 nonce=_b64(body.nonce, "nonce"),
                 public_key=_b64(body.public_key, "public_key"),
-                evidence=body.evidence,
+                evidence=body.evidence.to_evidence(),
                 now=time.time(),
             )
         except SemlError as e:
             return refuse("attest", e, session=body.session, service=body.service)
         return _json({"sealed": base64.b64encode(sealed).decode()})
+
+    @app.post("/v1/attest")
+    async def attest(request: Request) -> Response:
+        return await attest_of(await request.body())
 
     @app.get("/v1/volumes/{owner}/{volume}", response_model=None)
     async def volume_get(
@@ -315,4 +351,12 @@ def create_app(service: CasService) -> RequestLimits:
     from seml.cas._receipt_routes import add_receipt_routes
 
     add_receipt_routes(app, service, refuse=refuse, read_body=_read_body)
-    return RequestLimits(app, on_refusal=log)
+    # Each answer waits until the writes before it are on the disk (group commit), except a
+    # nonce's: it is random bytes and a clock reading, nothing stored.
+    hot = {("POST", "/v1/nonce"): nonce_of, ("POST", "/v1/attest"): attest_of}
+    return RequestLimits(
+        _HotPaths(app, hot),
+        on_refusal=log,
+        durable=service.store.durable,
+        stateless=frozenset({("POST", "/v1/nonce")}),
+    )

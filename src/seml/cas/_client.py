@@ -3,7 +3,9 @@
 The client first fetches the server certificate without trusting it, compares its sha256
 fingerprint with the pin, and then builds an SSL context whose only trust anchor is that
 certificate: every later connection (keep-alive or not) is verified against it, so a swapped
-certificate fails the handshake. Hostnames are not checked: the pin is the identity.
+certificate fails the handshake. Hostnames are not checked: the pin is the identity. The
+requests go over the standard library's `http.client` (`seml.cas._http`): a workload's runtime
+does not pay for importing httpx.
 
 A client can instead be given an httpx transport (``transport=``): requests then go wherever
 that transport sends them and no certificate is checked. The tests use it to run the service's
@@ -13,6 +15,7 @@ app in the same process; it is never the way to reach a service over a network.
 from __future__ import annotations
 
 import base64
+import json as jsonlib
 import os
 import socket
 import ssl
@@ -24,7 +27,7 @@ from urllib.parse import quote, urlsplit
 from nacl.public import PrivateKey, SealedBox
 
 from seml.attest import EvidenceProvider, report_data_for
-from seml.cas._httpx import httpx
+from seml.cas._http import HttpFailure, PinnedConnection
 from seml.cas._protocol import (
     ServiceConfig,
     audit_challenge,
@@ -35,6 +38,7 @@ from seml.cas._protocol import (
 from seml.errors import IntegrityError, NetworkError, UsageError
 
 if TYPE_CHECKING:
+    import httpx
     from pydantic import BaseModel
 
     from seml.cas._audit import AuditEntry
@@ -116,15 +120,14 @@ class CasClient:
     ) -> None:
         self.url = url.rstrip("/")
         self.fingerprint = fingerprint
+        self._conn: PinnedConnection | httpx.Client
         if transport is not None:
-            self._http = httpx.Client(base_url=self.url, transport=transport, timeout=timeout)
+            from seml.cas._httpx import httpx
+
+            self._conn = httpx.Client(base_url=self.url, transport=transport, timeout=timeout)
         else:
-            self._http = httpx.Client(
-                base_url=self.url,
-                verify=_pinned_context(self.url, fingerprint, timeout),
-                timeout=timeout,
-                limits=httpx.Limits(max_keepalive_connections=4),
-            )
+            context = _pinned_context(self.url, fingerprint, timeout)
+            self._conn = PinnedConnection(self.url, context, timeout)
         self._info: ServiceInfo | None = None
 
     def __enter__(self) -> CasClient:
@@ -136,7 +139,7 @@ class CasClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._conn.close()
 
     def __repr__(self) -> str:
         return f"CasClient({self.url!r}, {self.fingerprint!r})"
@@ -150,22 +153,43 @@ class CasClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
+        status, data = self._send(method, path, json=json, params=params, headers=headers)
         try:
-            response = self._http.request(method, path, json=json, params=params, headers=headers)
-        except httpx.HTTPError as e:
-            raise NetworkError(f"attestation service {self.url}{path}: {e}") from e
-        try:
-            body = response.json()
+            body = jsonlib.loads(data)
         except ValueError:
             body = None
-        if response.status_code >= 400:
+        if status >= 400:
             if isinstance(body, dict) and "message" in body:
                 cls = error_class(body.get("error"))
                 raise cls(f"attestation service refused: {body['message']}")
-            raise NetworkError(f"attestation service {self.url}{path}: HTTP {response.status_code}")
+            raise NetworkError(f"attestation service {self.url}{path}: HTTP {status}")
         if not isinstance(body, dict):
             raise NetworkError(f"attestation service {self.url}{path}: answer is not JSON")
         return body
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[int, bytes]:
+        """(status, body) from the pinned connection, or from the given transport."""
+        if isinstance(self._conn, PinnedConnection):
+            body = None if json is None else jsonlib.dumps(json, allow_nan=False).encode()
+            try:
+                return self._conn.request(method, path, body=body, params=params, headers=headers)
+            except HttpFailure as e:
+                raise NetworkError(f"attestation service {self.url}{path}: {e}") from e
+        from seml.cas._httpx import httpx
+
+        try:
+            response = self._conn.request(method, path, json=json, params=params, headers=headers)
+        except httpx.HTTPError as e:
+            raise NetworkError(f"attestation service {self.url}{path}: {e}") from e
+        return response.status_code, response.content
 
     # -- service ------------------------------------------------------------------------
 
@@ -367,7 +391,7 @@ class CasClient:
         nonce = self.nonce()
         evidence = provider.evidence(report_data_for(nonce, public, workload))
         if workload is not None:
-            evidence = evidence.model_copy(update={"workload": workload})
+            evidence = evidence.replace(workload=workload)
         body = self._call(
             "POST",
             "/v1/attest",
@@ -377,12 +401,12 @@ class CasClient:
                 "session_hash": session_hash,
                 "nonce": _b64(nonce),
                 "public_key": _b64(public),
-                "evidence": evidence.model_dump(mode="json"),
+                "evidence": evidence.to_json_dict(),
             },
         )
         try:
             plain = SealedBox(key).decrypt(base64.b64decode(body["sealed"]))
-            return ServiceConfig.model_validate_json(plain)
+            return ServiceConfig.from_json(plain)
         except Exception as e:  # any failure here means a bad answer
             raise IntegrityError("the attestation service's answer does not decrypt") from e
 

@@ -16,6 +16,10 @@ Two layers, because no one layer sees everything:
 
 So a slow, stalled or endless client holds a connection for seconds, not forever, and at most
 `MAX_BODY` bytes of memory for a few seconds.
+
+`RequestLimits` is also where answers wait for the disk: given `durable` (the store's group
+commit), no answer's first byte leaves before every commit made until then is synced, so an
+answer never tells of (or hands out a secret released by) a write a power loss could undo.
 """
 
 from __future__ import annotations
@@ -67,18 +71,25 @@ class _Refused(Exception):
 class RequestLimits:
     """ASGI middleware: bodies and paths bounded before the app sees the request.
 
-    `on_refusal(request, error)` is told about each refusal (the service logs it)."""
+    `on_refusal(request, error)` is told about each refusal (the service logs it). `durable()`
+    returns once every commit so far is on the disk: each answer waits for it, except those of
+    `stateless` (method, path) requests, whose answers depend on nothing stored. If it raises,
+    the app's answer is dropped and a 503 carrying the error goes instead."""
 
     def __init__(
         self,
         app: App,
         *,
         on_refusal: Callable[[str, SemlError], None],
+        durable: Callable[[], Awaitable[None]] | None = None,
+        stateless: frozenset[tuple[str, str]] = frozenset(),
         max_body: int = MAX_BODY,
         body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.app = app
         self.on_refusal = on_refusal
+        self.durable = durable
+        self.stateless = stateless
         self.max_body = max_body
         self.body_timeout = body_timeout
 
@@ -86,6 +97,10 @@ class RequestLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.durable is not None and (scope.get("method"), scope.get("path")) not in (
+            self.stateless
+        ):
+            send = _after(self.durable, send)
         try:
             body = await self._read(scope, receive)
         except _Refused as r:
@@ -139,6 +154,27 @@ class RequestLimits:
             ) from None
 
 
+def _after(durable: Callable[[], Awaitable[None]], send: Send) -> Send:
+    """`send`, holding the answer's start until `durable()` returns; if it raises, a 503 with
+    its message instead of the answer."""
+    failed = False
+
+    async def durable_send(message: Message) -> None:
+        nonlocal failed
+        if failed:
+            return  # the rest of the answer that was held back
+        if message["type"] == "http.response.start":
+            try:
+                await durable()
+            except SemlError as e:
+                failed = True
+                await _answer(send, 503, e)
+                return
+        await send(message)
+
+    return durable_send
+
+
 async def _answer(send: Send, status: int, error: SemlError) -> None:
     from seml.cas._protocol import error_kind
 
@@ -158,10 +194,44 @@ async def _answer(send: Send, status: int, error: SemlError) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+class _Coalescing:
+    """A response's writes to `transport`, joined: uvicorn writes an answer's head and body
+    separately, and over TLS each write costs its own record and system call. Writes made in
+    one step of the event loop go out as one, at the end of that step (or before a close)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def bounded_protocol(
     *, header_timeout: float = HEADER_TIMEOUT, max_header: int = MAX_HEADER
 ) -> type:
-    """uvicorn's httptools protocol with a deadline and a size limit on each request's head."""
+    """uvicorn's httptools protocol with a deadline and a size limit on each request's head,
+    whose answers go out in one write each (`_Coalescing`)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -198,6 +268,9 @@ def bounded_protocol(
         def on_headers_complete(self) -> None:
             self._disarm()
             super().on_headers_complete()
+            cycle = getattr(self, "cycle", None)  # made just now; its task has not run yet
+            if cycle is not None and not isinstance(cycle.transport, _Coalescing):
+                cycle.transport = _Coalescing(self.transport, self.loop)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

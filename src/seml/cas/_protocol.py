@@ -1,10 +1,17 @@
-"""What travels between the service and its clients (besides session documents)."""
+"""What travels between the service and its clients (besides session documents).
+
+`ServiceConfig` is what `seml run` receives at every service start: a frozen dataclass with its
+own strict parser (exact key set, exact JSON types, no coercion), so the workload's runtime
+loads no schema library for it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-
-from pydantic import BaseModel, ConfigDict, Field
+import json
+from dataclasses import dataclass, field
+from typing import Any
 
 from seml.errors import (
     AttestationError,
@@ -70,21 +77,28 @@ def volume_subject(owner: str, volume: str) -> bytes:
     return b"seml-volume\x00" + owner.encode() + b"\x00" + volume.encode()
 
 
-class VolumeGrant(BaseModel):
+@dataclass(frozen=True)
+class VolumeGrant:
     """A protected volume a service mounts: its key and where its version tag is kept."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     path: str
-    key: str = Field(repr=False)  # hex, 32 bytes
+    key: str = field(repr=False)  # hex, 32 bytes
     owner: str  # the session that owns the volume (differs from the service's when imported)
     volume: str
-    token: str = Field(repr=False)  # capability for /v1/volumes/{owner}/{volume}
+    token: str = field(repr=False)  # capability for /v1/volumes/{owner}/{volume}
+
+    def __post_init__(self) -> None:
+        for name in ("path", "key", "owner", "volume", "token"):
+            _expect(f"volume grant {name}", getattr(self, name), str)
 
 
-class ServiceConfig(BaseModel):
-    """The resolved configuration an attested service receives. repr shows no secret values."""
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The resolved configuration an attested service receives. repr shows no secret values.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Built by the service (`seml.cas._resolve`), sent as `to_json`, read back with `from_json`;
+    either way every field is checked for its exact type (ValueError naming the field)."""
+
     session: str
     session_hash: str
     service: str
@@ -92,16 +106,84 @@ class ServiceConfig(BaseModel):
     tee: str
     simulated: bool
     weaknesses: list[str]
-    command: list[str] = Field(repr=False)
-    environment: dict[str, str] = Field(repr=False)
-    files: dict[str, str] = Field(repr=False)
+    command: list[str] = field(repr=False)
+    environment: dict[str, str] = field(repr=False)
+    files: dict[str, str] = field(repr=False)
     volumes: dict[str, VolumeGrant]
-    storage: str | None = None
     secrets: list[str]  # names released (values only inside environment/files/command)
+    storage: str | None = None
 
     # The capability for this attestation's completion report (`seml.receipt.CompletionReport`):
     # only the attested workload's runtime holds it.
-    completion: str | None = Field(default=None, repr=False)
+    completion: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("session", "session_hash", "service", "measurement", "tee"):
+            _expect(name, getattr(self, name), str)
+        _expect("simulated", self.simulated, bool)
+        for name in ("weaknesses", "command", "secrets"):
+            _expect(name, getattr(self, name), list)
+            for item in getattr(self, name):
+                _expect(f"an item of {name}", item, str)
+        for name in ("environment", "files"):
+            _expect(name, getattr(self, name), dict)
+            for key, value in getattr(self, name).items():
+                _expect(f"a key of {name}", key, str)
+                _expect(f"{name}[{key!r}]", value, str)
+        _expect("volumes", self.volumes, dict)
+        for key, grant in self.volumes.items():
+            _expect("a key of volumes", key, str)
+            _expect(f"volumes[{key!r}]", grant, VolumeGrant)
+        for name in ("storage", "completion"):
+            if getattr(self, name) is not None:
+                _expect(name, getattr(self, name), str)
+
+    def replace(self, **changes: Any) -> ServiceConfig:
+        """A copy with `changes` applied (checked like any other)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ServiceConfig:
+        """Parse what `to_json` wrote: a JSON object with exactly these fields (the optional
+        ones may be absent), each of its exact JSON type; ValueError naming what is wrong."""
+        document = json.loads(data)
+        fields = _fields(cls, document, "service configuration")
+        volumes = fields.get("volumes")
+        if isinstance(volumes, dict):
+            fields["volumes"] = {
+                name: VolumeGrant(**_fields(VolumeGrant, grant, f"volume grant {name!r}"))
+                for name, grant in volumes.items()
+            }
+        return cls(**fields)
+
+
+def _fields(cls: type, document: object, what: str) -> dict[str, Any]:
+    """`document`'s items, if it is a JSON object with all of `cls`'s required fields and no
+    other key."""
+    if not isinstance(document, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    extra = sorted(set(document) - set(known))
+    if extra:
+        raise ValueError(f"{what} has unknown field {extra[0]!r}")
+    missing = [
+        name
+        for name, f in known.items()
+        if name not in document
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ValueError(f"{what} lacks field {missing[0]!r}")
+    return dict(document)
+
+
+def _expect(what: str, value: object, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise ValueError(f"{what} must be {kind.__name__}, not {type(value).__name__}")
 
 
 def listing_challenge(nonce: bytes) -> bytes:

@@ -23,6 +23,7 @@ from seml.errors import NetworkError, SemlError, StorageError, UsageError
 
 if TYPE_CHECKING:
     from seml.cas._identity import CasIdentity
+    from seml.cas._state import SyncMode
 
 __all__ = ["client_urls", "interface_addresses", "lock_state", "parse_listen", "serve"]
 
@@ -144,7 +145,16 @@ def serve(
         _serve(identity, host, port, advertise)
 
 
-def _serve(identity: CasIdentity, host: str, port: int, advertise: str | None) -> None:
+def _serve(
+    identity: CasIdentity,
+    host: str,
+    port: int,
+    advertise: str | None,
+    *,
+    sync: SyncMode = "group",
+) -> None:
+    """`sync` other than "group" is for benchmarks/cas_bench.py's comparison only (no command
+    line option sets it)."""
     import uvicorn
 
     from seml.attest import default_verifier
@@ -155,7 +165,9 @@ def _serve(identity: CasIdentity, host: str, port: int, advertise: str | None) -
 
     _more_files()
     listen = f"{host}:{port}"
-    store = StateStore(identity.database, identity.sign)
+    store = StateStore(identity.database, identity.sign, sync=sync)
+    if sync != "group":
+        print(f"seml cas: BENCHMARK ONLY: commits synced {sync!r}, not grouped", flush=True)
     service = CasService(identity, store, default_verifier())
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -188,6 +200,7 @@ def _serve(identity: CasIdentity, host: str, port: int, advertise: str | None) -
         backlog=2048,
         lifespan="off",
         server_header=False,
+        proxy_headers=False,  # no answer depends on the client's address: no header rewrites it
         timeout_keep_alive=int(KEEP_ALIVE),
     )
     window = service.refusals.window
@@ -241,6 +254,7 @@ def _serve(identity: CasIdentity, host: str, port: int, advertise: str | None) -
             # process is gone before run() would return.
             with contextlib.suppress(SemlError):
                 service.flush_refusals(time.time(), force=True)
+                await store.durable()  # the store is not closed on this path
 
     try:
         _Server(config).run(sockets=[sock])

@@ -415,8 +415,8 @@ class CasService:
             from seml._claims import RELEASED_VARIABLE
 
             update["environment"] = {**config.environment, RELEASED_VARIABLE: released}
-        config = config.model_copy(update=update)
-        sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.model_dump_json().encode())
+        config = config.replace(**update)
+        sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.to_json().encode())
         details: dict[str, Any] = {
             "session": session_name,
             "hash": record.hash,

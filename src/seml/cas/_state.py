@@ -2,9 +2,18 @@
 
 Sessions, their sealed secrets and the audit log are append-only (triggers refuse UPDATE and
 DELETE, so a bug cannot rewrite history; an operator with the file can, and the audit chain
-shows it). Every write that answers a request commits before the answer is sent, and a commit
-reaches the disk before it returns (`synchronous=FULL`): an answered request survives a power
-loss, not only a killed process.
+shows it). Every write that answers a request commits before the answer is sent, and the
+commit is on the disk before the answer leaves: an answered request survives a power loss, not
+only a killed process. How a commit reaches the disk is the store's `sync` mode:
+
+- ``each`` (the default; the command-line tools): `synchronous=FULL`, SQLite syncs the WAL at
+  every commit, on the committing thread.
+- ``group`` (the server): `synchronous=NORMAL` plus `GroupSync`: the commit returns once its
+  frames are written, and the server holds each answer until one fsync of the WAL, shared by
+  every commit made before it started, has finished (`await durable()`). Same guarantee, one
+  sync per group of requests, and the event loop never waits for the disk.
+- ``none``: NORMAL alone (a power loss may drop the last commits); for the benchmark's
+  comparison only.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from seml.cas._audit import (
     GENESIS,
@@ -26,11 +35,14 @@ from seml.cas._audit import (
     new_salt,
     signing_message,
 )
+from seml.cas._groupsync import GroupSync
 from seml.cas._results import SessionSummary, SessionVersion
 from seml.errors import IntegrityError, PolicyError, StorageError
 from seml.policy import Session, SessionSignature, session_from_document, session_hash
 
-__all__ = ["SessionRecord", "StateStore"]
+__all__ = ["SessionRecord", "StateStore", "SyncMode"]
+
+SyncMode = Literal["each", "group", "none"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -120,18 +132,26 @@ class StateStore:
     """A single connection, used from one thread (the server's event loop)."""
 
     def __init__(
-        self, path: Path, sign: Callable[[bytes], bytes], *, synchronous: str = "FULL"
+        self,
+        path: Path,
+        sign: Callable[[bytes], bytes],
+        *,
+        sync: SyncMode = "each",
+        fsync: Callable[[int], None] | None = None,
     ) -> None:
+        """`sync`: how commits reach the disk (see the module). `fsync` replaces `os.fsync`
+        for the group's syncs (tests)."""
         self._sign = sign
-        if synchronous not in ("FULL", "NORMAL"):  # NORMAL: for the benchmark's comparison only
-            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        if sync not in ("each", "group", "none"):
+            raise ValueError(f"sync must be each, group or none, not {sync!r}")
+        self._group: GroupSync | None = None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL + FULL: the WAL is synced at every commit, so an answered request survives a
-            # power loss (NORMAL syncs only at checkpoints: a power loss can drop the last
-            # commits). benchmarks/cas_bench.py measures the difference.
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            # WAL + FULL: the WAL is synced at every commit. WAL + NORMAL: only at checkpoints,
+            # so "group" syncs it itself before any answer (`GroupSync`), and "none" does not
+            # (a power loss can drop the last commits). benchmarks/cas_bench.py measures all 3.
+            self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'each' else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(audit)")}
             for table in _APPEND_ONLY:
@@ -155,9 +175,28 @@ class StateStore:
         self._audit_head: tuple[int, str] = (row[0], row[1]) if row else (0, GENESIS)
         self._latest: dict[str, SessionRecord] = {}
         self._sealed: dict[str, dict[str, tuple[str, bytes]]] = {}
+        if sync == "group":
+            try:
+                self._group = GroupSync(path, **({"fsync": fsync} if fsync else {}))
+            except StorageError:
+                self._db.close()
+                raise
 
     def close(self) -> None:
+        if self._group is not None:
+            self._group.close()
         self._db.close()
+
+    async def durable(self) -> None:
+        """Return once every commit made so far is on the disk (at once unless `group`);
+        StorageError if the disk refused a sync. The server awaits it before each answer."""
+        if self._group is not None:
+            await self._group.wait()
+
+    @property
+    def syncs(self) -> int | None:
+        """Group syncs done so far (None unless `group`)."""
+        return None if self._group is None else self._group.syncs
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -166,7 +205,10 @@ class StateStore:
         return self._db
 
     def ping(self) -> None:
-        """Raise StorageError unless the database answers a query (health probes)."""
+        """Raise StorageError unless the database answers a query and its log syncs (health
+        probes)."""
+        if self._group is not None:
+            self._group.check()
         try:
             self._db.execute("SELECT 1 FROM audit LIMIT 1").fetchall()
         except sqlite3.Error as e:
@@ -174,7 +216,11 @@ class StateStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed when the block ends (the caller answers only after
+        `durable()`)."""
         head = self._audit_head
+        if self._group is not None:
+            self._group.check()
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -184,6 +230,8 @@ class StateStore:
                 self._audit_head = head
                 raise
             self._db.execute("COMMIT")
+            if self._group is not None:
+                self._group.committed()
         except sqlite3.Error as e:
             self._audit_head = head
             raise StorageError(f"service database: {e}") from e

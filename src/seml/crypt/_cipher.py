@@ -145,16 +145,18 @@ class Cipher:
         *,
         nonce: bytes | None = None,
         progress: Callable[[int], None] | None = None,
+        sink: Callable[[memoryview], object] | None = None,
     ) -> int:
         """Encrypt the whole regular file `src` into `dst`, both open in binary mode.
 
         Faster than `encrypt_stream` for files on disk: batches are read, sealed and written at
         their offsets in parallel. Works on whole files from offset 0, ignoring (and not moving)
-        the file positions. `progress` gets the plaintext bytes done. Returns bytes written.
+        the file positions. `progress` gets the plaintext bytes done, `sink` the plaintext
+        itself, in order, on this thread (e.g. a hash's update). Returns bytes written.
         """
         try:
             return _files.encrypt_file(
-                src.fileno(), dst.fileno(), self._data_key, self._nonce(nonce), progress
+                src.fileno(), dst.fileno(), self._data_key, self._nonce(nonce), progress, sink
             )
         except OSError as e:
             raise StorageError(f"encrypting {getattr(src, 'name', 'a file')} failed: {e}") from e
@@ -166,14 +168,21 @@ class Cipher:
         *,
         name: str,
         progress: Callable[[int], None] | None = None,
+        sink: Callable[[memoryview], object] | None = None,
+        direct: bool = False,
     ) -> int:
-        """Decrypt the whole regular file `src` into `dst` (see `encrypt_file`).
+        """Decrypt the whole regular file `src` into the new, empty file `dst` (see
+        `encrypt_file`); `sink` gets the authenticated plaintext in order.
 
-        IntegrityError naming `name` on any problem; `dst` then holds partial (authenticated)
-        plaintext, to be discarded. `progress` gets the encrypted bytes done.
+        `direct`: write a large file with direct I/O where the filesystem has it (no copy into
+        the page cache, nothing left dirty for the caller's fsync; the file is then not cached
+        for readers). IntegrityError naming `name` on any problem; `dst` then holds partial
+        (authenticated) plaintext, to be discarded. `progress` gets the encrypted bytes done.
         """
         try:
-            return _files.decrypt_file(src.fileno(), dst.fileno(), self._data_key, name, progress)
+            return _files.decrypt_file(
+                src.fileno(), dst.fileno(), self._data_key, name, progress, sink, direct=direct
+            )
         except OSError as e:
             raise StorageError(f"{name}: decrypting failed: {e}") from e
 

@@ -14,9 +14,13 @@ calls it itself (idempotent, thread-safe).
 
 from __future__ import annotations
 
+import mmap
+
 from nacl._sodium import ffi, lib
 
-__all__ = ["NONCE_SIZE", "TAG_SIZE", "open_batch", "seal_batch"]
+__all__ = ["NONCE_SIZE", "TAG_SIZE", "Buffer", "open_batch", "seal_batch"]
+
+Buffer = bytearray | mmap.mmap  # a writable buffer (mmap: page-aligned, for direct I/O)
 
 NONCE_SIZE = 24
 TAG_SIZE = 16
@@ -32,9 +36,7 @@ def _nonce(base: int, index: int) -> bytes:
     return ((base + index) % _NONCE_MOD).to_bytes(NONCE_SIZE, "little")
 
 
-def seal_batch(
-    key: bytes, nonce: int, src: bytearray, size: int, dst: bytearray, block: int
-) -> int:
+def seal_batch(key: bytes, nonce: int, src: Buffer, size: int, dst: Buffer, block: int) -> int:
     """Seal `src[:size]` in `block`-sized chunks into `dst` (tag || ciphertext per chunk).
 
     Chunk i uses nonce `nonce + i`. Returns the number of bytes written to `dst`.
@@ -54,7 +56,7 @@ def seal_batch(
 
 
 def open_batch(
-    key: bytes, nonce: int, src: bytearray, size: int, dst: bytearray, block: int
+    key: bytes, nonce: int, src: Buffer, size: int, dst: Buffer, block: int
 ) -> tuple[int, int]:
     """Open `src[:size]` made of sealed chunks of `block + TAG_SIZE` bytes (the last may be short).
 

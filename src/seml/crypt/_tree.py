@@ -199,7 +199,7 @@ def decrypt_tree(
             name = f"{item.path} [{item.dest_rel}]"
 
             def transform(s: BinaryIO, d: BinaryIO, p: Progress | None, name: str = name) -> int:
-                return cipher.decrypt_file(s, d, name=name, progress=p)
+                return cipher.decrypt_file(s, d, name=name, progress=p, direct=True)
 
             _write_atomically(item, dst, transform, progress)
             written.append(item.dest_rel)

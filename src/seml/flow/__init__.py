@@ -1,10 +1,52 @@
-"""The end-to-end SEML flow: sessions, services and their programs, the demo."""
+"""The end-to-end SEML flow: sessions, services and their programs, the demo.
 
-from seml.flow._demo import Check, run_demo, verify_flow
-from seml.flow._flow import Flow, FlowConfig, Mode, PhaseResult
-from seml.flow._plan import FlowLayout, collaboration_session, private_session, remote
-from seml.flow._programs import copy_in, copy_out, fetch, key_variable, predict_all, train_all
-from seml.flow._runner import StepFailed, StepResult, run_measured
+Names are imported on first use (PEP 562): the flow's programs (`seml flow train`, `predict`,
+`fetch`, `copy-in`, `copy-out`) run once per phase of every flow, in both modes, and need
+only `seml.flow._programs`; importing the flow driver with them would add the attestation
+service's client, the session models (pydantic) and HTTP to every one of those processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seml.flow._demo import Check, run_demo, verify_flow
+    from seml.flow._flow import Flow, FlowConfig, Mode, PhaseResult
+    from seml.flow._plan import FlowLayout, collaboration_session, private_session, remote
+    from seml.flow._programs import (
+        copy_in,
+        copy_out,
+        fetch,
+        key_variable,
+        predict_all,
+        train_all,
+    )
+    from seml.flow._runner import StepFailed, StepResult, run_measured
+
+_HOME = {
+    "Check": "_demo",
+    "run_demo": "_demo",
+    "verify_flow": "_demo",
+    "Flow": "_flow",
+    "FlowConfig": "_flow",
+    "Mode": "_flow",
+    "PhaseResult": "_flow",
+    "FlowLayout": "_plan",
+    "collaboration_session": "_plan",
+    "private_session": "_plan",
+    "remote": "_plan",
+    "copy_in": "_programs",
+    "copy_out": "_programs",
+    "fetch": "_programs",
+    "key_variable": "_programs",
+    "predict_all": "_programs",
+    "train_all": "_programs",
+    "StepFailed": "_runner",
+    "StepResult": "_runner",
+    "run_measured": "_runner",
+}
 
 __all__ = [
     "Check",
@@ -28,3 +70,16 @@ __all__ = [
     "train_all",
     "verify_flow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'seml.flow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"seml.flow.{home}"), name)
+    globals()[name] = value  # once: later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

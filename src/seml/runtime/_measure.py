@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -59,18 +60,25 @@ def _file_digest(path: Path) -> bytes:
 
 
 def _tree(root: Path) -> Iterable[tuple[str, Path]]:
-    """(relative name, path) for a file, or every regular file below a folder, sorted;
-    compiled caches left out."""
+    """(relative name, path) for a file, or every regular file below a folder (a link to a file
+    counts, a linked folder is not entered), sorted; compiled caches left out."""
     if root.is_file():
         yield root.name, root
         return
     if not root.is_dir():
         raise UsageError(f"code path {root} does not exist")
-    entries = sorted(
-        (p.relative_to(root).as_posix(), p)
-        for p in root.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    )
+    if "__pycache__" in root.parts:
+        return
+    entries = []
+    # os.walk reads each folder once (scandir); Path.rglob made a Path per entry, which cost
+    # more than hashing the files at every `seml run`.
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            full = Path(folder, name)
+            if name != "__pycache__" and full.suffix != ".pyc" and full.is_file():
+                entries.append((full.relative_to(root).as_posix(), full))
+    entries.sort()
     yield from entries
 
 

@@ -15,12 +15,6 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
 
 from seml.attest import platform_id
 from seml.errors import StorageError, UsageError
@@ -41,7 +35,7 @@ def default_platform_key() -> Path:
 def init_platform_key(path: Path) -> str:
     """Create a new platform key at `path` (0600, never overwritten); return its id."""
     key = Ed25519PrivateKey.generate()
-    raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    raw = key.private_bytes_raw()
     text = f"{_HEADER}\n{base64.b64encode(raw).decode()}\n"
     from seml._fs import write_atomic
 
@@ -53,7 +47,7 @@ def init_platform_key(path: Path) -> str:
         write_atomic(path, text, mode=0o600, overwrite=False)
     except FileExistsError:
         raise UsageError(f"a platform key already exists at {path}") from None
-    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    public = key.public_key().public_bytes_raw()
     return platform_id(public)
 
 
@@ -80,9 +74,5 @@ def load_platform_key(path: Path) -> bytes:
 
 def platform_of(path: Path) -> str:
     raw = load_platform_key(path)
-    public = (
-        Ed25519PrivateKey.from_private_bytes(raw)
-        .public_key()
-        .public_bytes(Encoding.Raw, PublicFormat.Raw)
-    )
+    public = Ed25519PrivateKey.from_private_bytes(raw).public_key().public_bytes_raw()
     return platform_id(public)

@@ -25,6 +25,7 @@ from seml.sync._manifest import (
 __all__ = [
     "HashingReader",
     "HashingWriter",
+    "PlainDigest",
     "SyncProgress",
     "read_manifest",
     "read_marker",
@@ -90,6 +91,10 @@ class HashingReader:
             self._seen(memoryview(b)[:n])
         return int(n or 0)
 
+    def update(self, view: memoryview) -> None:
+        """Count and hash plaintext read from the file by other means (positional reads)."""
+        self._seen(view)
+
     def _seen(self, view: memoryview) -> None:
         if view:
             self._sha.update(view)
@@ -101,30 +106,40 @@ class HashingReader:
         return self._sha.hexdigest()
 
 
-class HashingWriter:
-    """Writes decrypted plaintext to a temporary file, hashing it on the way."""
+class PlainDigest:
+    """SHA-256 and size of plaintext seen in order (`update`), reported to the progress."""
 
-    def __init__(self, f: BinaryIO, what: str, progress: SyncProgress | None) -> None:
-        self._f = f
-        self._what = what
+    def __init__(self, progress: SyncProgress | None) -> None:
         self._progress = progress
         self._sha = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes | memoryview) -> int:
+    def update(self, data: bytes | memoryview) -> None:
         self._sha.update(data)
-        try:
-            self._f.write(data)
-        except OSError as e:
-            raise StorageError(f"{self._what}: write failed: {e.strerror or e}") from e
         n = len(data)
         self.size += n
         if self._progress is not None:
             self._progress.advance(n)
-        return n
 
     def hexdigest(self) -> str:
         return self._sha.hexdigest()
+
+
+class HashingWriter(PlainDigest):
+    """Writes decrypted plaintext to a temporary file, hashing it on the way."""
+
+    def __init__(self, f: BinaryIO, what: str, progress: SyncProgress | None) -> None:
+        super().__init__(progress)
+        self._f = f
+        self._what = what
+
+    def write(self, data: bytes | memoryview) -> int:
+        try:
+            self._f.write(data)
+        except OSError as e:
+            raise StorageError(f"{self._what}: write failed: {e.strerror or e}") from e
+        self.update(data)
+        return len(data)
 
 
 def _read_sealed(store: ObjectStore, cipher: Cipher, name: str, what: str) -> bytes | None:

@@ -6,8 +6,11 @@ can be fetched on its own (a ranged GET on S3, a seek on a file) and decrypted a
 its own by giving it a header with the nonce advanced to its first chunk; its plaintext is
 written with pwrite at 64 KiB * i in the staging file. Every chunk is still authenticated with
 the data key and its position-bound nonce: a range cannot be moved, cut or replaced without
-failing. When the last part of a file is done, the staging file is read back and hashed, so
-the SHA-256 checked against the manifest is of exactly the bytes that will get the final name.
+failing. As soon as the parts from the start of the file are written, one worker at a time
+reads them back (from the page cache: their write-back to the disk was started as they were
+written) and hashes them in order, while the others keep fetching; the SHA-256 checked against
+the manifest is of exactly the bytes that will get the final name, and when the last part
+lands only that part is left to hash.
 
 Parts run as ordinary tasks on the pull's worker threads, so memory is bounded by the number of
 transfers, as for whole files.
@@ -21,6 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO, cast
 
+from seml._fs import start_writeback
 from seml.crypt import Cipher
 from seml.errors import IntegrityError, StorageError
 from seml.store import ObjectStore
@@ -50,7 +54,7 @@ class SplitFile:
     """One file fetched in `parts` ranged parts into a staging file (`create` makes it, new,
     and returns its descriptor; `label` names it in messages).
 
-    `fetch_part(k)` may run on any thread; the thread that finishes the last part verifies
+    `fetch_part(k)` may run on any thread; the thread that hashes the last part verifies
     the whole file. Problems (integrity) are appended to `problems`; `ok` tells the outcome.
     """
 
@@ -81,9 +85,12 @@ class SplitFile:
         self._lock = threading.Lock()
         self._header_lock = threading.Lock()
         self._header: bytes | None = None
-        self._left = self.parts
         self._failed = False
         self._fd: int | None = None
+        self._landed = [False] * self.parts  # parts written to the staging file
+        self._hashed = 0  # parts hashed, from the first
+        self._hashing = False  # a worker is hashing (one at a time, in order)
+        self._sha = hashlib.sha256()
         self.ok = False
 
     def open(self) -> None:
@@ -110,18 +117,53 @@ class SplitFile:
             return self._header
 
     def fetch_part(self, k: int) -> None:
-        """Fetch, decrypt and write part `k`; verify the file if it was the last one."""
+        """Fetch, decrypt and write part `k`; hash what is now contiguous from the start
+        unless another worker does; verify the file when everything is hashed."""
         try:
             if not self._failed:
                 self._fetch(k)
+                with self._lock:
+                    self._landed[k] = True
+                self._hash_landed()
         except IntegrityError as e:
             self._problem(str(e))
-        finally:
+
+    def _hash_landed(self) -> None:
+        while True:
             with self._lock:
-                self._left -= 1
-                last = self._left == 0
-        if last:
-            self._finish()
+                k = self._hashed
+                if self._hashing or self._failed or k >= self.parts or not self._landed[k]:
+                    return
+                self._hashing = True
+            try:
+                self._hash_part(k)
+            finally:
+                with self._lock:
+                    self._hashing = False
+            with self._lock:
+                self._hashed = k + 1
+                complete = self._hashed == self.parts
+            if complete:
+                self._finish()
+                return
+
+    def _hash_part(self, k: int) -> None:
+        fd = self._fd
+        if fd is None:  # pragma: no cover - open() always precedes the parts
+            raise StorageError(f"{self.tmp}: staging file is not open")
+        offset = k * self._part_blocks * _BLOCK_DATA
+        end = min(offset + self._part_blocks * _BLOCK_DATA, self.entry.size)
+        buf = bytearray(_HASH_BUFFER)
+        view = memoryview(buf)
+        try:
+            while offset < end:
+                n = os.preadv(fd, [view[: min(_HASH_BUFFER, end - offset)]], offset)
+                if n == 0:
+                    break  # the size check in _finish reports it
+                self._sha.update(view[:n])
+                offset += n
+        except OSError as e:
+            raise StorageError(f"{self.tmp}: cannot read back: {e.strerror}") from e
 
     def _fetch(self, k: int) -> None:
         entry = self.entry
@@ -157,23 +199,11 @@ class SplitFile:
         fd = self._fd
         if fd is None:  # pragma: no cover - open() always precedes the parts
             raise StorageError(f"{self.tmp}: staging file is not open")
-        sha = hashlib.sha256()
-        buf = bytearray(_HASH_BUFFER)
-        view = memoryview(buf)
-        size = 0
-        try:
-            while True:
-                n = os.preadv(fd, [view], size)
-                if n == 0:
-                    break
-                sha.update(view[:n])
-                size += n
-        except OSError as e:
-            raise StorageError(f"{self.tmp}: cannot read back: {e.strerror}") from e
+        size = os.fstat(fd).st_size
         problem = None
         if size != entry.size:
             problem = f"{entry.path}: decrypted to {size} bytes, expected {entry.size}"
-        elif self._verify and sha.hexdigest() != entry.sha256:
+        elif self._verify and self._sha.hexdigest() != entry.sha256:
             problem = (
                 f"{entry.path}: content does not match the manifest's SHA-256 "
                 "(swapped with another file or replaced)"
@@ -246,6 +276,7 @@ class _WriteAt:
                 done += os.pwrite(self._fd, view[done:], self._offset + done)
         except OSError as e:
             raise StorageError(f"{self._what}: write failed: {e.strerror or e}") from e
+        start_writeback(self._fd, self._offset, done)
         self._offset += done
         self.count += done
         if self._progress is not None:

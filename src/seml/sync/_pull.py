@@ -476,8 +476,14 @@ def _fetch_one(
     with open(create(), "wb") as out:
         writer = HashingWriter(out, entry.path, progress)
         try:
-            with store.open(entry.object) as src:
-                cipher.decrypt_stream(src, writer, name=entry.path)  # type: ignore[arg-type]
+            if isinstance(store, FileStore):
+                # A whole local file: batches decrypted in parallel and written at their
+                # offsets (directly to the disk when large), hashed in order on the way.
+                with store.open_file(entry.object) as src:
+                    cipher.decrypt_file(src, out, name=entry.path, sink=writer.update, direct=True)
+            else:
+                with store.open(entry.object) as src:
+                    cipher.decrypt_stream(src, writer, name=entry.path)  # type: ignore[arg-type]
         except IntegrityError as e:
             with lock:
                 problems.append(str(e))

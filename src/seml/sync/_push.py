@@ -33,7 +33,7 @@ from pathlib import Path
 
 from seml.crypt import Cipher
 from seml.errors import IntegrityError, SemlError, StorageError, UsageError
-from seml.store import ObjectStore
+from seml.store import FileStore, ObjectStore
 from seml.sync._common import (
     HashingReader,
     SyncProgress,
@@ -325,7 +325,16 @@ def _push_one(
         raise StorageError(f"{f.file}: cannot open: {e.strerror}") from e
     with fh:
         reader = HashingReader(fh, str(f.file), progress)
-        stored = store.put(obj, cipher.encrypting_reader(reader), mtime=f.mtime)  # type: ignore[arg-type]
+        if isinstance(store, FileStore):
+            # A local object from a local file: batches read, sealed and written at their
+            # offsets in parallel, the plaintext hashed in order on the way (one read).
+            stored = store.put_with(
+                obj,
+                lambda out: cipher.encrypt_file(fh, out, sink=reader.update),
+                mtime=f.mtime,
+            )
+        else:
+            stored = store.put(obj, cipher.encrypting_reader(reader), mtime=f.mtime)  # type: ignore[arg-type]
     if stored != cipher.encrypted_size(reader.size):
         raise StorageError(
             f"{store.url}{obj} ({f.path}): stored {stored} bytes, expected "

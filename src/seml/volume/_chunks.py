@@ -188,8 +188,10 @@ def unseal_object(
         write_all(raw.fileno(), plain)
         return len(plain), hashlib.sha256(plain).hexdigest() if thorough else None
     # Parallel and positional: batches of chunks are opened and written at their offsets.
-    done = cipher.decrypt_file(src, raw, name=label)
-    return done, sha256_fd(raw.fileno(), done)[0] if thorough else None
+    # The hash sees the authenticated plaintext in order as it is written (no second read).
+    digest = hashlib.sha256() if thorough else None
+    done = cipher.decrypt_file(src, raw, name=label, sink=digest.update if digest else None)
+    return done, digest.hexdigest() if digest else None
 
 
 class ObjectReader:

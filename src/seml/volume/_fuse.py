@@ -87,6 +87,9 @@ def _fuse_errors(method: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
+_REQUEST = 1 << 20
+
+
 class VolumeFS:
     """FUSE operations over an opened volume (single-threaded: no locking needed)."""
 
@@ -134,7 +137,18 @@ class VolumeFS:
 
     # -- FUSE operations ---------------------------------------------------------------------
 
-    def init(self, path: str) -> None:
+    def init(self, path: str) -> None:  # libfuse 2: no connection settings to make
+        self._on_ready()
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        """libfuse 3: requests of up to `_REQUEST` bytes (the kernel's default is 128 KiB, and
+        every request is a round of Python calls), and the kernel keeps what it read of a
+        file across opens (every change goes through this mount, which invalidates it)."""
+        if conn is not None:
+            conn.max_write = _REQUEST
+            conn.max_readahead = _REQUEST
+        if config is not None:
+            config.kernel_cache = 1
         self._on_ready()
 
     @_fuse_errors
