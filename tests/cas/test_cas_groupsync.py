@@ -35,10 +35,14 @@ class Gate:
         self.synced: list[str] = []
         self.started = threading.Semaphore(0)
         self.fail: OSError | None = None
+        self.reclose = False  # let one sync through, then close again (syncs run one at a time)
 
     def __call__(self, fd: int) -> None:
         self.started.release()
         self.open.wait(10)
+        if self.reclose:
+            self.reclose = False
+            self.open.clear()
         if self.fail is not None:
             raise self.fail
         os.fsync(fd)
@@ -126,10 +130,15 @@ def test_commits_during_a_sync_share_the_next_one_and_not_the_running_one(
             _commit(store, i)
             later.append(asyncio.ensure_future(store.durable()))
         await asyncio.sleep(0.05)
+        gate.reclose = True  # the running sync passes; the next one waits at the gate
         gate.open.set()
         await asyncio.wait_for(first, 10)
         # The running sync started before commits 1-10 returned: it does not answer them...
         assert gate.wal_syncs() == 1
+        await _started(gate)  # the next sync is at the gate
+        await asyncio.sleep(0.05)
+        assert not any(w.done() for w in later)
+        gate.open.set()
         await asyncio.wait_for(asyncio.gather(*later), 10)
         # ... one more sync does, for all ten.
         assert gate.wal_syncs() == 2
