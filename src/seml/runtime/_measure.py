@@ -87,8 +87,34 @@ def _package_root() -> Path:
 
 
 def _runtime_files(root: Path) -> tuple[tuple[str, str], ...]:
-    """(name relative to the package, sha256 hex) of every file of the seml package."""
-    return tuple((name, _file_digest(path).hex()) for name, path in _tree(root))
+    """(name relative to the package, sha256 hex) of every file of the seml package: the
+    files `_tree` yields, found with one `scandir` per folder and named as strings (a `Path` per
+    file cost more than hashing the package at every `seml run`)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name == "__pycache__":
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    walk(e.path, f"{prefix}{e.name}/")
+                elif not e.name.endswith(".pyc") and e.is_file():  # a link to a file counts
+                    found.append((prefix + e.name, e.path))
+
+    try:
+        walk(os.fspath(root), "")
+    except OSError as e:
+        raise UsageError(f"cannot read the seml package at {root}: {e.strerror or e}") from e
+    found.sort()
+    out = []
+    for name, path in found:
+        try:
+            with open(path, "rb", buffering=0) as f:
+                out.append((name, hashlib.file_digest(f, "sha256").hexdigest()))
+        except OSError as e:
+            raise UsageError(f"cannot read code file {path}: {e.strerror or e}") from e
+    return tuple(out)
 
 
 def _identity(files: Iterable[tuple[str, str]]) -> str:
