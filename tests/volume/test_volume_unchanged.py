@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from seml.volume import Volume
@@ -37,7 +38,7 @@ def test_untouched_workspace_is_unchanged(tmp_path: Path) -> None:
 
 
 def test_every_kind_of_change_is_seen_at_once(tmp_path: Path) -> None:
-    changes = {
+    changes: dict[str, Callable[[Path], object]] = {
         "same-size": lambda ws: (ws / "a.txt").write_text("wxyz"),
         "truncate": lambda ws: os.truncate(ws / "a.txt", 0),
         "chmod": lambda ws: (ws / "a.txt").chmod(0o600),
