@@ -3,66 +3,42 @@ answers from a real TLS server: each way an answer can end, and each broken answ
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cas._tls_server import TlsServer
 from seml.cas import CasClient
 from seml.cas._identity import init_state_dir
 from seml.errors import NetworkError
 
 
-class _CannedServer:
+class _CannedServer(TlsServer):
     """Answers each request on a connection with the next canned bytes; after the last one (or
     an answer marked to close) it closes the connection."""
 
     def __init__(self, cert: Path, key: Path, answers: list[bytes]) -> None:
         self.answers = answers
         self.requests: list[bytes] = []
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(cert, key)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(cert, key)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                raw, _ = self._listener.accept()
-            except OSError:
+    def answer(self, tls: ssl.SSLSocket) -> None:
+        data = b""
+        while self.answers:
+            while b"\r\n\r\n" not in data:
+                chunk = tls.recv(4096)
+                if not chunk:  # the client's certificate probe, or it closed
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            self.requests.append(head)
+            answer = self.answers.pop(0)
+            tls.sendall(answer)
+            if b"Connection: close" in answer or b"Content-Length" not in answer:
                 return
-            with (
-                contextlib.suppress(OSError),
-                self._context.wrap_socket(raw, server_side=True) as tls,
-            ):
-                data = b""
-                while self.answers:
-                    while b"\r\n\r\n" not in data:
-                        chunk = tls.recv(4096)
-                        if not chunk:  # the client's certificate probe, or it closed
-                            break
-                        data += chunk
-                    if b"\r\n\r\n" not in data:
-                        break
-                    head, _, data = data.partition(b"\r\n\r\n")
-                    self.requests.append(head)
-                    answer = self.answers.pop(0)
-                    tls.sendall(answer)
-                    if b"Connection: close" in answer or b"Content-Length" not in answer:
-                        break
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
