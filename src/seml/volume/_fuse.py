@@ -348,7 +348,7 @@ def _widen_readahead(mountpoint: Path | None) -> None:
     if mountpoint is None:
         return
     # Resolve the parent only: a lookup of the mount point itself would wait for us too.
-    target = os.path.join(os.path.realpath(mountpoint.absolute().parent), mountpoint.name)
+    target = str(mountpoint.absolute().parent.resolve() / mountpoint.name)
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             fields = line.split()
