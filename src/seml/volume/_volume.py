@@ -20,6 +20,7 @@ import functools
 import os
 import secrets
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,6 +248,7 @@ class Volume:
                     with contextlib.suppress(SemlError):
                         folder.remove(rel)
                 raise
+        _past_file_clock(snapshot.values())
         self._unsealed, self._unsealed_into = snapshot, workspace.resolve()
 
     # -- sealing -----------------------------------------------------------------------------
@@ -277,6 +279,7 @@ class Volume:
         # What was just sealed is what the scan saw (a file written since then has a new
         # ctime), so the next seal of this workspace can reuse objects without hashing.
         self._unsealed = {rel: file_identity(st) for rel, st in found}
+        _past_file_clock(self._unsealed.values())
         self._unsealed_into = workspace.resolve()
         return version
 
@@ -480,6 +483,25 @@ class Volume:
             yield
         except OSError as e:
             raise StorageError(f"volume {self.name!r} at {self.path}: {action} failed: {e}") from e
+
+
+# The clock the kernel stamps file times with advances by one tick at a time (CLOCK_REALTIME_
+# COARSE, 5 on Linux; the time module does not name it), so two writes in one tick can share a
+# change time.
+_COARSE_CLOCK = 5
+try:
+    _FILE_CLOCK_TICK = max(1_000_000, int(time.clock_getres(_COARSE_CLOCK) * 1e9))
+except OSError:  # pragma: no cover - not Linux
+    _FILE_CLOCK_TICK = 10_000_000
+
+
+def _past_file_clock(identities: Iterable[Identity]) -> None:
+    """Return once the file clock is past every recorded change time, so that any later write
+    to one of these files gives it a new ctime (a program can put size and mtime back, not the
+    ctime): what lets a seal trust "unchanged since unseal". At most one tick (4 ms here)."""
+    newest = max((identity[2] for identity in identities), default=0)
+    while (late := newest + _FILE_CLOCK_TICK - time.time_ns()) > 0:
+        time.sleep(late / 1e9)
 
 
 def _write_new(path: Path, data: bytes) -> int:
