@@ -22,7 +22,6 @@ import secrets
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -333,13 +332,10 @@ class Volume:
         """Fill `staging` with the new version's objects and manifest, then commit it."""
         previous = {f.path: f for f in self._manifest.files}
         ordered = sorted(sources, key=lambda s: s.path)
-        with (
-            Syncer() as syncer,
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seml-sha256") as hasher,
-        ):
+        with Syncer() as syncer:
 
             def seal_one(source: SealSource) -> VolumeFile:
-                return self._seal_one(source, staging, previous.get(source.path), syncer, hasher)
+                return self._seal_one(source, staging, previous.get(source.path), syncer)
 
             entries = map_in_order(seal_one, ordered, workers=workers)
             syncer.wait()  # every new object is durable before the manifest names it
@@ -376,7 +372,6 @@ class Volume:
         staging: Path,
         old: VolumeFile | None,
         syncer: Syncer,
-        hasher: ThreadPoolExecutor,
     ) -> VolumeFile:
         """One file of a seal: a link to its current object when unchanged, else encrypted."""
         obj = self._cipher.encrypt_name(source.path)
@@ -386,7 +381,7 @@ class Volume:
         if reuse is None and old is not None and source.unchanged(old):
             reuse = old
         if reuse is None:
-            return self._encrypt(source, dst, obj, syncer, hasher)
+            return self._encrypt(source, dst, obj, syncer)
         link_or_copy(self._generation / reuse.object, dst)
         return VolumeFile(source.path, reuse.size, reuse.sha256, obj, reuse.nonce, source.mode)
 
@@ -396,16 +391,13 @@ class Volume:
         dst: Path,
         obj: str,
         syncer: Syncer,
-        hasher: ThreadPoolExecutor,
     ) -> VolumeFile:
         """Encrypt one file into `dst`; `syncer` makes it durable (the caller waits for it)."""
         try:
             with source.open() as raw:
                 out = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
                 try:
-                    size, digest, nonce = seal_object(
-                        self._cipher, self._keys.data_key, raw, out, hasher
-                    )
+                    size, digest, nonce = seal_object(self._cipher, self._keys.data_key, raw, out)
                 except BaseException:
                     os.close(out)
                     raise
