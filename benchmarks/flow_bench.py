@@ -19,10 +19,10 @@ attestation service, other processes).
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from seml.bench import (
