@@ -48,21 +48,36 @@ def _has_proc_children() -> bool:
     return Path(f"/proc/{me}/task/{me}/children").exists()
 
 
+def _read(path: str) -> bytes:
+    """A small /proc file, whole."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        parts = [os.read(fd, 4096)]
+        while parts[-1]:
+            parts.append(os.read(fd, 4096))
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def _proc_tree_rss(pid: int) -> int:
     """Summed RSS of `pid` and all its descendants, from /proc: a few small reads per process.
 
     psutil's children(recursive=True) reads the status of every process on the machine to find
     parents, which at one sample every 20 ms cost about a tenth of a core; this reads only the
-    tree's own entries. A process that exits meanwhile is skipped.
+    tree's own entries, with plain `os` calls (through `pathlib` the same walk cost ~0.5 ms of
+    CPU per sample, 2-3% of a core at 50 samples a second, taken from the steps it measures).
+    A process that exits meanwhile is skipped.
     """
     total = 0
     stack = [pid]
     while stack:
         p = stack.pop()
         try:
-            total += int(Path(f"/proc/{p}/statm").read_bytes().split()[1]) * _PAGE
-            for task in Path(f"/proc/{p}/task").iterdir():
-                stack.extend(int(c) for c in (task / "children").read_bytes().split())
+            total += int(_read(f"/proc/{p}/statm").split()[1]) * _PAGE
+            tasks = f"/proc/{p}/task"
+            for tid in os.listdir(tasks):  # noqa: PTH208 - pathlib triples the CPU
+                stack.extend(int(c) for c in _read(f"{tasks}/{tid}/children").split())
         except (OSError, ValueError, IndexError):
             continue
     return total
