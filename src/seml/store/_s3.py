@@ -90,7 +90,13 @@ class S3Store(StoreAdapter):
             connect_timeout=c.connect_timeout,
             read_timeout=c.read_timeout,
             max_pool_connections=64,
-            s3={"addressing_style": "path"} if c.endpoint else {},
+            # UNSIGNED-PAYLOAD: botocore would otherwise hash every body (each 8 MiB part) with
+            # SHA-256 for the signature on a plain-http endpoint, a pass over all the data the
+            # signed manifest already authenticates (every object is encrypted and its size and
+            # plaintext SHA-256 are checked by pull); the request itself stays signed.
+            s3={"payload_signing_enabled": False, "addressing_style": "path"}
+            if c.endpoint
+            else {"payload_signing_enabled": False},
             # Content is authenticated end to end by the crypt format and the manifest; extra
             # CRC32 trailers cost CPU and are not understood by every S3 implementation.
             request_checksum_calculation="when_required",
@@ -169,6 +175,8 @@ class S3Store(StoreAdapter):
     # -- errors: what is foreign, and what it means ------------------------------------------
 
     def _foreign(self) -> tuple[type[Exception], ...]:
+        import http.client
+
         import boto3.exceptions
         import s3transfer.exceptions as transfer
         import urllib3.exceptions
@@ -184,11 +192,14 @@ class S3Store(StoreAdapter):
             transfer.CancelledError,
             transfer.TransferNotDoneError,
             urllib3.exceptions.HTTPError,
+            http.client.HTTPException,  # the fast path's body, read from the socket directly
             _OutOfTime,
             OSError,
         )
 
     def _convert(self, e: Exception, name: str, action: str) -> StorageError:
+        import http.client
+
         import boto3.exceptions
         import s3transfer.exceptions as transfer
         import urllib3.exceptions
@@ -207,7 +218,8 @@ class S3Store(StoreAdapter):
         c = self.config
         if isinstance(e, _OutOfTime):
             return StorageError(f"{where}: cannot {action}: {e}")
-        if isinstance(e, (ConnectTimeoutError, BotoReadTimeout, urllib3.exceptions.TimeoutError)):
+        timeouts = (ConnectTimeoutError, BotoReadTimeout, urllib3.exceptions.TimeoutError)
+        if isinstance(e, (*timeouts, TimeoutError)):
             return StorageError(
                 f"{where}: cannot {action}: no answer in time (connect {c.connect_timeout:g} s, "
                 f"read {c.read_timeout:g} s; the server is stalled or unreachable)"
@@ -225,7 +237,12 @@ class S3Store(StoreAdapter):
             if code == "NoSuchBucket":
                 return ObjectNotFound(f"{where}: no such object (bucket {self.bucket} is missing)")
             return StorageError(f"{where}: cannot {action}: {code}: {err.get('Message', '')}")
-        if isinstance(e, urllib3.exceptions.HTTPError):
+        if isinstance(e, http.client.IncompleteRead):
+            return StorageError(
+                f"{where}: cannot {action}: the connection ended after {len(e.partial)} more "
+                "bytes of the body, before all it announced (the server failed or was cut off)"
+            )
+        if isinstance(e, (urllib3.exceptions.HTTPError, http.client.HTTPException)):
             # Its text may hold a presigned URL (a signature): name its kind only.
             return StorageError(
                 f"{where}: cannot {action}: the connection failed ({type(e).__name__})"
@@ -350,14 +367,28 @@ class _Deadline:
 
     def read(self, n: int = -1) -> bytes:
         data = self._body.read(n)
-        self._seen += len(data)
+        self._check(len(data))
+        return data
+
+    def _check(self, n: int) -> None:
+        self._seen += n
         c = self._config
-        if data and time.monotonic() > self._deadline + self._seen / c.min_rate:
+        if n and time.monotonic() > self._deadline + self._seen / c.min_rate:
             raise _OutOfTime(
                 f"the server sent {self._seen} bytes slower than --s3-timeout {c.timeout:g} s "
                 f"plus {c.min_rate} bytes per second allow (it is stalled or overloaded)"
             )
-        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        readinto = getattr(self._body, "readinto", None)
+        if readinto is None:
+            view = memoryview(b).cast("B")
+            data = self.read(len(view))
+            view[: len(data)] = data
+            return len(data)
+        n = int(readinto(b) or 0)
+        self._check(n)
+        return n
 
 
 class _Counting:
