@@ -12,6 +12,7 @@ puts one in a message.
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -114,12 +115,10 @@ class _Reader:
     library's response under urllib3's (urllib3's own `read` allocates and copies twice per
     call: a third of a pull's CPU went to those copies and to faulting in fresh buffers).
     `left` counts what the Content-Length still promises, so a body read to its end is the
-    only one whose connection goes back to the pool. A body cut short raises
-    `http.client.IncompleteRead` (the store converts it)."""
+    only one whose connection goes back to the pool, and one cut short raises
+    `http.client.IncompleteRead` (the store converts it) instead of ending early."""
 
     def __init__(self, resp: Any) -> None:
-        import http.client
-
         self._resp = resp
         raw = getattr(resp, "_fp", None)
         self._raw = raw if isinstance(raw, http.client.HTTPResponse) else None
@@ -141,6 +140,9 @@ class _Reader:
             view[: len(data)] = data
             return len(data)
         n = self._raw.readinto(b)
+        if not n and len(b) and self.left:
+            # http.client reports the end of a body cut short as an end (urllib3 did not)
+            raise http.client.IncompleteRead(b"", self.left)
         self._count(n)
         return n
 
