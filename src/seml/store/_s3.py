@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from seml.errors import StorageError
 from seml.store._base import ObjectInfo, ObjectNotFound, StoreAdapter
-from seml.store._s3fast import Prefixed, PresignedFastPath, read_up_to
+from seml.store._s3fast import Prefixed, PresignedFastPath, QuerySigner, read_up_to
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -113,16 +113,15 @@ class S3Store(StoreAdapter):
         events = self._client.meta.events
         events.register_first("before-call.s3", self._start_clock)
         events.register_first("needs-retry.s3", self._stop_retrying)
-        self._fast = (
-            PresignedFastPath(
+        self._fast = None
+        if c.wants_fast_path:
+            self._fast = PresignedFastPath(
                 self._client,
                 bucket,
                 connect_timeout=c.connect_timeout,
                 read_timeout=c.read_timeout,
+                signer=_signer(c.endpoint, region, session),
             )
-            if c.wants_fast_path
-            else None
-        )
         # One transfer manager for the whole store: every upload in flight shares its request
         # threads and its in-memory part budget, so memory is bounded however many files move.
         self._manager = TransferManager(
@@ -342,6 +341,26 @@ class S3Store(StoreAdapter):
                 return False
             raise
         return True
+
+
+def _signer(endpoint: str | None, region: str | None, session: Any) -> QuerySigner | None:
+    """Our own presigner for a path-style endpoint (None: botocore presigns)."""
+    if not endpoint or not region:
+        return None
+
+    def credentials() -> tuple[str, str, str | None]:
+        from botocore.exceptions import NoCredentialsError
+
+        found = session.get_credentials()  # resolved once, then cached by the session
+        if found is None:
+            raise NoCredentialsError()  # the fast path steps aside; botocore says it properly
+        frozen = found.get_frozen_credentials()
+        return frozen.access_key, frozen.secret_key, frozen.token
+
+    try:
+        return QuerySigner(endpoint, region, credentials)
+    except ValueError:  # an endpoint with a path: botocore knows how to address it
+        return None
 
 
 class _OutOfTime(Exception):
