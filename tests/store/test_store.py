@@ -393,7 +393,8 @@ def test_s3_fast_reads_fill_the_callers_buffer_and_reuse_the_connection(s3: S3Co
             while n := _readinto(f, memoryview(buf)[got:]):
                 got += n
             assert bytes(buf[:got]) == data[5 : 5 + (2 << 20) + 7]
-    (pool,) = store._fast._http.pools._container.values()
+    pool = store._fast._pool
+    assert pool is not None
 
     def sockets() -> set[int]:
         assert pool.pool is not None

@@ -65,7 +65,16 @@ class QuerySigner:
             self._keys = {(secret, day): key}  # one day's key is all that is ever needed
         return key
 
+    @property
+    def base(self) -> str:
+        """The endpoint's scheme and authority: what `target` is relative to."""
+        return self._base
+
     def url(self, method: str, bucket: str, key: str, *, expires: int, now: float) -> str:
+        return self._base + self.target(method, bucket, key, expires=expires, now=now)
+
+    def target(self, method: str, bucket: str, key: str, *, expires: int, now: float) -> str:
+        """The presigned request's path and query."""
         access, secret, token = self._credentials()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         day = stamp[:8]
@@ -87,7 +96,7 @@ class QuerySigner:
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{digest}"
         signature = hmac.new(self._signing_key(secret, day), to_sign.encode(), hashlib.sha256)
-        return f"{self._base}{path}?{query}&X-Amz-Signature={signature.hexdigest()}"
+        return f"{path}?{query}&X-Amz-Signature={signature.hexdigest()}"
 
 
 class PresignedFastPath:
@@ -113,6 +122,8 @@ class PresignedFastPath:
             retries=False,
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
         )
+        # GETs go to the endpoint's own pool (no URL parsing and pool lookup per request).
+        self._pool = self._http.connection_from_url(signer.base) if signer is not None else None
 
     def put(self, key: str, data: bytes, metadata: dict[str, str]) -> bool:
         """PUT `data`; False (nothing to undo: S3 stores an object only when a PUT completes)
@@ -135,20 +146,32 @@ class PresignedFastPath:
         """A streaming body for the object (or `byte_range` of it), or None when the answer is
         anything but the expected 200/206 with an unencoded body."""
         try:
-            if self._signer is not None:
-                url = self._signer.url("GET", self._bucket, key, expires=_EXPIRES, now=time.time())
+            headers = {"Range": byte_range} if byte_range else None
+            if self._signer is not None and self._pool is not None:
+                target = self._signer.target(
+                    "GET", self._bucket, key, expires=_EXPIRES, now=time.time()
+                )
+                resp = self._pool.urlopen(
+                    "GET",
+                    target,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    preload_content=False,
+                    decode_content=False,
+                )
             else:
                 url = self._client.generate_presigned_url(
                     "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=_EXPIRES
                 )
-            resp = self._http.request(
-                "GET",
-                url,
-                headers={"Range": byte_range} if byte_range else None,
-                preload_content=False,
-                decode_content=False,
-                redirect=False,
-            )
+                resp = self._http.request(
+                    "GET",
+                    url,
+                    headers=headers,
+                    preload_content=False,
+                    decode_content=False,
+                    redirect=False,
+                )
         except Exception as e:  # no credentials, connection refused, ...: botocore says it properly
             _raise_timeout(e)
             return None
