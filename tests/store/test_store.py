@@ -555,3 +555,15 @@ def test_endpoints_with_a_path_are_left_to_botocore() -> None:
 
     with pytest.raises(ValueError, match="not a plain endpoint URL"):
         QuerySigner("http://host:9000/base", "us-east-1", lambda: ("a", "b", None))
+
+
+@pytest.mark.integration
+def test_s3_fast_reads_with_botocores_presigner(s3: S3Config) -> None:
+    """Where our signer does not apply (an endpoint with a path), botocore presigns the GET."""
+    store = S3Store(f"store-test-{next(_buckets)}", "p", s3)
+    data = os.urandom(200_000)
+    store.put("obj", io.BytesIO(data))
+    assert store._fast is not None
+    store._fast._signer = store._fast._pool = None
+    with store.open("obj", start=10, length=1000) as f:
+        assert f.read() == data[10:1010]

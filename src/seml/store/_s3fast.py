@@ -146,32 +146,26 @@ class PresignedFastPath:
         """A streaming body for the object (or `byte_range` of it), or None when the answer is
         anything but the expected 200/206 with an unencoded body."""
         try:
-            headers = {"Range": byte_range} if byte_range else None
+            opener: Any
             if self._signer is not None and self._pool is not None:
+                opener = self._pool.urlopen
                 target = self._signer.target(
                     "GET", self._bucket, key, expires=_EXPIRES, now=time.time()
                 )
-                resp = self._pool.urlopen(
-                    "GET",
-                    target,
-                    headers=headers,
-                    retries=False,
-                    redirect=False,
-                    preload_content=False,
-                    decode_content=False,
-                )
             else:
-                url = self._client.generate_presigned_url(
+                opener = self._http.urlopen
+                target = self._client.generate_presigned_url(
                     "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=_EXPIRES
                 )
-                resp = self._http.request(
-                    "GET",
-                    url,
-                    headers=headers,
-                    preload_content=False,
-                    decode_content=False,
-                    redirect=False,
-                )
+            resp = opener(
+                "GET",
+                target,
+                headers={"Range": byte_range} if byte_range else None,
+                retries=False,
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+            )
         except Exception as e:  # no credentials, connection refused, ...: botocore says it properly
             _raise_timeout(e)
             return None
