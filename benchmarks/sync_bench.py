@@ -10,7 +10,7 @@ Targets (issue 16): push <= 0.7x rclone's time and pull <= 0.8x on every shape a
 seml's peak RSS under 200 MB and the same on the `large` tree as on `large+small`.
 
     .venv/bin/python benchmarks/sync_bench.py [--size-mib 1024] [--transfers 4] [--reps 1]
-        [--shapes large,large+small,mixed] [--keep]
+        [--shapes large,large+small,mixed] [--backends file,s3] [--keep]
 """
 
 from __future__ import annotations
@@ -123,8 +123,12 @@ def main() -> int:
     ap.add_argument("--transfers", type=int, default=4)
     ap.add_argument("--reps", type=int, default=1, help="repetitions of every transfer")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated tree shapes")
+    ap.add_argument("--backends", default="file,s3", help="comma-separated: file, s3 (SeaweedFS)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     args = ap.parse_args()
+    backends = [x for x in args.backends.split(",") if x]
+    if not backends or any(x not in ("file", "s3") for x in backends):
+        ap.error("--backends: choose from file, s3")
     shapes = [x for x in args.shapes.split(",") if x]
     if not shapes or any(x not in SHAPES for x in shapes):
         ap.error(f"--shapes: choose from {', '.join(SHAPES)}")
@@ -164,10 +168,12 @@ def main() -> int:
             data.mkdir()
             nfiles, total = make_data(data, args.size_mib * MiB, shape)
             print(f"tree {shape}: {nfiles} files, {total / MiB:.0f} MiB", flush=True)
-            for label, seml_remote, rclone_remote in (
-                ("file://", (work / "seml-local").as_uri(), "localcrypt:"),
-                ("SeaweedFS", f"s3://bench-seml/{shape}-{{rep}}", f"s3crypt:{shape}-{{rep}}"),
+            for backend, label, seml_remote, rclone_remote in (
+                ("file", "file://", (work / "seml-local").as_uri(), "localcrypt:"),
+                ("s3", "SeaweedFS", f"s3://bench-seml/{shape}-{{rep}}", f"s3crypt:{shape}-{{rep}}"),
             ):
+                if backend not in backends:
+                    continue
                 runs = _transfers(
                     data, work, seml_remote, rclone_remote, seml_opts, rclone, env, args.reps
                 )

@@ -376,3 +376,194 @@ def test_a_stalled_server_fails_each_request_in_bounded_time(
             assert took < 3 + 1 + 1 + 2, (what, took)  # timeout + connect + read + slack
     finally:
         seaweedfs.resume()
+
+
+@pytest.mark.integration
+def test_s3_fast_reads_fill_the_callers_buffer_and_reuse_the_connection(s3: S3Config) -> None:
+    """The fast path reads bodies straight into the reader's buffer (`readinto`); a body read
+    to its end hands its connection back, one read partly does not."""
+    store = S3Store(f"store-test-{next(_buckets)}", "p", s3)
+    data = os.urandom(3 << 20)
+    store.put("obj", io.BytesIO(data))
+    assert store._fast is not None
+    for _ in range(3):
+        with store.open("obj", start=5, length=(2 << 20) + 7) as f:
+            buf = bytearray(len(data))
+            got = 0
+            while n := _readinto(f, memoryview(buf)[got:]):
+                got += n
+            assert bytes(buf[:got]) == data[5 : 5 + (2 << 20) + 7]
+    pool = store._fast._pool
+    assert pool is not None
+
+    def sockets() -> set[int]:
+        assert pool.pool is not None
+        return {id(c.sock) for c in list(pool.pool.queue) if c is not None and c.sock}
+
+    assert len(sockets()) == 1  # the three bodies came on one connection
+    reused = sockets()
+    with store.open("obj") as f:
+        assert _readinto(f, bytearray(10)) == 10
+    assert sockets() == set()  # read partly: its connection was closed, not pooled
+    with store.open("obj") as f:  # a new connection, which carries nothing of the last body
+        assert f.read() == data
+    assert len(sockets()) == 1 and sockets() != reused
+
+
+@pytest.mark.integration
+def test_s3_bodies_are_not_signed_but_requests_are(s3: S3Config) -> None:
+    """Uploads (multipart parts included) carry UNSIGNED-PAYLOAD, not a SHA-256 of every body:
+    the content is encrypted and authenticated by the signed manifest; headers stay signed."""
+    store = S3Store(f"store-test-{next(_buckets)}", "", replace(s3, part_size=5 << 20))
+    seen: list[tuple[str, str, bool]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sha = request.headers.get("X-Amz-Content-SHA256", b"")
+        auth = request.headers.get("Authorization", b"")
+        seen.append((request.method, _text(sha), _text(auth).startswith("AWS4-HMAC-SHA256")))
+
+    store._client.meta.events.register("before-send.s3", record)
+    data = os.urandom(11 << 20)  # three parts
+    assert store.put("big", io.BytesIO(data)) == len(data)
+    puts = [s for s in seen if s[0] == "PUT"]
+    assert len(puts) >= 3 and all(s[1] == "UNSIGNED-PAYLOAD" and s[2] for s in puts), seen
+    with store.open("big") as f:
+        assert f.read() == data
+
+
+def _readinto(f: Any, b: bytearray | memoryview) -> int:
+    """`readinto` of a store's reader (typed as BinaryIO, which does not declare it)."""
+    return int(f.readinto(b))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _fake_s3(answer: bytes) -> tuple[str, Callable[[], None]]:
+    """An endpoint that answers every request with `answer` and then holds the connection
+    open until stopped (a body cut short, or one that stalls)."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def close() -> None:
+        stop.set()
+        server.close()
+        for c in held:
+            c.close()
+
+    return f"http://127.0.0.1:{server.getsockname()[1]}", close
+
+
+@pytest.mark.parametrize("closes", [True, False], ids=["cut-short", "stalls"])
+def test_a_fast_path_body_that_ends_early_or_stalls_is_a_storage_error(
+    closes: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000
+    endpoint, close = _fake_s3(head)
+    try:
+        config = S3Config(endpoint=endpoint, max_attempts=1, read_timeout=0.5, timeout=1)
+        store = S3Store("bkt", "p", config)
+        buf = bytearray(100000)
+        with store.open("obj") as f:
+            assert _readinto(f, memoryview(buf)[:1000]) == 1000
+            if closes:
+                close()
+                cut = r"s3://bkt/p/obj .*the connection ended after 0 more bytes of the body"
+                with pytest.raises(StorageError, match=cut):
+                    _readinto(f, buf)
+            else:
+                t = time.monotonic()
+                with pytest.raises(StorageError, match=r"s3://bkt/p/obj .*no answer in time"):
+                    _readinto(f, buf)
+                assert time.monotonic() - t < 3
+    finally:
+        close()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "token"),
+    [("http://127.0.0.1:8333", None), ("https://s3.example.org", "SESSION/TOKEN+=")],
+)
+@pytest.mark.parametrize("key", ["p/obj", "p/a b~c/.seml-staging/\u00e9+=%?#", "k"])
+def test_our_presigned_urls_are_botocores(
+    endpoint: str, token: str | None, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path signs its GETs itself (SigV4 query signing); the URL must be exactly the
+    one botocore's s3v4 presigner makes for the same request at the same time."""
+    from datetime import UTC, datetime
+    from urllib.parse import parse_qs, urlsplit
+
+    import boto3
+    from botocore.config import Config
+
+    from seml.store._s3fast import QuerySigner
+
+    now = 1796040000.0
+    frozen = datetime.fromtimestamp(now, UTC).replace(tzinfo=None)
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda: frozen)
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="eu-west-3",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        aws_session_token=token,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    theirs = client.generate_presigned_url(
+        "get_object", Params={"Bucket": "bkt", "Key": key}, ExpiresIn=900
+    )
+    signer = QuerySigner(
+        endpoint,
+        "eu-west-3",
+        lambda: ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token),
+    )
+    ours = signer.url("GET", "bkt", key, expires=900, now=now)
+    a, b = urlsplit(ours), urlsplit(theirs)
+    assert (a.scheme, a.netloc, a.path) == (b.scheme, b.netloc, b.path)
+    assert parse_qs(a.query, strict_parsing=True) == parse_qs(b.query, strict_parsing=True)
+    assert "X-Amz-Signature=" in ours and (token is None) == ("Security-Token" not in ours)
+    # A different secret, key or time signs differently.
+    other = QuerySigner(endpoint, "eu-west-3", lambda: ("AKIDEXAMPLE", "other", token))
+    assert other.url("GET", "bkt", key, expires=900, now=now) != ours
+    assert signer.url("GET", "bkt", key + "x", expires=900, now=now) != ours
+    assert signer.url("GET", "bkt", key, expires=900, now=now + 1) != ours
+
+
+def test_endpoints_with_a_path_are_left_to_botocore() -> None:
+    from seml.store._s3fast import QuerySigner
+
+    with pytest.raises(ValueError, match="not a plain endpoint URL"):
+        QuerySigner("http://host:9000/base", "us-east-1", lambda: ("a", "b", None))
+
+
+@pytest.mark.integration
+def test_s3_fast_reads_with_botocores_presigner(s3: S3Config) -> None:
+    """Where our signer does not apply (an endpoint with a path), botocore presigns the GET."""
+    store = S3Store(f"store-test-{next(_buckets)}", "p", s3)
+    data = os.urandom(200_000)
+    store.put("obj", io.BytesIO(data))
+    assert store._fast is not None
+    store._fast._signer = store._fast._pool = None
+    with store.open("obj", start=10, length=1000) as f:
+        assert f.read() == data[10:1010]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from seml.errors import StorageError
 from seml.store._base import ObjectInfo, ObjectNotFound, StoreAdapter
-from seml.store._s3fast import Prefixed, PresignedFastPath, read_up_to
+from seml.store._s3fast import Prefixed, PresignedFastPath, QuerySigner, read_up_to
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -90,7 +90,13 @@ class S3Store(StoreAdapter):
             connect_timeout=c.connect_timeout,
             read_timeout=c.read_timeout,
             max_pool_connections=64,
-            s3={"addressing_style": "path"} if c.endpoint else {},
+            # UNSIGNED-PAYLOAD: botocore would otherwise hash every body (each 8 MiB part) with
+            # SHA-256 for the signature on a plain-http endpoint, a pass over all the data the
+            # signed manifest already authenticates (every object is encrypted and its size and
+            # plaintext SHA-256 are checked by pull); the request itself stays signed.
+            s3={"payload_signing_enabled": False, "addressing_style": "path"}
+            if c.endpoint
+            else {"payload_signing_enabled": False},
             # Content is authenticated end to end by the crypt format and the manifest; extra
             # CRC32 trailers cost CPU and are not understood by every S3 implementation.
             request_checksum_calculation="when_required",
@@ -107,16 +113,15 @@ class S3Store(StoreAdapter):
         events = self._client.meta.events
         events.register_first("before-call.s3", self._start_clock)
         events.register_first("needs-retry.s3", self._stop_retrying)
-        self._fast = (
-            PresignedFastPath(
+        self._fast = None
+        if c.wants_fast_path:
+            self._fast = PresignedFastPath(
                 self._client,
                 bucket,
                 connect_timeout=c.connect_timeout,
                 read_timeout=c.read_timeout,
+                signer=_signer(c.endpoint, region, session),
             )
-            if c.wants_fast_path
-            else None
-        )
         # One transfer manager for the whole store: every upload in flight shares its request
         # threads and its in-memory part budget, so memory is bounded however many files move.
         self._manager = TransferManager(
@@ -169,6 +174,8 @@ class S3Store(StoreAdapter):
     # -- errors: what is foreign, and what it means ------------------------------------------
 
     def _foreign(self) -> tuple[type[Exception], ...]:
+        import http.client
+
         import boto3.exceptions
         import s3transfer.exceptions as transfer
         import urllib3.exceptions
@@ -184,11 +191,14 @@ class S3Store(StoreAdapter):
             transfer.CancelledError,
             transfer.TransferNotDoneError,
             urllib3.exceptions.HTTPError,
+            http.client.HTTPException,  # the fast path's body, read from the socket directly
             _OutOfTime,
             OSError,
         )
 
     def _convert(self, e: Exception, name: str, action: str) -> StorageError:
+        import http.client
+
         import boto3.exceptions
         import s3transfer.exceptions as transfer
         import urllib3.exceptions
@@ -207,7 +217,8 @@ class S3Store(StoreAdapter):
         c = self.config
         if isinstance(e, _OutOfTime):
             return StorageError(f"{where}: cannot {action}: {e}")
-        if isinstance(e, (ConnectTimeoutError, BotoReadTimeout, urllib3.exceptions.TimeoutError)):
+        timeouts = (ConnectTimeoutError, BotoReadTimeout, urllib3.exceptions.TimeoutError)
+        if isinstance(e, (*timeouts, TimeoutError)):
             return StorageError(
                 f"{where}: cannot {action}: no answer in time (connect {c.connect_timeout:g} s, "
                 f"read {c.read_timeout:g} s; the server is stalled or unreachable)"
@@ -225,7 +236,12 @@ class S3Store(StoreAdapter):
             if code == "NoSuchBucket":
                 return ObjectNotFound(f"{where}: no such object (bucket {self.bucket} is missing)")
             return StorageError(f"{where}: cannot {action}: {code}: {err.get('Message', '')}")
-        if isinstance(e, urllib3.exceptions.HTTPError):
+        if isinstance(e, http.client.IncompleteRead):
+            return StorageError(
+                f"{where}: cannot {action}: the connection ended after {len(e.partial)} more "
+                "bytes of the body, before all it announced (the server failed or was cut off)"
+            )
+        if isinstance(e, (urllib3.exceptions.HTTPError, http.client.HTTPException)):
             # Its text may hold a presigned URL (a signature): name its kind only.
             return StorageError(
                 f"{where}: cannot {action}: the connection failed ({type(e).__name__})"
@@ -327,6 +343,26 @@ class S3Store(StoreAdapter):
         return True
 
 
+def _signer(endpoint: str | None, region: str | None, session: Any) -> QuerySigner | None:
+    """Our own presigner for a path-style endpoint (None: botocore presigns)."""
+    if not endpoint or not region:
+        return None
+
+    def credentials() -> tuple[str, str, str | None]:
+        from botocore.exceptions import NoCredentialsError
+
+        found = session.get_credentials()  # resolved once, then cached by the session
+        if found is None:
+            raise NoCredentialsError()  # the fast path steps aside; botocore says it properly
+        frozen = found.get_frozen_credentials()
+        return frozen.access_key, frozen.secret_key, frozen.token
+
+    try:
+        return QuerySigner(endpoint, region, credentials)
+    except ValueError:  # an endpoint with a path: botocore knows how to address it
+        return None
+
+
 class _OutOfTime(Exception):
     """A request's time ran out (before botocore's retries did, or while its body arrived)."""
 
@@ -350,14 +386,28 @@ class _Deadline:
 
     def read(self, n: int = -1) -> bytes:
         data = self._body.read(n)
-        self._seen += len(data)
+        self._check(len(data))
+        return data
+
+    def _check(self, n: int) -> None:
+        self._seen += n
         c = self._config
-        if data and time.monotonic() > self._deadline + self._seen / c.min_rate:
+        if n and time.monotonic() > self._deadline + self._seen / c.min_rate:
             raise _OutOfTime(
                 f"the server sent {self._seen} bytes slower than --s3-timeout {c.timeout:g} s "
                 f"plus {c.min_rate} bytes per second allow (it is stalled or overloaded)"
             )
-        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        readinto = getattr(self._body, "readinto", None)
+        if readinto is None:
+            view = memoryview(b).cast("B")
+            data = self.read(len(view))
+            view[: len(data)] = data
+            return len(data)
+        n = int(readinto(b) or 0)
+        self._check(n)
+        return n
 
 
 class _Counting:
