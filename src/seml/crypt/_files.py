@@ -75,9 +75,16 @@ class _DirectOutput:
     The last batch is padded with zeros to the alignment and the file cut to its size by
     `finish`. If the filesystem refuses direct I/O (when it is turned on, or on a write), the
     file goes back to ordinary writes and nothing is lost.
+
+    The file is first extended (sparse) to its padded size: a direct write past the end of a
+    file waits for the one before it on ext4 (it changes the size under the inode's lock),
+    one inside the file does not, so the batches' writes reach the disk side by side. Four
+    writers of 1 MiB into a 1 GiB file took 2.6-4.4 s extended first, 6.6-6.9 s not (one
+    writer: 5.1-7 s) on this machine's disk; a whole decrypt under load 9 was short of CPU
+    and showed no difference either way.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self._flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         try:
@@ -85,6 +92,8 @@ class _DirectOutput:
             self.on = True
         except OSError:
             self.on = False
+        if self.on:
+            os.ftruncate(fd, -(-size // _ALIGN) * _ALIGN)
 
     def write(self, buf: Buffer, size: int, offset: int) -> None:
         if self.on:
@@ -259,7 +268,7 @@ def decrypt_file(
         progress(c.HEADER_SIZE)
     base = int.from_bytes(header[len(c.MAGIC) :], "little")
     plain_size = c.decrypted_size(size)
-    out = _DirectOutput(dst_fd) if direct and plain_size >= DIRECT_MIN else None
+    out = _DirectOutput(dst_fd, plain_size) if direct and plain_size >= DIRECT_MIN else None
     many = body > c._BATCH_SEALED
 
     def job(b: int, inb: Buffer, outb: Buffer) -> tuple[int, memoryview]:
