@@ -189,17 +189,21 @@ def encrypt_file(
     nonce: bytes,
     progress: Progress | None = None,
     sink: Sink | None = None,
+    *,
+    writeback: bool = True,
 ) -> int:
     """Encrypt the whole regular file `src_fd` into `dst_fd` (written from offset 0).
 
     Returns the encrypted size. `sink` gets the plaintext read, in order. StorageError if the
-    source shrinks while it is read.
+    source shrinks while it is read. `writeback=False`: no early write-back of a large file
+    either (for output that is never flushed: the page cache keeps it, as any buffered write).
     """
     size = os.fstat(src_fd).st_size
     header = c.MAGIC + nonce
     base = int.from_bytes(nonce, "little")
     batches = -(-size // c._BATCH_PLAIN)
     many = batches > 1
+    writeback = writeback and many
 
     def job(b: int, inb: Buffer, outb: Buffer) -> tuple[int, memoryview]:
         offset = b * c._BATCH_PLAIN
@@ -208,13 +212,15 @@ def encrypt_file(
             raise StorageError("the source file shrank while it was being encrypted")
         m = seal_batch(key, base + b * c._BATCH_BLOCKS, inb, want, outb, c.BLOCK_DATA_SIZE)
         if many:
-            _pwrite_full(dst_fd, memoryview(outb)[:m], c.HEADER_SIZE + b * c._BATCH_SEALED)
+            _pwrite_full(
+                dst_fd, memoryview(outb)[:m], c.HEADER_SIZE + b * c._BATCH_SEALED, writeback
+            )
         else:  # a small file: header and body in one write
             _pwrite_full(dst_fd, header + memoryview(outb)[:m], 0, writeback=False)
         return want, memoryview(inb)[:want]
 
     if many:
-        _pwrite_full(dst_fd, header, 0)
+        _pwrite_full(dst_fd, header, 0, writeback)
         _run(batches, job, (c._BATCH_PLAIN, c._BATCH_SEALED), progress, sink)
     elif size:
         _run(1, job, (size, c.encrypted_size(size) - c.HEADER_SIZE), progress, sink)

@@ -326,10 +326,11 @@ def _push_one(
         reader = HashingReader(fh, str(f.file), progress)
         if isinstance(store, FileStore):
             # A local object from a local file: batches read, sealed and written at their
-            # offsets in parallel, the plaintext hashed in order on the way (one read).
+            # offsets in parallel, the plaintext hashed in order on the way (one read). Not
+            # flushed (see FileStore), so no early write-back either.
             stored = store.put_with(
                 obj,
-                lambda out: cipher.encrypt_file(fh, out, sink=reader.update),
+                lambda out: cipher.encrypt_file(fh, out, sink=reader.update, writeback=False),
                 mtime=f.mtime,
             )
         else:
