@@ -20,6 +20,9 @@ Starts a real `seml cas serve` over HTTPS on a free loopback port, submits one s
      fsync the new object, manifest, header and folders), report the new version, remove the
      workspace. With `--mount fuse` there is no unseal: the program reads through FUSE,
      decrypted on access, and its writes go to encrypted scratch files the seal reads back.
+   - FUSE passthrough (with `--mount fuse`, for information): the program through a mount made
+     with the same FUSE library and settings that passes requests to the plain folder, no
+     crypto: the floor of the kernel crossings and per-request Python calls of any such mount.
    Throughput = (read + written) MiB / the wall time of the whole invocation (interpreter
    start to exit), on each side.
 
@@ -51,6 +54,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -106,12 +110,141 @@ print(f"bench-command {mode} {read} {written} {time.perf_counter() - t0:.6f}",
       file=sys.stderr, flush=True)
 """
 
+
+class Passthrough:
+    """The FUSE floor: a mount made with the same library and settings as a volume's FUSE mount
+    (mfusepy over libfuse 3, one thread, 1 MiB requests, kernel cache, widened read-ahead) that
+    passes every request to a plain folder, with no crypto and no scratch files. What the volume
+    workload gets through it is what any Python FUSE server gets here at best."""
+
+    use_ns = True
+
+    def __init__(self, root: str, mountpoint: str) -> None:
+        self.root, self.mountpoint = root, mountpoint
+
+    def _p(self, path: str) -> str:
+        return self.root + path
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        from seml.volume._fuse import _REQUEST, _widen_readahead  # the volume mount's settings
+
+        if conn is not None:
+            conn.max_write = conn.max_readahead = _REQUEST
+        if config is not None:
+            config.kernel_cache = 1
+        _widen_readahead(Path(self.mountpoint))
+
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        st = os.lstat(self._p(path))
+        keys = ("st_mode", "st_size", "st_nlink", "st_uid", "st_gid")
+        return {k: getattr(st, k) for k in keys} | {
+            "st_mtime": st.st_mtime_ns,
+            "st_ctime": st.st_ctime_ns,
+            "st_atime": st.st_atime_ns,
+        }
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        return [".", "..", *(p.name for p in Path(self._p(path)).iterdir())]
+
+    def open(self, path: str, flags: int) -> int:
+        return os.open(self._p(path), flags & ~os.O_CREAT)
+
+    def create(self, path: str, mode: int, fi: Any = None) -> int:
+        return os.open(self._p(path), os.O_RDWR | os.O_CREAT | os.O_TRUNC, mode)
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        return os.pread(fh, size, offset)
+
+    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+        return os.pwrite(fh, data, offset)
+
+    def truncate(self, path: str, length: int, fh: int | None = None) -> None:
+        os.truncate(self._p(path), length)
+
+    def fsync(self, path: str, datasync: int, fh: int) -> None:
+        os.fsync(fh)
+
+    def release(self, path: str, fh: int) -> None:
+        os.close(fh)
+
+    def rename(self, old: str, new: str, flags: int = 0) -> None:
+        Path(self._p(old)).rename(self._p(new))
+
+    def unlink(self, path: str) -> None:
+        Path(self._p(path)).unlink()
+
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
+        if times is None:
+            os.utime(self._p(path))
+        else:
+            os.utime(self._p(path), ns=times)
+
+    def chmod(self, path: str, mode: int) -> None:
+        Path(self._p(path)).chmod(mode)
+
+
+def serve_passthrough(root: str, mountpoint: str) -> None:
+    import mfusepy  # type: ignore[import-untyped]
+
+    mfusepy.FUSE(Passthrough(root, mountpoint), mountpoint, foreground=True, nothreads=True)
+
+
+class PassthroughMount:
+    """`Passthrough` served by a child process (this script) for as long as the context."""
+
+    def __init__(self, root: Path, mountpoint: Path) -> None:
+        self.root, self.mountpoint = root, mountpoint
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cpu0 = 0.0
+        self.server_cpu = 0.0  # the server's CPU seconds, once it has exited
+
+    def stop(self) -> None:
+        self.__exit__()
+        self.server_cpu = _children_cpu() - self._cpu0
+
+    def __enter__(self) -> PassthroughMount:
+        self.mountpoint.mkdir(exist_ok=True)
+        argv = [
+            sys.executable,
+            __file__,
+            "--serve-passthrough",
+            str(self.root),
+            str(self.mountpoint),
+        ]
+        self._proc = subprocess.Popen(argv)
+        self._cpu0 = _children_cpu()
+        for _ in range(200):
+            if os.path.ismount(self.mountpoint):
+                return self
+            time.sleep(0.05)
+        self.__exit__()
+        raise SystemExit("the passthrough FUSE mount did not come up")
+
+    def __exit__(self, *exc: object) -> None:
+        tool = shutil.which("fusermount3") or "fusermount"
+        subprocess.run([tool, "-u", str(self.mountpoint)], check=False)
+        if self._proc is not None:
+            deadline = time.monotonic() + 30
+            while self._proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if self._proc.returncode is None:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have exited and been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 # stderr line markers of `seml run` (src/seml/runtime/_run.py) -> the phase they end.
 _MARKS = (
     ("attested as ", "attest"),
     (" unsealed at ", "unseal"),
     ("bench-command ", "command"),
     (" sealed as v", "seal"),
+    (" unchanged: stays at v", "seal"),  # a volume the command did not change is not sealed
 )
 PHASES = ("startup", "attest", "unseal", "command", "seal", "exit")
 
@@ -233,7 +366,14 @@ def main() -> int:
         choices=("auto", "namespace", "workspace"),
         help="passed to `seml run --mount`",
     )
+    parser.add_argument(
+        "--fixed-only", action="store_true", help="only part 1 (fixed overhead), no volume workload"
+    )
+    parser.add_argument("--serve-passthrough", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_passthrough:
+        serve_passthrough(*args.serve_passthrough)
+        return 0
     if args.size_mib < 1 or args.repetitions < 1 or args.io_repetitions < 1:
         parser.error("--size-mib, --repetitions and --io-repetitions must be at least 1")
 
@@ -288,11 +428,13 @@ def main() -> int:
             # `seml run` refuses to start with PYTHONPATH set (it loads code the measurement
             # does not cover): it runs from the snapshot through a path set by its launcher.
             env = {k: v for k, v in {**os.environ, **cas.env}.items() if k != "PYTHONPATH"}
+            # It calls `entry()`, as the installed `seml` script does (which ends `seml run`
+            # without the interpreter's teardown).
             launcher = [
                 python,
                 "-c",
                 "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-                "from seml.cli import main; sys.exit(main())",
+                "from seml.cli import entry; entry()",
                 str(snapshot),
             ]
             native_env = {k: v for k, v in os.environ.items() if not k.startswith("SEML_")} | {
@@ -371,7 +513,10 @@ def main() -> int:
             from seml.volume import fuse_available
 
             mounts = [args.mount] + ([] if args.mount == "fuse" or fuse_available() else ["fuse"])
+            if args.fixed_only:
+                mounts = []
             rates: dict[str, tuple[float, float]] = {}
+            floors: dict[str, float] = {}
             for mount in mounts:
                 size = args.size_mib
                 moved = 2 * size  # read + written by the command
@@ -380,9 +525,19 @@ def main() -> int:
                 assert setup.command_seconds is not None, setup.stderr
                 io_runs: list[Timed] = []
                 io_native: list[Timed] = []
+                io_floor: list[Timed] = []
+                floor_env = native_env | {"SEML_VOLUME_DATA": str(tmp / "passthrough")}
                 for _ in range(args.io_repetitions):
                     io_native.append(_timed(io_command, native_env, tmp))
                     io_runs.append(seml_run("io", io_command, "--code", str(code), mount=mount))
+                    if mount == "fuse":  # the floor: same FUSE library, no crypto, plain folder
+                        passthrough = PassthroughMount(plain, tmp / "passthrough").__enter__()
+                        try:
+                            floor = _timed(io_command, floor_env, tmp)
+                        finally:
+                            passthrough.stop()
+                        floor.cpu += passthrough.server_cpu
+                        io_floor.append(floor)
                 for r in io_runs:
                     if "bench-command transformed" not in r.stderr:
                         raise SystemExit(
@@ -412,6 +567,16 @@ def main() -> int:
                     f"  seml run (volume)    {s_wall * 1000:8.0f} ms  {s_rate:7.1f} MiB/s  "
                     f"CPU {s_cpu:5.2f} s  (program itself {s_cmd * 1000:.0f} ms)"
                 )
+                if io_floor:
+                    f_wall = statistics.median(r.wall for r in io_floor)
+                    print(
+                        f"  FUSE passthrough     {f_wall * 1000:8.0f} ms  {moved / f_wall:7.1f} "
+                        f"MiB/s  CPU {statistics.median(r.cpu for r in io_floor):5.2f} s  "
+                        f"= {n_wall / f_wall:.0%} of plain disk (the same FUSE library and "
+                        "settings passing requests to a plain folder, no crypto; CPU of the "
+                        "program and the server; the floor of any Python FUSE mount here)"
+                    )
+                    floors[mount] = n_wall / f_wall
                 print(
                     f"  throughput ratio     {s_rate / n_rate:.2f} (seml / native; CPU seconds "
                     f"native / seml {n_cpu / s_cpu:.2f}, for information)"
@@ -436,13 +601,16 @@ def main() -> int:
 
                 rates[mount] = (s_rate, n_rate)
     # 3. Summary.
-    fixed = fixed_s * 1000
+    true_runs, true_native = overhead["trivial-true"]
+    fixed = (
+        statistics.median(r.wall for r in true_runs)
+        - statistics.median(r.wall for r in true_native)
+    ) * 1000
     py_runs, py_native = overhead["trivial-python"]
     fixed_py = (
         statistics.median(r.wall for r in py_runs) - statistics.median(r.wall for r in py_native)
     ) * 1000
     fixed_ok = fixed <= OVERHEAD_TARGET_MS
-    true_runs, true_native = overhead["trivial-true"]
     fixed_cpu = (
         statistics.median(r.cpu for r in true_runs) - statistics.median(r.cpu for r in true_native)
     ) * 1000
@@ -487,7 +655,12 @@ def main() -> int:
                 limit=100 * target,
                 unit="%",
                 bench="runtime_bench.py",
-                note=f"load {load:.1f}",
+                note=f"load {load:.1f}"
+                + (
+                    f"; FUSE passthrough without crypto {100 * floors[mount]:.0f}%"
+                    if mount in floors
+                    else ""
+                ),
             )
         )
         print(

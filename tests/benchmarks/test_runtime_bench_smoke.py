@@ -47,3 +47,6 @@ def test_runtime_bench_runs_and_reports_both_targets(tmp_path: Path) -> None:
 
     if fuse_available() is None:  # FUSE works here: its figure is reported beside the workspace one
         assert re.search(r"(PASS|MISS)  volume --mount fuse: \d+ MiB/s vs plain disk", out), out
+        # and the floor: a no-crypto passthrough mount of the same FUSE library, in the same run
+        assert re.search(r"FUSE passthrough .* MiB/s .* = \d+% of plain disk", out), out
+        assert "FUSE passthrough without crypto" in recorded["volume-fuse"]["note"]

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from cas._tls_server import TlsServer
 from seml.cas import CasClient, ServiceConfig, VolumeGrant
 from seml.cas._identity import init_state_dir
 from seml.errors import NetworkError
@@ -90,32 +90,15 @@ def test_service_config_refuses_what_is_not_an_object() -> None:
         ServiceConfig.from_json("not json")
 
 
-class _OneShotServer:
+class _OneShotServer(TlsServer):
     """An HTTPS server that answers each connection's first request, then closes it without
     saying so (as a service does when an idle keep-alive connection times out)."""
 
     def __init__(self, cert: Path, key: Path) -> None:
         self.requests: list[bytes] = []
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(cert, key)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__(cert, key)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                raw, _ = self._listener.accept()
-            except OSError:
-                return
-            with (
-                contextlib.suppress(OSError),
-                self._context.wrap_socket(raw, server_side=True) as tls,
-            ):
-                self._answer(tls)
-
-    def _answer(self, tls: ssl.SSLSocket) -> None:
+    def answer(self, tls: ssl.SSLSocket) -> None:
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = tls.recv(4096)
@@ -129,12 +112,6 @@ class _OneShotServer:
         tls.settimeout(0.2)  # let the client read the answer, then close without a word
         with contextlib.suppress(OSError):
             tls.recv(1)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
-        self._listener.close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture

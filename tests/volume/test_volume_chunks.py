@@ -50,6 +50,32 @@ def test_scratch_file_behaves_like_a_file(
     assert not path.exists()
 
 
+@settings(max_examples=40)
+@given(
+    ops=st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 2 * CHUNK), st.integers(0, 255)), max_size=10
+    )
+)
+def test_scratch_whole_chunk_writes_and_reads(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[int, int, int]]
+) -> None:
+    """Chunk-aligned writes of whole chunks (sealed straight from the caller's buffer) mixed
+    with partial ones (through the one-chunk cache), read back at any offset."""
+    scratch = ScratchFile(tmp_path_factory.mktemp("scratch") / "s", os.urandom(32))
+    model = bytearray()
+    for chunk, extra, byte in ops:
+        offset, data = chunk * CHUNK, bytes([byte]) * (CHUNK + extra)
+        model.extend(bytes(max(0, offset - len(model))))
+        model[offset : offset + len(data)] = data
+        scratch.write(offset, data)
+        scratch.write(offset + 3, b"x")  # partial: dirties a chunk the next write may cover
+        model[offset + 3] = ord("x")
+    for offset in (0, 1, CHUNK - 1, CHUNK, 3 * CHUNK + 5):
+        assert scratch.read(offset, 2 * CHUNK + 9) == bytes(model[offset : offset + 2 * CHUNK + 9])
+    assert scratch.stream().read() == bytes(model)
+    scratch.close()
+
+
 def test_scratch_rewrites_use_fresh_nonces(tmp_path: Path) -> None:
     scratch = ScratchFile(tmp_path / "s", os.urandom(32))
     scratch.write(0, b"a" * 100)
@@ -114,7 +140,9 @@ def test_object_reader_random_access(tmp_path: Path) -> None:
     data = os.urandom(3 * CHUNK + 123)
     path, _, nonce = _sealed(tmp_path, data)
     reader = ObjectReader(path, bytes(32), nonce, len(data), label="f")
-    for offset, length in [(0, 10), (CHUNK - 5, 10), (2 * CHUNK, CHUNK + 500), (len(data) - 3, 99)]:
+    reads = [(0, 10), (CHUNK - 5, 10), (2 * CHUNK, CHUNK + 500), (len(data) - 3, 99), (5, 3)]
+    reads += [(0, len(data) + 1), (CHUNK + 1, 2), (len(data), 5), (0, 16 * CHUNK)]
+    for offset, length in reads:  # in this order: the decrypted chunks are reused or not
         assert reader.read(offset, length) == data[offset : offset + length]
     reader.close()
 
@@ -133,6 +161,17 @@ def test_object_reader_refuses_wrong_object_or_tampering(tmp_path: Path) -> None
     assert reader.read(0, 10) == data[:10]
     with pytest.raises(IntegrityError, match="chunk 1 does not authenticate"):
         reader.read(CHUNK, 10)
+    reader.close()
+
+
+def test_object_reader_refuses_an_object_truncated_while_open(tmp_path: Path) -> None:
+    data = os.urandom(3 * CHUNK)
+    path, _, nonce = _sealed(tmp_path, data)
+    reader = ObjectReader(path, bytes(32), nonce, len(data), label="f")
+    os.truncate(path, 32 + 2 * (CHUNK + 16) + 100)  # chunk 2 cut short after the size check
+    assert reader.read(CHUNK, 5) == data[CHUNK : CHUNK + 5]
+    with pytest.raises(IntegrityError, match="chunk 2 does not authenticate"):
+        reader.read(2 * CHUNK, 10)
     reader.close()
 
 

@@ -103,6 +103,30 @@ def test_unchanged_files_reuse_their_objects(sealed: tuple[Path, dict[str, bytes
     Volume.open(path, KEY, name="train-data").verify()
 
 
+def test_a_rewrite_that_puts_size_and_mtime_back_is_sealed(
+    sealed: tuple[Path, dict[str, bytes]],
+) -> None:
+    """Written in place right after the unseal (same inode, same size, mtime put back): only
+    the change time tells, and the new content must be what gets sealed."""
+    path, files = sealed
+    volume = Volume.open(path, KEY, name="train-data")
+    before = _object(path, "data/big.bin").stat().st_ino
+    with private_workspace() as ws:
+        volume.unseal(ws)
+        target = ws / "data" / "big.bin"
+        st = target.stat()
+        changed = bytes([files["data/big.bin"][0] ^ 1]) + files["data/big.bin"][1:]
+        with open(target, "r+b", buffering=0) as f:
+            f.write(changed[:1])
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+        volume.seal(ws)
+    assert _object(path, "data/big.bin").stat().st_ino != before  # encrypted anew
+    with private_workspace() as ws:
+        Volume.open(path, KEY, name="train-data").unseal(ws, thorough=True)
+        assert (ws / "data" / "big.bin").read_bytes() == changed
+
+
 def _modify(obj: Path) -> None:
     data = bytearray(obj.read_bytes())
     data[-5] ^= 0x01

@@ -4,8 +4,8 @@ The client first fetches the server certificate without trusting it, compares it
 fingerprint with the pin, and then builds an SSL context whose only trust anchor is that
 certificate: every later connection (keep-alive or not) is verified against it, so a swapped
 certificate fails the handshake. Hostnames are not checked: the pin is the identity. The
-requests go over the standard library's `http.client` (`seml.cas._http`): a workload's runtime
-does not pay for importing httpx.
+requests go over the standard library's `socket` and `ssl` (`seml.cas._http`): a workload's
+runtime does not pay for importing httpx, nor `http.client` with the `email` package.
 
 A client can instead be given an httpx transport (``transport=``): requests then go wherever
 that transport sends them and no certificate is checked. The tests use it to run the service's

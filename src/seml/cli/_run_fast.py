@@ -23,7 +23,8 @@ SUMMARY = "Attest, receive the service's secrets and volumes, run the command, s
 _DESCRIPTION = f"""{SUMMARY}
 
 The command only starts if the attestation service accepted the evidence; its exit status
-becomes seml's. Volumes are sealed as a new version only when the command succeeds.
+becomes seml's. Volumes are sealed as a new version only when the command succeeds (one
+it left unchanged stays at its version).
 Everything after -- is the command and its own arguments: seml reads none of them.
 
 This machine's settings come from flags, else environment variables, else the profile

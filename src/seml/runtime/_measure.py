@@ -33,6 +33,7 @@ __all__ = ["NOT_COVERED", "Explanation", "explain", "measure", "runtime_identity
 _DOMAIN = b"seml/measurement/simulation/v1\x00"
 _IDENTITY_DOMAIN = b"seml/runtime-identity/v2\x00"
 _BUFFER = 1 << 20
+_RUNTIME_BUFFER = 1 << 16  # the package's files are small
 
 # What the simulated measurement leaves out, in plain words (printed by `seml measure --explain`).
 NOT_COVERED = (
@@ -87,8 +88,39 @@ def _package_root() -> Path:
 
 
 def _runtime_files(root: Path) -> tuple[tuple[str, str], ...]:
-    """(name relative to the package, sha256 hex) of every file of the seml package."""
-    return tuple((name, _file_digest(path).hex()) for name, path in _tree(root))
+    """(name relative to the package, sha256 hex) of every file of the seml package: the
+    files `_tree` yields, found with one `scandir` per folder and named as strings (a `Path` per
+    file cost more than hashing the package at every `seml run`)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.name == "__pycache__":
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    walk(e.path, f"{prefix}{e.name}/")
+                elif not e.name.endswith(".pyc") and e.is_file():  # a link to a file counts
+                    found.append((prefix + e.name, e.path))
+
+    try:
+        walk(os.fspath(root), "")
+    except OSError as e:
+        raise UsageError(f"cannot read the seml package at {root}: {e.strerror or e}") from e
+    found.sort()
+    out = []
+    buf = bytearray(_RUNTIME_BUFFER)  # one buffer for all: a fresh one per file costs its memset
+    view = memoryview(buf)
+    for name, path in found:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+        except OSError as e:
+            raise UsageError(f"cannot read code file {path}: {e.strerror or e}") from e
+        out.append((name, h.hexdigest()))
+    return tuple(out)
 
 
 def _identity(files: Iterable[tuple[str, str]]) -> str:

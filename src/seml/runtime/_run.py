@@ -14,6 +14,9 @@ the next seml command on the machine.
 A run is a transaction for the volumes: they are sealed as a new version only when the command
 exits with status 0; a failing, killed or interrupted command leaves them at their last sealed
 version, which the attestation service also knows, so an old copy cannot be brought back.
+A volume whose files the command left exactly as unsealed (same files, each with the size,
+mtime, ctime, inode and mode it had right after unseal) is not sealed again: it stays at its
+version, reported as opened and sealed at it (see docs/threat-model.md for what that trusts).
 """
 
 from __future__ import annotations
@@ -123,6 +126,13 @@ class _Mounted:
         if self.fuse is not None:
             return self.fuse.unmount(seal=True)
         return self.volume.seal(self.target)
+
+    def unchanged(self) -> bool:
+        """Whether the command left the unsealed files exactly as they were (never for a
+        volume the service has no version of yet, nor through FUSE, which seals on unmount)."""
+        return (
+            self.fuse is None and self.known > 0 and self.volume.unchanged_since_unseal(self.target)
+        )
 
     def discard(self) -> None:
         if self.fuse is not None and self.fuse.version is None:
@@ -389,6 +399,20 @@ def run_service(
                 )
             return result
         for m in mounted:
+            if m.unchanged():
+                # Same files as the sealed version: a new one would hold the same content, so
+                # there is nothing to seal, fsync or report; the service's version stays.
+                result.volume_versions[m.name] = m.known
+                steps.append(
+                    {
+                        "owner": m.grant.owner,
+                        "volume": m.grant.volume,
+                        "opened": m.known,
+                        "sealed": m.known,
+                    }
+                )
+                _say(err, f"volume {m.grant.volume} unchanged: stays at v{m.known}")
+                continue
             version = m.seal()
             try:
                 cas.set_volume_version(

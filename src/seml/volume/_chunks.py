@@ -18,11 +18,11 @@ import hashlib
 import io
 import os
 import secrets
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from nacl import bindings as sodium
+from nacl._sodium import ffi, lib  # in place, no copies (nacl.bindings copies twice)
 from nacl.exceptions import CryptoError
 
 from seml.crypt import Cipher
@@ -33,7 +33,6 @@ from seml.volume._io import (
     file_identity,
     read_upto,
     regular_fd,
-    sha256_fd,
     write_all,
 )
 
@@ -107,23 +106,20 @@ def open_small(sealed: bytes, key: bytes, nonce: bytes, size: int, *, label: str
     return b"".join(out)
 
 
-def seal_object(
-    cipher: Cipher, key: bytes, raw: BinaryIO, out: int, hasher: ThreadPoolExecutor
-) -> tuple[int, str, bytes]:
+def seal_object(cipher: Cipher, key: bytes, raw: BinaryIO, out: int) -> tuple[int, str, bytes]:
     """Encrypt all of `raw` into the empty file `out` (not synced) under a fresh nonce;
-    return (plaintext size, its SHA-256, the nonce). `key` is `cipher`'s data key and `hasher`
-    a pool for hashing alongside the encryption.
+    return (plaintext size, its SHA-256, the nonce). `key` is `cipher`'s data key.
 
-    The digest is always that of the bytes encrypted: a small file is read once; a large one is
-    read twice, concurrently (encrypted in parallel batches, hashed on `hasher`), and encrypted
-    once more as a stream if it was written in between.
+    The digest is always that of the bytes encrypted: each block read is hashed from the same
+    buffer it is encrypted from (one read of the file). A large file is encrypted in parallel
+    batches, and once more as a stream if it was written in between.
     """
     fd = regular_fd(raw)
     done = None
     if fd is not None:
         done = _seal_small_file(fd, out, key)
         if done is None:
-            done = _seal_large_file(cipher, raw, fd, out, hasher)
+            done = _seal_large_file(cipher, raw, fd, out)
         if done is None:
             os.ftruncate(out, 0)
             raw.seek(0)
@@ -146,26 +142,22 @@ def _seal_small_file(fd: int, out: int, key: bytes) -> tuple[int, str] | None:
     return len(plain), hashlib.sha256(plain).hexdigest()
 
 
-def _seal_large_file(
-    cipher: Cipher, raw: BinaryIO, fd: int, out: int, hasher: ThreadPoolExecutor
-) -> tuple[int, str] | None:
-    """Parallel batches at fixed offsets, hashed from the same descriptor on another thread (no
-    block is copied for the hash); None if the file was written meanwhile."""
+def _seal_large_file(cipher: Cipher, raw: BinaryIO, fd: int, out: int) -> tuple[int, str] | None:
+    """Parallel batches at fixed offsets, each hashed (in order, on this thread, while later
+    batches are encrypted) from the buffer it was encrypted from; None if the file was written
+    meanwhile (what was sealed is still consistent, but it may be a mix of two versions)."""
     before = os.fstat(fd)
-    hashing = hasher.submit(sha256_fd, fd, before.st_size)
+    digest = hashlib.sha256()
     try:
         with open(out, "wb", buffering=0, closefd=False) as sink:
-            cipher.encrypt_file(raw, sink)
-    except BaseException as e:
-        if not hashing.cancel():
-            hashing.exception()  # let it finish before the caller closes the source
-        if isinstance(e, StorageError) and file_identity(os.fstat(fd)) != file_identity(before):
+            cipher.encrypt_file(raw, sink, sink=digest.update)
+    except StorageError:
+        if file_identity(os.fstat(fd)) != file_identity(before):
             return None  # it shrank while it was read
         raise
-    digest, hashed = hashing.result()
-    if hashed != before.st_size or file_identity(os.fstat(fd)) != file_identity(before):
+    if file_identity(os.fstat(fd)) != file_identity(before):
         return None
-    return before.st_size, digest
+    return before.st_size, digest.hexdigest()
 
 
 def unseal_object(
@@ -194,8 +186,30 @@ def unseal_object(
     return done, digest.hexdigest() if digest else None
 
 
+def _open_into(dst: Any, sealed: Any, length: int, nonce: bytes, key: bytes) -> bool:
+    """Open the secretbox `sealed[:length]` (tag first) straight into `dst`, with no copy
+    (PyNaCl's `crypto_secretbox_open` copies its input and output); False if it does not
+    authenticate. `dst` must hold `length - 16` bytes."""
+    out = ffi.from_buffer("unsigned char[]", dst, require_writable=True)
+    src = ffi.from_buffer("unsigned char[]", sealed)
+    return bool(lib.crypto_secretbox_open_easy(out, src, length, nonce, key) == 0)
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            break
+        got += n
+    return got
+
+
 class ObjectReader:
-    """Reads any byte range of one sealed object, authenticating each chunk it touches."""
+    """Reads any byte range of one sealed object, authenticating each chunk it touches.
+
+    The chunks a read touches are read with one `preadv` and opened in place; the last ones
+    stay decrypted, so small reads within them cost no crypto."""
 
     def __init__(self, path: Path, data_key: bytes, nonce: bytes, size: int, *, label: str) -> None:
         self._label = label
@@ -208,30 +222,44 @@ class ObjectReader:
             self._file.close()
             raise IntegrityError(f"{label} is not the object its manifest entry pins")
         self._base = int.from_bytes(nonce, "little")
-        self._cached: tuple[int, bytes] | None = None
+        self._sealed = bytearray()
+        self._plain = bytearray()
+        self._first = self._count = 0  # chunks [first, first + count) are in _plain
 
     def read(self, offset: int, length: int) -> bytes:
         end = min(offset + length, self._size)
-        out = bytearray()
-        while offset < end:
-            index, skip = divmod(offset, CHUNK)
-            chunk = self._chunk(index)
-            piece = chunk[skip : skip + (end - offset)]
-            out += piece
-            offset += len(piece)
-        return bytes(out)
+        if offset >= end:
+            return b""
+        first, last = offset // CHUNK, (end - 1) // CHUNK
+        if not (self._first <= first and last < self._first + self._count):
+            self._load(first, last - first + 1)
+        start = self._first * CHUNK
+        return bytes(memoryview(self._plain)[offset - start : end - start])
 
-    def _chunk(self, index: int) -> bytes:
-        if self._cached is not None and self._cached[0] == index:
-            return self._cached[1]
-        sealed = os.pread(self._file.fileno(), _SEALED_CHUNK, _HEADER + index * _SEALED_CHUNK)
-        nonce = ((self._base + index) % (1 << 192)).to_bytes(_NONCE, "little")
-        try:
-            plain: bytes = sodium.crypto_secretbox_open(sealed, nonce, self._key)
-        except CryptoError:
-            raise IntegrityError(f"{self._label}: chunk {index} does not authenticate") from None
-        self._cached = (index, plain)
-        return plain
+    def _load(self, first: int, count: int) -> None:
+        self._count = 0
+        plain = min(count * CHUNK, self._size - first * CHUNK)
+        sealed = plain + count * _TAG
+        if len(self._sealed) < sealed or len(self._plain) < count * CHUNK:
+            self._sealed, self._plain = bytearray(sealed), bytearray(count * CHUNK)
+        got = _pread_into(
+            self._file.fileno(),
+            memoryview(self._sealed)[:sealed],
+            _HEADER + first * _SEALED_CHUNK,
+        )
+        for i in range(count):
+            at = i * _SEALED_CHUNK
+            n = min(_SEALED_CHUNK, sealed - at)
+            nonce = ((self._base + first + i) % _NONCE_MOD).to_bytes(_NONCE, "little")
+            if got < at + n or not _open_into(
+                memoryview(self._plain)[i * CHUNK :],
+                memoryview(self._sealed)[at:],
+                n,
+                nonce,
+                self._key,
+            ):
+                raise IntegrityError(f"{self._label}: chunk {first + i} does not authenticate")
+        self._first, self._count = first, count
 
     def close(self) -> None:
         self._file.close()
@@ -248,16 +276,14 @@ class ScratchFile:
         self._path = path
         self._dirty: tuple[int, bytearray] | None = None  # write-back cache of one chunk
         self._nonces = bytearray()  # chunk i's last nonce at [24i, 24i+24); zeros: never written
+        self._slot = bytearray(_SLOT)  # one slot, read or written (reused: no allocation)
 
     def read(self, offset: int, length: int) -> bytes:
         end = min(offset + length, self.size)
-        out = bytearray()
-        while offset < end:
-            index, skip = divmod(offset, CHUNK)
-            piece = self._chunk(index)[skip : skip + (end - offset)]
-            piece += bytes(min(CHUNK - skip, end - offset) - len(piece))  # a hole reads as zeros
-            out += piece
-            offset += len(piece)
+        if offset >= end:
+            return b""
+        out = bytearray(end - offset)
+        self._read_into(offset, memoryview(out))
         return bytes(out)
 
     def write(self, offset: int, data: bytes) -> int:
@@ -265,11 +291,16 @@ class ScratchFile:
         position = offset
         while view:
             index, skip = divmod(position, CHUNK)
-            chunk = self._writable(index)
             n = min(CHUNK - skip, len(view))
-            if len(chunk) < skip + n:
-                chunk.extend(bytes(skip + n - len(chunk)))
-            chunk[skip : skip + n] = view[:n]
+            if n == CHUNK:  # a whole chunk: sealed straight from the caller's bytes
+                if self._dirty is not None and self._dirty[0] == index:
+                    self._dirty = None
+                self._store(index, view[:n])
+            else:
+                chunk = self._writable(index)
+                if len(chunk) < skip + n:
+                    chunk.extend(bytes(skip + n - len(chunk)))
+                chunk[skip : skip + n] = view[:n]
             view = view[n:]
             position += n
         self.size = max(self.size, position)
@@ -289,8 +320,11 @@ class ScratchFile:
 
     def fill_from(self, reader: ObjectReader, size: int) -> None:
         """Copy a sealed object's plaintext in (copy-on-write), one chunk at a time."""
-        for index in range(-(-size // CHUNK)):
-            self._store(index, bytearray(reader.read(index * CHUNK, CHUNK)))
+        step = 16 * CHUNK
+        for offset in range(0, size, step):
+            plain = memoryview(reader.read(offset, step))
+            for at in range(0, len(plain), CHUNK):
+                self._store((offset + at) // CHUNK, plain[at : at + CHUNK])
         self.size = size
 
     def flush(self) -> None:
@@ -308,6 +342,24 @@ class ScratchFile:
         self._file.close()
         self._path.unlink(missing_ok=True)
 
+    def _read_into(self, offset: int, view: memoryview) -> None:
+        """Fill `view` with the plaintext at `offset` (all of it below `size`): whole chunks
+        are opened straight into it; holes and short chunks read as zeros."""
+        done = 0
+        while done < len(view):
+            index, skip = divmod(offset + done, CHUNK)
+            n = min(CHUNK - skip, len(view) - done)
+            dst = view[done : done + n]
+            if n == CHUNK and not (self._dirty is not None and self._dirty[0] == index):
+                got = self._open(index, dst)
+            else:
+                piece = self._chunk(index)[skip : skip + n]
+                dst[: len(piece)] = piece
+                got = len(piece)
+            if got < n:
+                dst[got:] = bytes(n - got)
+            done += n
+
     def _writable(self, index: int) -> bytearray:
         if self._dirty is not None and self._dirty[0] == index:
             return self._dirty[1]
@@ -319,27 +371,41 @@ class ScratchFile:
     def _chunk(self, index: int) -> bytes:
         if self._dirty is not None and self._dirty[0] == index:
             return bytes(self._dirty[1])
+        plain = bytearray(CHUNK)
+        return bytes(memoryview(plain)[: self._open(index, memoryview(plain))])
+
+    def _open(self, index: int, dst: memoryview) -> int:
+        """Open chunk `index` (as last stored) into `dst`; return its length (0: a hole)."""
         expected = bytes(self._nonces[index * _NONCE : (index + 1) * _NONCE])
         if len(expected) < _NONCE or not any(expected):
-            return b""  # never written: a hole, whatever the file holds there
-        slot = os.pread(self._file.fileno(), _SLOT, index * _SLOT)
-        length = int.from_bytes(slot[:_LEN], "little") if len(slot) >= _LEN else 0
-        record = slot[_LEN : _LEN + length]
-        if record[:_NONCE] != expected:
+            return 0  # never written: a hole, whatever the file holds there
+        slot = memoryview(self._slot)
+        got = _pread_into(self._file.fileno(), slot, index * _SLOT)
+        length = int.from_bytes(slot[:_LEN], "little") if got >= _LEN else 0
+        if slot[_LEN : _LEN + _NONCE] != expected or got < _LEN + length:
             raise IntegrityError(
                 f"scratch chunk {index} is not the one last written there (moved, copied or "
                 "replayed while mounted)"
             )
-        try:
-            plain: bytes = sodium.crypto_secretbox_open(record[_NONCE:], record[:_NONCE], self._key)
-        except CryptoError:
-            raise IntegrityError(f"scratch chunk {index} does not authenticate") from None
-        return plain
+        sealed = length - _NONCE
+        if not _TAG <= sealed <= _SEALED_CHUNK or not _open_into(
+            dst, slot[_LEN + _NONCE :], sealed, expected, self._key
+        ):
+            raise IntegrityError(f"scratch chunk {index} does not authenticate")
+        return sealed - _TAG
 
-    def _store(self, index: int, chunk: bytearray) -> None:
+    def _store(self, index: int, chunk: bytearray | memoryview) -> None:
         nonce = os.urandom(_NONCE)
-        record = nonce + sodium.crypto_secretbox(bytes(chunk), nonce, self._key)
-        os.pwrite(self._file.fileno(), len(record).to_bytes(_LEN, "little") + record, index * _SLOT)
+        n = len(chunk)
+        slot = self._slot
+        slot[:_LEN] = (_NONCE + _TAG + n).to_bytes(_LEN, "little")
+        slot[_LEN : _LEN + _NONCE] = nonce
+        out = ffi.from_buffer("unsigned char[]", slot, require_writable=True)
+        if lib.crypto_secretbox_easy(
+            out + _LEN + _NONCE, ffi.from_buffer(chunk), n, nonce, self._key
+        ):
+            raise IntegrityError("scratch chunk could not be sealed")  # pragma: no cover
+        os.pwrite(self._file.fileno(), memoryview(slot)[: _LEN + _NONCE + _TAG + n], index * _SLOT)
         end = (index + 1) * _NONCE
         if len(self._nonces) < end:
             self._nonces.extend(bytes(end - len(self._nonces)))
@@ -357,7 +423,8 @@ class _ScratchStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        data = self._scratch.read(self._offset, len(view))
-        view[: len(data)] = data
-        self._offset += len(data)
-        return len(data)
+        n = max(0, min(len(view), self._scratch.size - self._offset))
+        self._scratch.flush()
+        self._scratch._read_into(self._offset, view[:n])
+        self._offset += n
+        return n

@@ -32,12 +32,10 @@ __all__ = [
     "read_upto",
     "regular_fd",
     "remove_tree",
-    "sha256_fd",
     "write_all",
 ]
 
 _HASH_DEPTH = 8  # blocks (of up to 1 MiB) waiting to be hashed
-_HASH_BLOCK = 1 << 20
 _SYNC_WORKERS = 8  # fsyncs in flight: the journal commits several together
 _SYNC_DEPTH = 32  # files written but not yet durable (each holds an open descriptor)
 HEADER_KEEP = 32  # rclone's header: magic (8) and the object's random nonce (24)
@@ -175,22 +173,6 @@ class RawWriter:
             n = self._raw.write(view) or 0
             view = view[n:]
         return total
-
-
-def sha256_fd(fd: int, size: int) -> tuple[str, int]:
-    """SHA-256 of the first `size` bytes of an open regular file, read with pread (so it can run
-    on its own thread while the same descriptor is encrypted); returns (hex digest, bytes read)."""
-    h = hashlib.sha256()
-    buf = bytearray(min(_HASH_BLOCK, max(size, 1)))
-    view = memoryview(buf)
-    done = 0
-    while done < size:
-        n = os.preadv(fd, [view[: min(len(buf), size - done)]], done)
-        if n == 0:
-            break
-        h.update(view[:n])
-        done += n
-    return h.hexdigest(), done
 
 
 class Syncer:

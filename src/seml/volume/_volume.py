@@ -20,8 +20,8 @@ import functools
 import os
 import secrets
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -67,6 +67,8 @@ __all__ = ["SealSource", "Volume"]
 
 _BUFFER = 1 << 20
 _FILE_WORKERS = 2  # files sealed or unsealed at a time (this is I/O and GIL-free crypto)
+_COARSE_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", 5)  # what file times are taken from (Linux)
+_TICK_WAIT = 0.05  # longest wait for that clock to pass the last unsealed file's times
 _MAGIC_SIZE = 8  # rclone's "RCLONE\0\0"
 _HEADER_SIZE = _MAGIC_SIZE + 24  # magic + the object's random nonce
 
@@ -248,7 +250,28 @@ class Volume:
                     with contextlib.suppress(SemlError):
                         folder.remove(rel)
                 raise
+        if not _past_tick(snapshot.values()):
+            snapshot = {}  # the clock did not move on: no identity is trusted, seal hashes
         self._unsealed, self._unsealed_into = snapshot, workspace.resolve()
+
+    def unchanged_since_unseal(self, workspace: Path) -> bool:
+        """Whether `workspace` holds exactly what `unseal` (or the last `seal`) left there: the
+        same regular files, each with the identity (size, mtime, ctime, inode) and mode it had
+        then. The kernel sets ctime on every change and no call sets it back, and `unseal` waits
+        for the clock to pass the files' times, so a file written since has another identity.
+        True means a seal would store the same content as the current version."""
+        if self._unsealed_into != workspace.resolve():
+            return False
+        try:
+            found = scan_workspace(workspace)
+        except (UsageError, OSError):
+            return False  # what `seal` refuses or fails on is not unchanged
+        modes = {f.path: f.mode & 0o777 for f in self._manifest.files}
+        return len(found) == len(self._unsealed) == len(modes) and all(
+            self._unsealed.get(rel) == file_identity(st)
+            and modes.get(rel) == stat.S_IMODE(st.st_mode)
+            for rel, st in found
+        )
 
     # -- sealing -----------------------------------------------------------------------------
 
@@ -278,6 +301,8 @@ class Volume:
         # What was just sealed is what the scan saw (a file written since then has a new
         # ctime), so the next seal of this workspace can reuse objects without hashing.
         self._unsealed = {rel: file_identity(st) for rel, st in found}
+        if not _past_tick(self._unsealed.values()):
+            self._unsealed = {}
         self._unsealed_into = workspace.resolve()
         return version
 
@@ -307,13 +332,10 @@ class Volume:
         """Fill `staging` with the new version's objects and manifest, then commit it."""
         previous = {f.path: f for f in self._manifest.files}
         ordered = sorted(sources, key=lambda s: s.path)
-        with (
-            Syncer() as syncer,
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seml-sha256") as hasher,
-        ):
+        with Syncer() as syncer:
 
             def seal_one(source: SealSource) -> VolumeFile:
-                return self._seal_one(source, staging, previous.get(source.path), syncer, hasher)
+                return self._seal_one(source, staging, previous.get(source.path), syncer)
 
             entries = map_in_order(seal_one, ordered, workers=workers)
             syncer.wait()  # every new object is durable before the manifest names it
@@ -350,7 +372,6 @@ class Volume:
         staging: Path,
         old: VolumeFile | None,
         syncer: Syncer,
-        hasher: ThreadPoolExecutor,
     ) -> VolumeFile:
         """One file of a seal: a link to its current object when unchanged, else encrypted."""
         obj = self._cipher.encrypt_name(source.path)
@@ -360,7 +381,7 @@ class Volume:
         if reuse is None and old is not None and source.unchanged(old):
             reuse = old
         if reuse is None:
-            return self._encrypt(source, dst, obj, syncer, hasher)
+            return self._encrypt(source, dst, obj, syncer)
         link_or_copy(self._generation / reuse.object, dst)
         return VolumeFile(source.path, reuse.size, reuse.sha256, obj, reuse.nonce, source.mode)
 
@@ -370,16 +391,13 @@ class Volume:
         dst: Path,
         obj: str,
         syncer: Syncer,
-        hasher: ThreadPoolExecutor,
     ) -> VolumeFile:
         """Encrypt one file into `dst`; `syncer` makes it durable (the caller waits for it)."""
         try:
             with source.open() as raw:
                 out = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
                 try:
-                    size, digest, nonce = seal_object(
-                        self._cipher, self._keys.data_key, raw, out, hasher
-                    )
+                    size, digest, nonce = seal_object(self._cipher, self._keys.data_key, raw, out)
                 except BaseException:
                     os.close(out)
                     raise
@@ -509,3 +527,18 @@ def _open_plain(path: Path) -> BinaryIO:
 
 def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _past_tick(identities: Iterable[Identity]) -> bool:
+    """Wait until the clock that stamps file times is past every mtime and ctime in
+    `identities` (at most one tick of the coarse clock, a few ms), so that any later write gets
+    a later time and so another identity; False if it did not get there in time."""
+    latest = max((max(i[1], i[2]) for i in identities), default=None)
+    if latest is None:
+        return True
+    deadline = time.monotonic() + _TICK_WAIT
+    while time.clock_gettime_ns(_COARSE_CLOCK) <= latest:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0005)
+    return True
