@@ -16,6 +16,7 @@ seml's peak RSS under 200 MB and the same on the `large` tree as on `large+small
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import random
 import shutil
@@ -30,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+import seml  # noqa: E402
 from _seaweedfs import SeaweedFS, find_weed  # noqa: E402
 from seml.bench import TargetRow, record_target  # noqa: E402
 from seml.crypt import obscure  # noqa: E402
@@ -135,6 +137,9 @@ def main() -> int:
     if shutil.which("rclone") is None or find_weed() is None:
         print("sync_bench: needs rclone and weed (make setup system-deps)", file=sys.stderr)
         return 1
+    # seml compiled once, as `pip install` does: with PYTHONDONTWRITEBYTECODE set (as in this
+    # environment) every `seml` start would compile its modules again (~0.4 CPU s here).
+    compileall.compile_dir(Path(seml.__file__).parent, quiet=1)
     work = Path(tempfile.mkdtemp(prefix="seml-sync-bench-", dir="/tmp"))
     server = SeaweedFS(work / "weed")
     try:

@@ -27,4 +27,6 @@ def test_crypt_bench_runs_and_reports(tmp_path: Path) -> None:
     assert out.count("decrypted the original back: yes") == 2
     for op in ("encrypt", "decrypt"):
         assert re.search(rf"{op}: seml/rclone wall time [\d.]+x", out), out
+    # the disk's own time for a durable write of the same size, beside rclone's
+    assert re.search(r"the disk alone \(dd, direct I/O \+ fsync\) [\d.]+ s, seml [\d.]+x", out)
     assert list(tmp_path.iterdir()) == []  # the work folder is removed

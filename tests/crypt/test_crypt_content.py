@@ -326,3 +326,42 @@ def test_encrypt_file_sink_gets_the_plaintext_in_order(tmp_path: Path) -> None:
         CIPHER.encrypt_file(s, d, nonce=NONCE, sink=sha.update)
     assert sha.hexdigest() == hashlib.sha256(data).hexdigest()
     assert (tmp_path / "e").read_bytes() == encrypt(data)
+
+
+@pytest.mark.parametrize(
+    ("size", "writeback", "started"),
+    [
+        (5 * 16 * BLOCK_DATA_SIZE + 123, True, True),  # large, will be flushed: started early
+        (5 * 16 * BLOCK_DATA_SIZE + 123, False, False),  # large, never flushed (push, file://)
+        (16 * BLOCK_DATA_SIZE - 1, True, False),  # one batch: left to the caller's fsync
+    ],
+)
+def test_encrypt_file_starts_write_back_only_for_large_flushed_output(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    size: int,
+    writeback: bool,
+    started: bool,
+) -> None:
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(_files, "start_writeback", lambda fd, off, n: calls.append((off, n)))
+    data = os.urandom(size)
+    (tmp_path / "p").write_bytes(data)
+    with (tmp_path / "p").open("rb") as s, (tmp_path / "e").open("wb") as d:
+        CIPHER.encrypt_file(s, d, nonce=NONCE, writeback=writeback)
+    assert (tmp_path / "e").read_bytes() == encrypt(data)  # the same bytes either way
+    assert bool(calls) is started
+    if started:  # every byte written was handed to the disk early
+        assert sum(n for _, n in calls) == len(encrypt(data))
+
+
+def test_direct_decrypt_of_an_unaligned_size_is_cut_to_exactly_that_size(tmp_path: Path) -> None:
+    """The direct-I/O output is extended to its padded size before the writes; the finished
+    file is cut back to the exact plaintext size."""
+    size = _files.DIRECT_MIN + 4097
+    data = os.urandom(size)
+    (tmp_path / "e").write_bytes(encrypt(data))
+    with (tmp_path / "e").open("rb") as s, (tmp_path / "d").open("wb") as d:
+        CIPHER.decrypt_file(s, d, name="obj", direct=True)
+    assert (tmp_path / "d").stat().st_size == size
+    assert (tmp_path / "d").read_bytes() == data

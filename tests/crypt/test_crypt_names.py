@@ -157,3 +157,20 @@ def test_two_names_decrypting_to_one_path_are_refused(tmp_path: Path) -> None:
     (tmp_path / enc.upper()).write_bytes(b"")
     with pytest.raises(IntegrityError, match=r"both decrypt to 'a\.txt'"):
         plan_decrypt(tmp_path, c)
+
+
+def test_folder_segments_mapped_from_memory_match_a_fresh_cipher() -> None:
+    """Folder segments are remembered per cipher; the answers stay those of a fresh cipher,
+    from any thread, in both directions, and a wrong key still refuses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = cipher()
+    paths = [f"data/{i % 3:02d}/f{i}.bin" for i in range(60)]
+    with ThreadPoolExecutor(4) as pool:
+        enc = list(pool.map(c.encrypt_name, paths))
+    assert enc == [cipher().encrypt_name(p) for p in paths]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(c.decrypt_name, enc)) == paths
+    wrong = Cipher.from_keys(KEYS[0], bytes(32), KEYS[2])
+    with pytest.raises(IntegrityError, match="does not decode"):
+        wrong.decrypt_name(enc[0])

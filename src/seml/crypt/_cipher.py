@@ -146,6 +146,7 @@ class Cipher:
         nonce: bytes | None = None,
         progress: Callable[[int], None] | None = None,
         sink: Callable[[memoryview], object] | None = None,
+        writeback: bool = True,
     ) -> int:
         """Encrypt the whole regular file `src` into `dst`, both open in binary mode.
 
@@ -153,10 +154,18 @@ class Cipher:
         their offsets in parallel. Works on whole files from offset 0, ignoring (and not moving)
         the file positions. `progress` gets the plaintext bytes done, `sink` the plaintext
         itself, in order, on this thread (e.g. a hash's update). Returns bytes written.
+        `writeback=False` for output that will not be flushed: a large file's batches are then
+        left to the page cache instead of being sent to the disk as they are written.
         """
         try:
             return _files.encrypt_file(
-                src.fileno(), dst.fileno(), self._data_key, self._nonce(nonce), progress, sink
+                src.fileno(),
+                dst.fileno(),
+                self._data_key,
+                self._nonce(nonce),
+                progress,
+                sink,
+                writeback=writeback,
             )
         except OSError as e:
             raise StorageError(f"encrypting {getattr(src, 'name', 'a file')} failed: {e}") from e

@@ -6,9 +6,11 @@ doubling in GF(2^128) is little-endian, and the input is 1 to 128 blocks of 16 b
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+import threading
 
-__all__ = ["MAX_BLOCKS", "eme_decrypt", "eme_encrypt"]
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+
+__all__ = ["MAX_BLOCKS", "EmeKey", "eme_decrypt", "eme_encrypt"]
 
 BLOCK = 16
 MAX_BLOCKS = 128
@@ -31,21 +33,41 @@ def _bytes(x: int) -> bytes:
     return x.to_bytes(BLOCK, "little")
 
 
-def _transform(key: bytes, tweak: bytes, data: bytes, *, encrypt: bool) -> bytes:
+class _Aes(threading.local):
+    """Raw AES blocks under one key: an ECB encryptor and decryptor per thread, reused (ECB
+    keeps no state between whole blocks; making contexts per call was most of a name's cost),
+    and AES_K(0), which every EME call needs."""
+
+    def __init__(self, key: bytes) -> None:
+        aes = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305  (EME is built from raw AES)
+        self.enc: CipherContext = aes.encryptor()
+        self.dec: CipherContext = aes.decryptor()
+        self.l0 = _int(self.enc.update(bytes(BLOCK)))
+
+
+class EmeKey:
+    """EME under one AES key, for many calls (a name cipher's: one per path segment)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aes = _Aes(key)
+
+    def encrypt(self, tweak: bytes, data: bytes) -> bytes:
+        return _transform(self._aes, tweak, data, encrypt=True)
+
+    def decrypt(self, tweak: bytes, data: bytes) -> bytes:
+        return _transform(self._aes, tweak, data, encrypt=False)
+
+
+def _transform(aes: _Aes, tweak: bytes, data: bytes, *, encrypt: bool) -> bytes:
     if len(tweak) != BLOCK:
         raise ValueError("EME tweak must be 16 bytes")
     if len(data) % BLOCK or not 0 < len(data) // BLOCK <= MAX_BLOCKS:
         raise ValueError("EME input must be 1 to 128 whole blocks")
     m = len(data) // BLOCK
-    aes = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305  (EME is built from raw AES blocks)
-    enc = aes.encryptor()
-
-    def ecb(blocks: bytes) -> bytes:
-        ctx = aes.encryptor() if encrypt else aes.decryptor()
-        return ctx.update(blocks) + ctx.finalize()
+    ecb = aes.enc.update if encrypt else aes.dec.update
 
     # L_j = 2^(j+1) * AES_K(0)
-    li = _int(enc.update(bytes(BLOCK)))
+    li = aes.l0
     table: list[int] = []
     for _ in range(m):
         li = _double(li)
@@ -76,9 +98,9 @@ def _transform(key: bytes, tweak: bytes, data: bytes, *, encrypt: bool) -> bytes
 
 def eme_encrypt(key: bytes, tweak: bytes, data: bytes) -> bytes:
     """Encrypt whole 16-byte blocks (1 to 128 of them) under `key` with `tweak`."""
-    return _transform(key, tweak, data, encrypt=True)
+    return EmeKey(key).encrypt(tweak, data)
 
 
 def eme_decrypt(key: bytes, tweak: bytes, data: bytes) -> bytes:
     """Inverse of `eme_encrypt`."""
-    return _transform(key, tweak, data, encrypt=False)
+    return EmeKey(key).decrypt(tweak, data)

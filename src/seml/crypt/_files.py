@@ -53,12 +53,20 @@ def _pread_full(fd: int, buf: Buffer, size: int, offset: int) -> int:
     return got
 
 
-def _pwrite_full(fd: int, data: memoryview | bytes, offset: int) -> None:
+def _pwrite_full(fd: int, data: memoryview | bytes, offset: int, writeback: bool = True) -> None:
+    """Write all of `data` at `offset`; with `writeback`, start writing it to the disk now.
+
+    Write-back is started for the batches of files larger than one batch only: for a small
+    file the call cost more than it saved (one sync_file_range per file, up to 1 ms each on a
+    busy disk, about a sixth of pushing a tree of small files); the caller's fsync or syncfs
+    writes them.
+    """
     view = memoryview(data)
     done = 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], offset + done)
-    start_writeback(fd, offset, len(view))
+    if writeback:
+        start_writeback(fd, offset, len(view))
 
 
 class _DirectOutput:
@@ -67,9 +75,16 @@ class _DirectOutput:
     The last batch is padded with zeros to the alignment and the file cut to its size by
     `finish`. If the filesystem refuses direct I/O (when it is turned on, or on a write), the
     file goes back to ordinary writes and nothing is lost.
+
+    The file is first extended (sparse) to its padded size: a direct write past the end of a
+    file waits for the one before it on ext4 (it changes the size under the inode's lock),
+    one inside the file does not, so the batches' writes reach the disk side by side. Four
+    writers of 1 MiB into a 1 GiB file took 2.6-4.4 s extended first, 6.6-6.9 s not (one
+    writer: 5.1-7 s) on this machine's disk; a whole decrypt under load 9 was short of CPU
+    and showed no difference either way.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self._flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         try:
@@ -77,6 +92,8 @@ class _DirectOutput:
             self.on = True
         except OSError:
             self.on = False
+        if self.on:
+            os.ftruncate(fd, -(-size // _ALIGN) * _ALIGN)
 
     def write(self, buf: Buffer, size: int, offset: int) -> None:
         if self.on:
@@ -172,15 +189,21 @@ def encrypt_file(
     nonce: bytes,
     progress: Progress | None = None,
     sink: Sink | None = None,
+    *,
+    writeback: bool = True,
 ) -> int:
     """Encrypt the whole regular file `src_fd` into `dst_fd` (written from offset 0).
 
     Returns the encrypted size. `sink` gets the plaintext read, in order. StorageError if the
-    source shrinks while it is read.
+    source shrinks while it is read. `writeback=False`: no early write-back of a large file
+    either (for output that is never flushed: the page cache keeps it, as any buffered write).
     """
     size = os.fstat(src_fd).st_size
-    _pwrite_full(dst_fd, c.MAGIC + nonce, 0)
+    header = c.MAGIC + nonce
     base = int.from_bytes(nonce, "little")
+    batches = -(-size // c._BATCH_PLAIN)
+    many = batches > 1
+    writeback = writeback and many
 
     def job(b: int, inb: Buffer, outb: Buffer) -> tuple[int, memoryview]:
         offset = b * c._BATCH_PLAIN
@@ -188,16 +211,21 @@ def encrypt_file(
         if _pread_full(src_fd, inb, want, offset) != want:
             raise StorageError("the source file shrank while it was being encrypted")
         m = seal_batch(key, base + b * c._BATCH_BLOCKS, inb, want, outb, c.BLOCK_DATA_SIZE)
-        _pwrite_full(dst_fd, memoryview(outb)[:m], c.HEADER_SIZE + b * c._BATCH_SEALED)
+        if many:
+            _pwrite_full(
+                dst_fd, memoryview(outb)[:m], c.HEADER_SIZE + b * c._BATCH_SEALED, writeback
+            )
+        else:  # a small file: header and body in one write
+            _pwrite_full(dst_fd, header + memoryview(outb)[:m], 0, writeback=False)
         return want, memoryview(inb)[:want]
 
-    if size:
-        batches = -(-size // c._BATCH_PLAIN)
-        if batches == 1:
-            sizes = (size, c.encrypted_size(size) - c.HEADER_SIZE)
-        else:
-            sizes = (c._BATCH_PLAIN, c._BATCH_SEALED)
-        _run(batches, job, sizes, progress, sink)
+    if many:
+        _pwrite_full(dst_fd, header, 0, writeback)
+        _run(batches, job, (c._BATCH_PLAIN, c._BATCH_SEALED), progress, sink)
+    elif size:
+        _run(1, job, (size, c.encrypted_size(size) - c.HEADER_SIZE), progress, sink)
+    else:
+        _pwrite_full(dst_fd, header, 0, writeback=False)
     return c.encrypted_size(size)
 
 
@@ -246,7 +274,8 @@ def decrypt_file(
         progress(c.HEADER_SIZE)
     base = int.from_bytes(header[len(c.MAGIC) :], "little")
     plain_size = c.decrypted_size(size)
-    out = _DirectOutput(dst_fd) if direct and plain_size >= DIRECT_MIN else None
+    out = _DirectOutput(dst_fd, plain_size) if direct and plain_size >= DIRECT_MIN else None
+    many = body > c._BATCH_SEALED
 
     def job(b: int, inb: Buffer, outb: Buffer) -> tuple[int, memoryview]:
         offset = c.HEADER_SIZE + b * c._BATCH_SEALED
@@ -260,7 +289,7 @@ def decrypt_file(
         if out is not None:
             out.write(outb, m, b * c._BATCH_PLAIN)
         else:
-            _pwrite_full(dst_fd, memoryview(outb)[:m], b * c._BATCH_PLAIN)
+            _pwrite_full(dst_fd, memoryview(outb)[:m], b * c._BATCH_PLAIN, many)
         return want, memoryview(outb)[:m]
 
     try:

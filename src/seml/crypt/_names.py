@@ -14,10 +14,9 @@ import base64
 import binascii
 import calendar
 import re
-from collections.abc import Callable
 from typing import Literal
 
-from seml.crypt._eme import BLOCK, MAX_BLOCKS, eme_decrypt, eme_encrypt
+from seml.crypt._eme import BLOCK, MAX_BLOCKS, EmeKey
 from seml.errors import IntegrityError, UsageError
 
 __all__ = ["NameCipher"]
@@ -26,6 +25,7 @@ FilenameEncryption = Literal["standard", "obfuscate", "off"]
 FilenameEncoding = Literal["base32", "base64"]
 
 _OFF_SUFFIX = ".bin"
+_FOLDER_CACHE = 4096
 _QUOTE = "!"
 _VERSION_RE = re.compile(rb"-v[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{6}-[0-9]{3}")
 _VERSION_LEN = len("-v2006-01-02-150405.000")
@@ -107,12 +107,15 @@ class NameCipher:
         encoding: FilenameEncoding,
         dir_names: bool,
     ) -> None:
-        self._key = name_key
+        self._eme = EmeKey(name_key)
         self._tweak = name_tweak
         self._mode = mode
         self._encoding = encoding
         self._dir_names = dir_names
         self._rotation = sum(name_key)
+        # Folder segments repeat in every path below them (a tree of many small files names
+        # the same few folders thousands of times): their mapping is kept, a bounded number.
+        self._folders: dict[tuple[bool, str], str] = {}
 
     def __repr__(self) -> str:
         return f"NameCipher(mode={self._mode!r}, encoding={self._encoding!r})"
@@ -145,14 +148,20 @@ class NameCipher:
             return path
         return self._unmap(path)
 
-    def _map(self, path: str, fn: Callable[[bytes], bytes]) -> str:
+    def _map(self, path: str, encrypt: bool) -> str:
+        fn = self._encrypt_segment if encrypt else self._decrypt_segment
         segments = path.split("/")
         last = len(segments) - 1
         out: list[str] = []
         for i, seg in enumerate(segments):
-            if not self._dir_names and i != last:
-                out.append(seg)
-                continue
+            if i != last:
+                if not self._dir_names:
+                    out.append(seg)
+                    continue
+                known = self._folders.get((encrypt, seg))
+                if known is not None:
+                    out.append(known)
+                    continue
             try:
                 raw = seg.encode("utf-8", "surrogateescape")
             except UnicodeEncodeError:
@@ -165,18 +174,23 @@ class NameCipher:
             enc = fn(raw)
             if stamp:
                 enc = _add_version(enc, stamp)
-            out.append(enc.decode("utf-8", "surrogateescape"))
+            mapped = enc.decode("utf-8", "surrogateescape")
+            if i != last:
+                if len(self._folders) >= _FOLDER_CACHE:
+                    self._folders.clear()
+                self._folders[(encrypt, seg)] = mapped
+            out.append(mapped)
         return "/".join(out)
 
     def _encrypt(self, path: str) -> str:
         try:
-            return self._map(path, self._encrypt_segment)
+            return self._map(path, encrypt=True)
         except _BadName as e:
             raise UsageError(f"file name {path!r} cannot be encrypted: {e}") from None
 
     def _unmap(self, path: str) -> str:
         try:
-            return self._map(path, self._decrypt_segment)
+            return self._map(path, encrypt=False)
         except _BadName as e:
             raise IntegrityError(f"file name {path!r} does not decode: {e}") from None
 
@@ -194,7 +208,7 @@ class NameCipher:
         padded = _pad(raw)
         if len(padded) // BLOCK > MAX_BLOCKS:
             raise _BadName(f"a segment of {len(raw)} bytes is too long")
-        ct = eme_encrypt(self._key, self._tweak, padded)
+        ct = self._eme.encrypt(self._tweak, padded)
         if self._encoding == "base64":
             return base64.urlsafe_b64encode(ct).rstrip(b"=")
         return base64.b32hexencode(ct).rstrip(b"=").lower()
@@ -222,7 +236,7 @@ class NameCipher:
             raise _BadName("too short")
         if len(ct) > BLOCK * MAX_BLOCKS:
             raise _BadName("too long")
-        plain = _unpad(eme_decrypt(self._key, self._tweak, ct))
+        plain = _unpad(self._eme.decrypt(self._tweak, ct))
         try:
             plain.decode("utf-8")
         except UnicodeDecodeError:

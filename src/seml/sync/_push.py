@@ -257,18 +257,16 @@ class _Plan:
         self._journal = journal
         self._listing = listing
 
-    def target(self, path: str) -> tuple[str, str | None]:
-        """(final object, staging object or None): a file the current version lists gets its
+    def staging(self, path: str) -> str | None:
+        """The staging object for `path`, or None: a file the current version lists gets its
         new content beside, not over, the object that version still needs."""
-        final = self.cipher.encrypt_name(path)
         if path not in self._current:
-            return final, None
-        return final, self.cipher.encrypt_name(f"{STAGING_DIR}/{self._push_id}/{path}")
+            return None
+        return self.cipher.encrypt_name(f"{STAGING_DIR}/{self._push_id}/{path}")
 
-    def reusable(self, f: _Local) -> FileEntry | None:
+    def reusable(self, f: _Local, final: str) -> FileEntry | None:
         """The stored entry still holding exactly this file's content, if any (hashes the file
-        only when size and stored object fit)."""
-        final = self.cipher.encrypt_name(f.path)
+        only when size and stored object fit); `final` is its encrypted name."""
         expected = self.cipher.encrypted_size(f.size)
         candidates = []
         cur = self._current.get(f.path)
@@ -307,7 +305,8 @@ def _push_one(
     lock: threading.Lock,
     progress: SyncProgress | None,
 ) -> None:
-    prior = plan.reusable(f)
+    final = plan.cipher.encrypt_name(f.path)
+    prior = plan.reusable(f, final)
     if prior is not None:
         with lock:
             entries[f.path] = prior
@@ -316,7 +315,7 @@ def _push_one(
             progress.advance(f.size)
             progress.file_done(f.path, "unchanged")
         return
-    final, staged = plan.target(f.path)
+    staged = plan.staging(f.path)
     obj = staged or final
     cipher = plan.cipher
     try:
@@ -327,10 +326,11 @@ def _push_one(
         reader = HashingReader(fh, str(f.file), progress)
         if isinstance(store, FileStore):
             # A local object from a local file: batches read, sealed and written at their
-            # offsets in parallel, the plaintext hashed in order on the way (one read).
+            # offsets in parallel, the plaintext hashed in order on the way (one read). Not
+            # flushed (see FileStore), so no early write-back either.
             stored = store.put_with(
                 obj,
-                lambda out: cipher.encrypt_file(fh, out, sink=reader.update),
+                lambda out: cipher.encrypt_file(fh, out, sink=reader.update, writeback=False),
                 mtime=f.mtime,
             )
         else:

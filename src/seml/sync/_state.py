@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 from seml._fs import write_atomic
@@ -24,6 +24,7 @@ from seml.sync._manifest import FileEntry
 __all__ = ["SyncState", "default_state_dir"]
 
 STATE_ENV = "SEML_STATE_DIR"
+_ENTRY_FIELDS = tuple(f.name for f in fields(FileEntry))
 
 
 def default_state_dir() -> Path:
@@ -144,7 +145,9 @@ class JournalWriter:
             raise StorageError(f"{path}: cannot open push journal: {e.strerror}") from e
 
     def append(self, entry: FileEntry) -> None:
-        line = json.dumps(asdict(entry), ensure_ascii=False) + "\n"
+        # Flat fields: read directly (dataclasses.asdict deep-copies, a cost per pushed file).
+        record = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
+        line = json.dumps(record, ensure_ascii=False) + "\n"
         try:
             with self._lock:
                 self._f.write(line)
