@@ -3,12 +3,33 @@
 What SEML writes to storage, a user's own rclone crypt remote can read, and the other way round.
 `Cipher` holds the keys of one crypt remote; `encrypt_tree` / `decrypt_tree` are the safe recipes
 (decrypted files appear under their final names only once every chunk authenticated).
+
+Names are imported on first use (PEP 562): a protected volume, opened by every `seml run`, needs
+only `Cipher`; rclone's config file (`configparser`) and the tree recipes load when asked for.
 """
 
-from seml.crypt._cipher import Cipher, CryptOptions
-from seml.crypt._config import default_rclone_config, load_rclone_config
-from seml.crypt._keys import derive_keys, obscure, reveal
-from seml.crypt._tree import decrypt_tree, encrypt_tree
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seml.crypt._cipher import Cipher, CryptOptions
+    from seml.crypt._config import default_rclone_config, load_rclone_config
+    from seml.crypt._keys import derive_keys, obscure, reveal
+    from seml.crypt._tree import decrypt_tree, encrypt_tree
+
+_HOME = {
+    "Cipher": "_cipher",
+    "CryptOptions": "_cipher",
+    "decrypt_tree": "_tree",
+    "default_rclone_config": "_config",
+    "derive_keys": "_keys",
+    "encrypt_tree": "_tree",
+    "load_rclone_config": "_config",
+    "obscure": "_keys",
+    "reveal": "_keys",
+}
 
 __all__ = [
     "Cipher",
@@ -21,3 +42,16 @@ __all__ = [
     "obscure",
     "reveal",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'seml.crypt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"seml.crypt.{home}"), name)
+    globals()[name] = value  # once: later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

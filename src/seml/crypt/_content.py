@@ -14,12 +14,14 @@ from __future__ import annotations
 import io
 from collections import deque
 from collections.abc import Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from threading import Lock
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from seml.crypt._secretbox import NONCE_SIZE, TAG_SIZE, open_batch, seal_batch
 from seml.errors import IntegrityError
+
+if TYPE_CHECKING:  # `concurrent.futures` (with `logging`) is imported when a pool starts
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = [
     "BLOCK_DATA_SIZE",
@@ -51,6 +53,8 @@ def _executor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="seml-crypt")
         return _pool
 
@@ -195,6 +199,8 @@ def iter_decrypt(src: BinaryIO, key: bytes, name: str) -> Iterator[memoryview]:
                     pool = _executor()
                 if pool is None:
                     m, failed = open_batch(key, base + index, inb, n, outb, BLOCK_DATA_SIZE)
+                    from concurrent.futures import Future
+
                     done: Future[tuple[int, int]] = Future()
                     done.set_result((m, failed))
                     fut = done

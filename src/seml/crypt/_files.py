@@ -24,12 +24,15 @@ import mmap
 import os
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from seml._fs import start_writeback
 from seml.crypt import _content as c
 from seml.crypt._secretbox import TAG_SIZE, Buffer, open_batch, seal_batch
 from seml.errors import IntegrityError, StorageError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = ["decrypt_file", "encrypt_file"]
 

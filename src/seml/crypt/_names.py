@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import re
 from typing import Literal
 
@@ -65,7 +64,7 @@ def _strip_version(name: bytes) -> tuple[bytes, bytes] | None:
     year, month, day, hour, minute, second = (int(g) for g in m.groups())
     if not 1 <= month <= 12 or hour > 23 or minute > 59 or second > 59:
         return None
-    days = 29 if month == 2 and calendar.isleap(year) else _DAYS_IN_MONTH[month - 1]
+    days = 29 if month == 2 and _leap(year) else _DAYS_IN_MONTH[month - 1]
     if not 1 <= day <= days:
         return None
     return name[: len(base) - _VERSION_LEN] + ext, stamp
@@ -331,3 +330,8 @@ class NameCipher:
             else:
                 out.append(c)
         return "".join(out).encode("utf-8")
+
+
+def _leap(year: int) -> bool:
+    """Gregorian leap year (`calendar.isleap`, without importing `calendar` and `datetime`)."""
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)

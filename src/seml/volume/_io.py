@@ -13,9 +13,11 @@ import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+if TYPE_CHECKING:  # `concurrent.futures` (with `logging`) is imported when a pool starts
+    from concurrent.futures import Future
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -52,6 +54,8 @@ class HashingReader(io.RawIOBase):
         super().__init__()
         self._raw = raw
         self._hash = hashlib.sha256()
+        from concurrent.futures import ThreadPoolExecutor
+
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seml-sha256")
         self._pending: deque[Future[None]] = deque()
         self.size = 0
@@ -181,6 +185,8 @@ class Syncer:
     first fsync error); leaving the context waits too and always closes every descriptor."""
 
     def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self._pool = ThreadPoolExecutor(max_workers=_SYNC_WORKERS, thread_name_prefix="seml-fsync")
         self._pending: deque[Future[None]] = deque()
         self._lock = threading.Lock()  # files may be handed over from several threads
@@ -219,6 +225,8 @@ def map_in_order(fn: Callable[[_T], _R], items: Sequence[_T], *, workers: int) -
     item order) the calls not started are dropped, the running ones finish, and it is raised."""
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seml-volume")
     try:
         futures = [pool.submit(fn, item) for item in items]
