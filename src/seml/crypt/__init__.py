@@ -10,8 +10,9 @@ only `Cipher`; rclone's config file (`configparser`) and the tree recipes load w
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from seml._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from seml.crypt._cipher import Cipher, CryptOptions
@@ -44,14 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'seml.crypt' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"seml.crypt.{home}"), name)
-    globals()[name] = value  # once: later lookups are plain module attributes
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(globals(), _HOME)

@@ -8,8 +8,9 @@ service's client, the session models (pydantic) and HTTP to every one of those p
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from seml._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from seml.flow._demo import Check, run_demo, verify_flow
@@ -72,14 +73,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'seml.flow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"seml.flow.{home}"), name)
-    globals()[name] = value  # once: later lookups are plain module attributes
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(globals(), _HOME)
