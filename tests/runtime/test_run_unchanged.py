@@ -79,3 +79,32 @@ def test_unchanged_volume_keeps_its_version_and_every_change_is_sealed(
     assert "content wxyz 0o600" in out
     assert "volume data sealed as v4" in run("add")
     assert "unchanged: stays at v4" in run("none")
+
+
+class _Opened:
+    """What `_Mounted.unchanged` asks of a volume: its version, and whether its workspace is
+    as unsealed (here: always)."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+    def unchanged_since_unseal(self, workspace: Path) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("local", "known", "expected"),
+    [(3, 3, True), (4, 3, False), (0, 0, False)],
+    ids=["same-as-service", "local-newer-than-service", "never-sealed"],
+)
+def test_only_a_volume_at_the_services_version_skips_its_seal(
+    tmp_path: Path, local: int, known: int, expected: bool
+) -> None:
+    # A local copy newer than the service's version (a run sealed it and died before reporting
+    # it) is sealed again, so the service and the receipt name what is on disk.
+    from seml.cas import VolumeGrant
+    from seml.runtime._run import _Mounted
+
+    grant = VolumeGrant(path="/data", key="00" * 32, owner="s", volume="data", token="t")
+    mounted = _Mounted("data", grant, _Opened(local), known, tmp_path)  # type: ignore[arg-type]
+    assert mounted.unchanged() is expected

@@ -129,9 +129,14 @@ class _Mounted:
 
     def unchanged(self) -> bool:
         """Whether the command left the unsealed files exactly as they were (never for a
-        volume the service has no version of yet, nor through FUSE, which seals on unmount)."""
+        volume the service has no version of yet, nor through FUSE, which seals on unmount,
+        nor for a local copy newer than the service's version: a run that sealed it died
+        before reporting it, and sealing again moves the service to what is on disk)."""
         return (
-            self.fuse is None and self.known > 0 and self.volume.unchanged_since_unseal(self.target)
+            self.fuse is None
+            and self.known > 0
+            and self.volume.version == self.known
+            and self.volume.unchanged_since_unseal(self.target)
         )
 
     def discard(self) -> None:
