@@ -37,7 +37,10 @@ class _CannedServer(TlsServer):
             self.requests.append(head)
             answer = self.answers.pop(0)
             tls.sendall(answer)
-            if b"Connection: close" in answer or b"Content-Length" not in answer:
+            # An answer with neither a length nor chunks ends with the connection; a chunked
+            # one keeps it (closing here raced the client's next request on a busy machine).
+            ends = b"Content-Length" not in answer and b"chunked" not in answer
+            if b"Connection: close" in answer or ends:
                 return
 
 

@@ -396,18 +396,21 @@ def test_s3_fast_reads_fill_the_callers_buffer_and_reuse_the_connection(s3: S3Co
     pool = store._fast._pool
     assert pool is not None
 
-    def sockets() -> set[int]:
+    def sockets() -> list[object]:
+        # The socket objects themselves: holding the old one keeps its identity from being
+        # reused by the next connection's socket (ids of freed objects are).
         assert pool.pool is not None
-        return {id(c.sock) for c in list(pool.pool.queue) if c is not None and c.sock}
+        return [c.sock for c in list(pool.pool.queue) if c is not None and c.sock]
 
     assert len(sockets()) == 1  # the three bodies came on one connection
     reused = sockets()
     with store.open("obj") as f:
         assert _readinto(f, bytearray(10)) == 10
-    assert sockets() == set()  # read partly: its connection was closed, not pooled
+    assert sockets() == []  # read partly: its connection was closed, not pooled
     with store.open("obj") as f:  # a new connection, which carries nothing of the last body
         assert f.read() == data
-    assert len(sockets()) == 1 and sockets() != reused
+    now = sockets()
+    assert len(now) == 1 and now[0] is not reused[0]
 
 
 @pytest.mark.integration
