@@ -32,8 +32,7 @@ __all__ = ["NOT_COVERED", "Explanation", "explain", "measure", "runtime_identity
 
 _DOMAIN = b"seml/measurement/simulation/v1\x00"
 _IDENTITY_DOMAIN = b"seml/runtime-identity/v2\x00"
-_BUFFER = 1 << 20
-_RUNTIME_BUFFER = 1 << 16  # the package's files are small
+_BUFFER = 1 << 18  # code files are mostly small; one buffer serves them all
 
 # What the simulated measurement leaves out, in plain words (printed by `seml measure --explain`).
 NOT_COVERED = (
@@ -49,48 +48,35 @@ NOT_COVERED = (
 )
 
 
-def _file_digest(path: Path) -> bytes:
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            while block := f.read(_BUFFER):
-                h.update(block)
-    except OSError as e:
-        raise UsageError(f"cannot read code file {path}: {e.strerror or e}") from e
-    return h.digest()
+def _digests(files: Iterable[tuple[str, str]]) -> list[tuple[str, bytes]]:
+    """(name, SHA-256) of each (name, path), read through one buffer (a fresh one per file
+    costs its zero-fill: more than hashing the small files of the seml package)."""
+    buf = bytearray(_BUFFER)
+    view = memoryview(buf)
+    out = []
+    for name, path in files:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while n := f.readinto(buf):
+                    h.update(view[:n])
+        except OSError as e:
+            raise UsageError(f"cannot read code file {path}: {e.strerror or e}") from e
+        out.append((name, h.digest()))
+    return out
 
 
-def _tree(root: Path) -> Iterable[tuple[str, Path]]:
+def _tree(root: Path) -> list[tuple[str, str]]:
     """(relative name, path) for a file, or every regular file below a folder (a link to a file
-    counts, a linked folder is not entered), sorted; compiled caches left out."""
+    counts, a linked folder is not entered), sorted; compiled caches left out. One `scandir`
+    per folder and names as strings: a `Path` per file cost more than hashing the files at
+    every `seml run`. A folder that cannot be read is an error, not a gap in the measurement."""
     if root.is_file():
-        yield root.name, root
-        return
+        return [(root.name, os.fspath(root))]
     if not root.is_dir():
         raise UsageError(f"code path {root} does not exist")
     if "__pycache__" in root.parts:
-        return
-    entries = []
-    # os.walk reads each folder once (scandir); Path.rglob made a Path per entry, which cost
-    # more than hashing the files at every `seml run`.
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for name in files:
-            full = Path(folder, name)
-            if name != "__pycache__" and full.suffix != ".pyc" and full.is_file():
-                entries.append((full.relative_to(root).as_posix(), full))
-    entries.sort()
-    yield from entries
-
-
-def _package_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def _runtime_files(root: Path) -> tuple[tuple[str, str], ...]:
-    """(name relative to the package, sha256 hex) of every file of the seml package: the
-    files `_tree` yields, found with one `scandir` per folder and named as strings (a `Path` per
-    file cost more than hashing the package at every `seml run`)."""
+        return []
     found: list[tuple[str, str]] = []
 
     def walk(folder: str, prefix: str) -> None:
@@ -100,27 +86,24 @@ def _runtime_files(root: Path) -> tuple[tuple[str, str], ...]:
                     continue
                 if e.is_dir(follow_symlinks=False):
                     walk(e.path, f"{prefix}{e.name}/")
-                elif not e.name.endswith(".pyc") and e.is_file():  # a link to a file counts
+                elif (e.name == ".pyc" or not e.name.endswith(".pyc")) and e.is_file():
                     found.append((prefix + e.name, e.path))
 
     try:
         walk(os.fspath(root), "")
     except OSError as e:
-        raise UsageError(f"cannot read the seml package at {root}: {e.strerror or e}") from e
+        raise UsageError(f"cannot read code folder {root}: {e.strerror or e}") from e
     found.sort()
-    out = []
-    buf = bytearray(_RUNTIME_BUFFER)  # one buffer for all: a fresh one per file costs its memset
-    view = memoryview(buf)
-    for name, path in found:
-        h = hashlib.sha256()
-        try:
-            with open(path, "rb", buffering=0) as f:
-                while n := f.readinto(buf):
-                    h.update(view[:n])
-        except OSError as e:
-            raise UsageError(f"cannot read code file {path}: {e.strerror or e}") from e
-        out.append((name, h.hexdigest()))
-    return tuple(out)
+    return found
+
+
+def _package_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _runtime_files(root: Path) -> tuple[tuple[str, str], ...]:
+    """(name relative to the package, sha256 hex) of every file of the seml package."""
+    return tuple((name, digest.hex()) for name, digest in _digests(_tree(root)))
 
 
 def _identity(files: Iterable[tuple[str, str]]) -> str:
@@ -166,8 +149,7 @@ def explain(code: Sequence[Path], command: Sequence[str], *, fresh: bool = False
     h.update(bytes.fromhex(identity))
     code_files: list[tuple[str, str]] = []
     for root in sorted(code, key=lambda p: p.name):
-        for name, path in _tree(root):
-            digest = _file_digest(path)
+        for name, digest in _digests(_tree(root)):
             code_files.append((f"{root.name}/{name}", digest.hex()))
             h.update(f"{root.name}/{name}".encode() + b"\x00" + digest)
     h.update(json.dumps(list(command), ensure_ascii=False).encode())
