@@ -84,12 +84,14 @@ def test_kill_9_of_the_runtime_kills_its_command_and_the_next_seml_wipes_the_wor
         child, workspace = int(pid_text), Path(workspace_text)
         assert _alive(child) and (workspace / "held.txt").exists()
         runtime.kill()  # SIGKILL: no cleanup code of seml runs
-        runtime.wait(timeout=10)
+        # Not reaped yet: its pid stays taken (a zombie), so no seml command anywhere on the
+        # machine (tests run in parallel) may count the workspace as stale before we look.
         deadline = time.monotonic() + 10
         while _alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _alive(child), "the command outlived its runtime, holding its secret"
-        assert workspace.exists()  # nobody could wipe it yet
+        assert workspace.exists()  # its runtime died without cleaning up; nobody else may yet
+        runtime.wait(timeout=10)  # now its pid is free: the workspace is stale
         done = subprocess.run(
             [*seml_command(), "platform", "--help"], capture_output=True, text=True, timeout=60
         )
