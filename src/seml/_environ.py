@@ -37,8 +37,10 @@ _HOST_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGN
 _HOST_PREFIXES = ("LC_",)
 HOST_ALLOWED = (*sorted(_HOST_NAMES), *(p + "*" for p in _HOST_PREFIXES))
 
-# Always set for the workload: Python must not add the (host-controlled) user site-packages.
-FORCED = {"PYTHONNOUSERSITE": "1"}
+# Always set for the workload: Python must not add the (host-controlled) user site-packages,
+# nor write compiled caches into the code folders (the next run refuses a folder holding one:
+# a cache is loaded instead of its measured source, see seml.runtime's measurement).
+FORCED = {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 # Variables that load code, choose where code or its compiled form is read from, or run code
 # on start (interpreters, the dynamic linker, glibc, OpenSSL, shells). Matched exactly.

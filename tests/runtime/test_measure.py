@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -187,3 +188,56 @@ def test_a_built_package_ships_every_file_the_measurement_covers() -> None:
         )
         patterns = declared.get(owner or "", [])
         assert any(fnmatch.fnmatch(rel, pat) for pat in patterns), (name, owner, patterns)
+
+
+def test_a_pyc_outside_pycache_is_code_and_is_measured(tmp_path: Path) -> None:
+    """Python imports `json.pyc` beside the script (no source needed) before the standard
+    library's json: such a file is code, so it changes the measurement like any other."""
+    root = _code(tmp_path)
+    before = measure([root], ["python3", "main.py"])
+    (root / "json.pyc").write_bytes(b"\x00" * 16)
+    assert measure([root], ["python3", "main.py"]) != before
+
+
+@pytest.mark.parametrize("kind", ["pycache", "pycache-link", "folder-link", "dangling", "fifo"])
+def test_what_a_program_could_load_unmeasured_is_refused(tmp_path: Path, kind: str) -> None:
+    root = _code(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "__init__.py").write_text("print('not measured')\n")
+    where = root / "pkg"
+    if kind == "pycache":
+        (where / "__pycache__").mkdir()
+        (where / "__pycache__" / "util.cpython-311.pyc").write_bytes(b"\x00" * 16)
+        name, what = "pkg/__pycache__", "is a compiled cache (__pycache__)"
+    elif kind == "pycache-link":
+        (where / "__pycache__").symlink_to(elsewhere)
+        name, what = "pkg/__pycache__", "is a link to a folder"
+    elif kind == "folder-link":
+        (root / "sklearn").symlink_to(elsewhere)  # would shadow the installed library
+        name, what = "sklearn", "is a link to a folder"
+    elif kind == "dangling":
+        (where / "late.py").symlink_to(tmp_path / "created-later.py")
+        name, what = "pkg/late.py", "is a link to nothing"
+    else:
+        os.mkfifo(where / "pipe.py")
+        name, what = "pkg/pipe.py", "is neither a file nor a folder"
+    with pytest.raises(UsageError) as e:
+        measure([root], ["python3", "main.py"])
+    assert f"{root / name} {what}" in str(e.value)
+    assert "the measurement does not cover" in str(e.value)
+    # The same tree without it measures as before: only the refused entry was in the way.
+    if kind == "pycache":
+        shutil.rmtree(where / "__pycache__")
+    else:
+        ((root / name) if kind != "fifo" else where / "pipe.py").unlink()
+    assert measure([root], ["python3", "main.py"]) == measure(
+        [_code(tmp_path / "b")], ["python3", "main.py"]
+    )
+
+
+def test_a_code_path_inside_a_compiled_cache_is_refused(tmp_path: Path) -> None:
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    with pytest.raises(UsageError, match="is a compiled cache"):
+        measure([cache], ["true"])

@@ -39,7 +39,8 @@ NOT_COVERED = (
     "the Python interpreter, its standard library and the installed dependencies (pydantic, "
     "cryptography, boto3, scikit-learn, ...): their versions may differ between machines",
     "where seml and the code files are installed (so machines with other install paths agree)",
-    "compiled caches (__pycache__, *.pyc) and the seml launcher script",
+    "the seml package's compiled caches (__pycache__) and the seml launcher script (a code "
+    "folder with a __pycache__, a link to a folder or a dangling link is refused)",
     "files the command reads that are not given with --code, and the data it processes",
     "the environment, working directory, folders, storage settings and credentials this "
     "machine gives the service",
@@ -66,28 +67,50 @@ def _digests(files: Iterable[tuple[str, str]]) -> list[tuple[str, bytes]]:
     return out
 
 
-def _tree(root: Path) -> list[tuple[str, str]]:
+def _tree(root: Path, *, code: bool = False) -> list[tuple[str, str]]:
     """(relative name, path) for a file, or every regular file below a folder (a link to a file
-    counts, a linked folder is not entered), sorted; compiled caches left out. One `scandir`
-    per folder and names as strings: a `Path` per file cost more than hashing the files at
-    every `seml run`. A folder that cannot be read is an error, not a gap in the measurement."""
+    counts), sorted. One `scandir` per folder and names as strings: a `Path` per file cost more
+    than hashing the files at every `seml run`. A folder that cannot be read is an error, not a
+    gap in the measurement.
+
+    For the seml package, compiled caches (`__pycache__`) are left out. A `code` tree must hold
+    nothing that a program could load unmeasured (UsageError naming the first such entry,
+    before any secret is asked for): no `__pycache__` (Python runs a cached `.pyc` instead of
+    its measured source when the cache's header matches the source's size and time, which
+    anyone who can write the folder can forge), no link to a folder and no dangling link
+    (Python imports through them; the walk enters neither), and nothing that is not a file or
+    a folder. A `.pyc` outside `__pycache__` is code Python imports without a source, so it is
+    measured like any file."""
     if root.is_file():
         return [(root.name, os.fspath(root))]
     if not root.is_dir():
         raise UsageError(f"code path {root} does not exist")
     if "__pycache__" in root.parts:
+        if code:
+            _unmeasurable(root, root, "is a compiled cache (__pycache__)")
         return []
     found: list[tuple[str, str]] = []
 
     def walk(folder: str, prefix: str) -> None:
         with os.scandir(folder) as entries:
             for e in entries:
-                if e.name == "__pycache__":
-                    continue
                 if e.is_dir(follow_symlinks=False):
+                    if e.name == "__pycache__":
+                        if code:
+                            _unmeasurable(root, e.path, "is a compiled cache (__pycache__)")
+                        continue
                     walk(e.path, f"{prefix}{e.name}/")
-                elif (e.name == ".pyc" or not e.name.endswith(".pyc")) and e.is_file():
+                elif e.is_file():
                     found.append((prefix + e.name, e.path))
+                elif code:
+                    what = (
+                        "is a link to a folder"
+                        if e.is_dir()
+                        else "is a link to nothing"
+                        if e.is_symlink()
+                        else "is neither a file nor a folder"
+                    )
+                    _unmeasurable(root, e.path, what)
 
     try:
         walk(os.fspath(root), "")
@@ -95,6 +118,19 @@ def _tree(root: Path) -> list[tuple[str, str]]:
         raise UsageError(f"cannot read code folder {root}: {e.strerror or e}") from e
     found.sort()
     return found
+
+
+def _unmeasurable(root: Path, path: str | Path, what: str) -> None:
+    fix = (
+        f"remove it (find {root} -name __pycache__ -prune -exec rm -r {{}} +); seml runs "
+        "commands with PYTHONDONTWRITEBYTECODE=1, so it does not come back"
+        if "__pycache__" in what
+        else "replace it with what it points to, or remove it"
+    )
+    raise UsageError(
+        f"code folder {root}: {path} {what}, which a program could load but the measurement "
+        f"does not cover; {fix}"
+    )
 
 
 def _package_root() -> Path:
@@ -149,7 +185,7 @@ def explain(code: Sequence[Path], command: Sequence[str], *, fresh: bool = False
     h.update(bytes.fromhex(identity))
     code_files: list[tuple[str, str]] = []
     for root in sorted(code, key=lambda p: p.name):
-        for name, digest in _digests(_tree(root)):
+        for name, digest in _digests(_tree(root, code=True)):
             code_files.append((f"{root.name}/{name}", digest.hex()))
             h.update(f"{root.name}/{name}".encode() + b"\x00" + digest)
     h.update(json.dumps(list(command), ensure_ascii=False).encode())
