@@ -38,9 +38,9 @@ pytest: setup system-deps
 	$(BIN)/pytest -m "not long" $(PYTEST_ARGS)
 
 # The end-to-end runs of several minutes each (marker `long`): five hosts in network
-# namespaces, the iris README as three people, the bench in both modes, tiny runs of the
-# benchmarks under benchmarks/ (sync, model, runtime). .ci/run runs it after
-# make test, so make test stays under ten minutes.
+# namespaces, the iris README as three people, `seml demo` as a user runs it, the bench in
+# both modes, tiny runs of the benchmarks under benchmarks/ (sync, model, runtime). .ci/run
+# runs it after make test, so make test stays under ten minutes.
 test-long: setup system-deps
 	$(BIN)/pytest -m long
 

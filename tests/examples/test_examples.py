@@ -55,6 +55,11 @@ def test_hello_example_fails_loudly_when_a_step_fails(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
+# `make test-long` (which .ci/run runs too): the flow `seml demo` narrates runs in `make test`
+# once already, as tests/flow/test_flow.py's fixture, with the same checks (`verify_flow`);
+# this adds the command and its narration at about a minute of one test worker.
+@pytest.mark.long
+@pytest.mark.timeout(600)
 def test_demo_verifies_and_exits_zero(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(Path(sys.executable).with_name("seml")), "demo", "--workdir", str(tmp_path / "d")],
