@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from seml._proc import die_with_parent, started_on_main_thread
 from seml.cas._client import CasClient
 from seml.errors import NetworkError
 
@@ -130,8 +131,13 @@ class LocalCas:
             *(["--keys", str(self.keys)] if self.keys is not None else []),
             *(["--tls", str(self.tls)] if self.tls is not None else []),
         ]
+        argv = [*self._seml, "cas", "serve", str(self.directory), "--listen", self.listen, *where]
+        if started_on_main_thread():  # else the signal would come when this thread ends
+            # Whatever ends this process, even SIGKILL, the service stops with it (SIGTERM: it
+            # finishes its answers and closes its log); `seml cas serve` run by hand is not this.
+            argv = die_with_parent(argv, signal.SIGTERM)
         proc = subprocess.Popen(
-            [*self._seml, "cas", "serve", str(self.directory), "--listen", self.listen, *where],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

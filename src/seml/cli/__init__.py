@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only options before the command are seml's: a `-v` given to a command, or to the
     # workload after `--`, is theirs.
     verbose = any(a in ("-v", "--verbose") for a in own)
+    previous = _catch_termination()
     try:
         _sweep_workspaces()
         from seml.cli import _machine
@@ -135,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seml: interrupted", file=sys.stderr)
         return 130
+    except _Terminated as e:
+        name = signal.Signals(e.signum).name
+        print(f"seml: stopped by {name}; cleaned up what it had started", file=sys.stderr)
+        return 128 + e.signum
     except BrokenPipeError:  # the reader of our output went away (`seml ... | head`)
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -145,6 +152,35 @@ def main(argv: list[str] | None = None) -> int:
         message, code = _internal(e)
         print(f"seml: error: {message}", file=sys.stderr)
         return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so every `finally` runs (child
+    services stopped, temporary files and workspaces removed) before seml exits."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _catch_termination() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into `_Terminated` where they would otherwise end the process on
+    the spot (the default action); a handler someone else installed is left alone. Returns what
+    to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            previous[signum] = signal.signal(signum, _raise_terminated)
+    return previous
 
 
 @functools.cache

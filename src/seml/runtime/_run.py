@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from seml._claims import REPORT_VARIABLE
 from seml._environ import refuse_code_loading
 from seml._fs import Folder
 from seml._paths import check_layout
+from seml._proc import die_with_parent
 from seml.attest import (
     CompositeProvider,
     EvidenceProvider,
@@ -211,29 +211,6 @@ def _inject_files(config: ServiceConfig, workspace: Path) -> None:
             ws.write(rel, content, mode=0o600)
 
 
-# Run by a fresh interpreter between fork and the command when setpriv is missing: ask the
-# kernel for SIGKILL when the parent dies, make sure the parent has not died already, exec.
-_TRAMPOLINE = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)\n"
-    "os.getppid() == int(sys.argv[1]) or os._exit(137)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
-
-
-def _die_with_parent(argv: list[str]) -> list[str]:
-    """`argv` behind a launcher that sets its parent-death signal (PR_SET_PDEATHSIG) to SIGKILL:
-    when seml dies, even by SIGKILL, the kernel kills the command (the setting survives exec;
-    `unshare` and the mount script exec too, so it reaches the command itself). No preexec_fn:
-    it is unsafe in a process with threads."""
-    if not sys.platform.startswith("linux"):
-        return argv
-    setpriv = shutil.which("setpriv")
-    if setpriv is not None:
-        return [setpriv, "--pdeathsig", "KILL", "--", *argv]
-    return [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), *argv]
-
-
 def _unlink(links: list[Path]) -> None:
     """Remove the folder links first, so wiping the workspace can never reach their targets."""
     for link in links:
@@ -245,7 +222,7 @@ def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> int:
     """Run the child in its own process group, dying with this process; forward SIGINT and
     SIGTERM; return its status."""
     try:
-        child = subprocess.Popen(_die_with_parent(argv), env=env, cwd=cwd, start_new_session=True)
+        child = subprocess.Popen(die_with_parent(argv), env=env, cwd=cwd, start_new_session=True)
     except OSError as e:
         raise UsageError(f"cannot start {argv[0]!r}: {e.strerror or e}") from e
 
