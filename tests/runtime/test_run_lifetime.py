@@ -106,6 +106,62 @@ def test_kill_9_of_the_runtime_kills_its_command_and_the_next_seml_wipes_the_wor
                 os.kill(pid, signal.SIGKILL)
 
 
+GRACEFUL = """\
+import os, pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[1])
+def stop(signum, _frame):
+    pathlib.Path(sys.argv[2]).write_text(f"got {signum}")
+    sys.exit(7)
+for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    signal.signal(s, stop)
+out.write_text(f"{os.getpid()} {os.getcwd()}")
+time.sleep(120)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_to_seml_run_reaches_its_command_which_ends_as_it_chooses(
+    tmp_path: Path, cas_server: LocalCas, alice: Party, sig: signal.Signals
+) -> None:
+    """What `timeout`, systemd or Kubernetes send to `seml run` goes to the command, which may
+    finish its work; seml then exits with the command's status and wipes the workspace."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "graceful.py").write_text(GRACEFUL)
+    ready, got = tmp_path / "ready", tmp_path / "got"
+    command = [sys.executable, str(code / "graceful.py"), str(ready), str(got)]
+    session = f"life-{sig.name.lower()}"
+    doc = session_document(
+        session, alice, [{"name": "app", "measurements": [measure([code], command)]}]
+    )
+    submit(cas_server, doc, alice)
+    with (tmp_path / "run.err").open("wb") as err:
+        runtime = subprocess.Popen(
+            [
+                *seml_command(),
+                *("run", "--session", session, "--service", "app"),
+                *("--volumes-dir", str(tmp_path / "v"), "--code", str(code), "--", *command),
+            ],
+            env={**os.environ, **cas_server.env},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), (tmp_path / "run.err").read_text()
+        workspace = Path(ready.read_text().split(" ", 1)[1])
+        runtime.send_signal(sig)
+        assert runtime.wait(timeout=30) == 7, (tmp_path / "run.err").read_text()
+        assert got.read_text() == f"got {int(sig)}"
+        assert not workspace.exists(), "seml run must wipe the workspace after its command"
+    finally:
+        if runtime.poll() is None:
+            runtime.kill()
+
+
 class _Cas:
     """An attestation service that answers with a fixed configuration (no HTTP)."""
 

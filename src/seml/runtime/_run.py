@@ -219,8 +219,8 @@ def _unlink(links: list[Path]) -> None:
 
 
 def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> int:
-    """Run the child in its own process group, dying with this process; forward SIGINT and
-    SIGTERM; return its status."""
+    """Run the child in its own process group, dying with this process; forward SIGINT,
+    SIGTERM and SIGHUP; return its status."""
     try:
         child = subprocess.Popen(die_with_parent(argv), env=env, cwd=cwd, start_new_session=True)
     except OSError as e:
@@ -230,7 +230,9 @@ def _run_child(argv: list[str], env: dict[str, str], cwd: Path) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
     try:
         status = child.wait()
     finally:
