@@ -131,3 +131,27 @@ def make_receipt(model: bytes = MODEL, *, run: int = 1) -> Made:
     return Made(
         sign_receipt(body, service_key.sign, service_key.public), session, service_key, parties
     )
+
+
+def update_receipt(made: Made, signers: tuple[str, ...]) -> tuple[SignedReceipt, Session]:
+    """A receipt of a run under an update of `made.session` (one more secret), activated by
+    `signers`, signed by the same service."""
+    previous = made.session
+    doc = previous.model_dump(mode="json", exclude_none=True)
+    doc["predecessor"] = session_hash(previous)
+    doc["secrets"].append({"name": "extra", "kind": "ascii", "readers": ["train"]})
+    update = Session.model_validate(doc)
+    body = made.receipt.receipt
+    binding = body.session.model_copy(
+        update={
+            "hash": session_hash(update),
+            "version": 2,
+            "signatures": [sign_session(update, p, made.parties[p]) for p in signers],
+        }
+    )
+    signed = sign_receipt(
+        body.model_copy(update={"session": binding}),
+        made.service_key.sign,
+        made.service_key.public,
+    )
+    return signed, update

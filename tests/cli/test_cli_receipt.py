@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from _receipt_maker import MODEL, Made, make_receipt
+from _receipt_maker import MODEL, Made, make_receipt, update_receipt
 from seml.cli import main
 from seml.flow._plan import dump_session
 
@@ -113,3 +113,23 @@ def test_show_says_simulated_first(
     assert any("classification: accuracy=0.97" in line for line in lines)
     assert main(["receipt", "show", str(f["receipt"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == made.receipt.id
+
+
+def test_verify_checks_an_update_against_the_predecessor_given(
+    made: Made, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = _files(made, tmp_path)  # f["session"] is the first version
+    receipt, update = update_receipt(made, ("alice",))  # bob's signature is missing
+    (tmp_path / "update.receipt.json").write_text(receipt.to_json())
+    (tmp_path / "update.yaml").write_text(dump_session(update))
+    args = ["receipt", "verify", str(tmp_path / "update.receipt.json")]
+    args += ["--cas-identity", str(f["identity"]), "--session", str(tmp_path / "update.yaml")]
+    assert main(args) == 0  # signatures verify; the rule cannot be checked without more
+    assert "not checked: give the version before it (--predecessor)" in capsys.readouterr().out
+    assert main([*args, "--predecessor", str(f["session"])]) == 3
+    err = capsys.readouterr().err
+    assert "do not meet the predecessor's update rule" in err and "bob" in err
+    # --predecessor alone says what it needs.
+    alone = ["receipt", "verify", str(f["receipt"]), "--cas-identity", str(f["identity"])]
+    assert main([*alone, "--predecessor", str(f["session"])]) == 2
+    assert "--predecessor needs --session" in capsys.readouterr().err

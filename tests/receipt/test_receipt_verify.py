@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from _receipt_maker import MEASUREMENT, MODEL, Made, make_receipt, sha
+from _receipt_maker import MEASUREMENT, MODEL, Made, make_receipt, sha, update_receipt
 from seml.flow import collaboration_session
 from seml.flow._plan import training_specs
 from seml.policy import new_key_pair, public_key_text
@@ -204,3 +204,50 @@ def test_receipt_round_trips(made: Made) -> None:
     again = SignedReceipt.model_validate_json(made.receipt.to_json())
     assert again.id == made.receipt.id
     assert copy.deepcopy(again) == made.receipt
+
+
+def _session_check(result: Any) -> Any:
+    return next(c for c in result.checks if c.name == "session")
+
+
+def test_an_update_checked_against_its_predecessor_s_update_rule(made: Made) -> None:
+    receipt, update = update_receipt(made, ("alice", "bob"))
+    data = receipt.to_json().encode()
+    without = verify_receipt(data, made.service_key.public, session=update)
+    assert without.ok
+    assert "not checked: give the version before it" in _session_check(without).detail
+    checked = verify_receipt(
+        data, made.service_key.public, session=update, predecessor=made.session
+    )
+    assert checked.ok, checked.problems
+    assert "the predecessor's update rule is met" in _session_check(checked).detail
+
+
+def test_an_update_whose_signatures_miss_the_predecessor_s_update_rule_is_refused(
+    made: Made,
+) -> None:
+    """Only alice signed the update; the collaboration session's update rule wants every party.
+    Without the predecessor a verifier can only see that alice's signature verifies."""
+    receipt, update = update_receipt(made, ("alice",))
+    data = receipt.to_json().encode()
+    assert verify_receipt(data, made.service_key.public, session=update).ok
+    result = verify_receipt(data, made.service_key.public, session=update, predecessor=made.session)
+    assert not result.ok
+    detail = _failed(result)["session"]
+    assert "do not meet the predecessor's update rule" in detail and "bob" in detail
+
+
+def test_a_wrong_predecessor_is_refused(made: Made) -> None:
+    receipt, update = update_receipt(made, ("alice", "bob"))
+    other = make_receipt().session  # same shape, other keys: another hash
+    result = verify_receipt(
+        receipt.to_json().encode(), made.service_key.public, session=update, predecessor=other
+    )
+    assert "the predecessor file is iris" in _failed(result)["session"]
+    first = verify_receipt(
+        made.receipt.to_json().encode(),
+        made.service_key.public,
+        session=made.session,
+        predecessor=other,
+    )
+    assert "is a first version" in _failed(first)["session"]

@@ -329,6 +329,14 @@ def verify(
             "ran under, activated by its parties' signatures.",
         ),
     ] = None,
+    predecessor: Annotated[
+        Path | None,
+        typer.Option(
+            "--predecessor",
+            help="When the session is an update: the version before it (`seml session show "
+            "NAME --hash HASH`), whose update rule the activating signatures must meet.",
+        ),
+    ] = None,
     manifest: Annotated[
         list[str] | None,
         typer.Option(
@@ -352,13 +360,23 @@ def verify(
     doc = None
     if session is not None:
         doc = parse_session(_read(session, "session file"), source=str(session))
+    before = None
+    if predecessor is not None:
+        if doc is None:
+            raise UsageError("--predecessor needs --session (the update it precedes)")
+        before = parse_session(_read(predecessor, "predecessor file"), source=str(predecessor))
     manifests: dict[str, list[ManifestSeen]] = {}
     for party, path in _pairs(manifest or [], "--manifest"):
         manifests.setdefault(party, []).extend(
             parse_sync_state(_read(path, "sync state"), source=str(path))
         )
     result = verify_receipt(
-        _read(file, "receipt"), identity, models=models, session=doc, manifests=manifests
+        _read(file, "receipt"),
+        identity,
+        models=models,
+        session=doc,
+        predecessor=before,
+        manifests=manifests,
     )
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))

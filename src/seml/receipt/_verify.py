@@ -22,7 +22,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from seml.errors import SemlError
 from seml.policy import (
     Session,
+    SessionSignature,
     check_creation,
+    check_update,
     fingerprint,
     parse_public_key,
     session_hash,
@@ -219,7 +221,7 @@ def _models(c: _Checks, r: SignedReceipt, models: Sequence[LocalFile]) -> None:
             c.add(f"model {m.label}", True, f"{m.label} is {match.path} of the published model")
 
 
-def _session(c: _Checks, r: SignedReceipt, session: Session) -> None:
+def _session(c: _Checks, r: SignedReceipt, session: Session, predecessor: Session | None) -> None:
     b = r.receipt.session
     h = session_hash(session)
     if h != b.hash or session.name != b.name:
@@ -233,6 +235,17 @@ def _session(c: _Checks, r: SignedReceipt, session: Session) -> None:
     if listed != b.parties:
         c.add("session", False, "the receipt's party keys differ from the session's")
         return
+    signers = ", ".join(sorted({s.party for s in b.signatures}))
+    if session.predecessor is not None and predecessor is not None:
+        _update(c, b.signatures, session, predecessor, signers)
+        return
+    if predecessor is not None:
+        c.add(
+            "session",
+            False,
+            f"{b.name} {h} is a first version (no predecessor), yet a predecessor was given",
+        )
+        return
     bad = []
     for s in b.signatures:
         key = session.parties.get(s.party)
@@ -241,7 +254,6 @@ def _session(c: _Checks, r: SignedReceipt, session: Session) -> None:
     if bad:
         c.add("session", False, f"activating signature of {', '.join(bad)} does not verify")
         return
-    signers = ", ".join(sorted({s.party for s in b.signatures}))
     if session.predecessor is None:
         try:
             check_creation(session, b.signatures)
@@ -254,8 +266,44 @@ def _session(c: _Checks, r: SignedReceipt, session: Session) -> None:
             "session",
             True,
             f"{b.name} {h} (an update), signatures of {signers} verify; that they meet the "
-            "predecessor's update rule needs the predecessor (not checked offline)",
+            "predecessor's update rule is not checked: give the version before it "
+            "(--predecessor) for that",
         )
+
+
+def _update(
+    c: _Checks,
+    signatures: Sequence[SessionSignature],
+    session: Session,
+    predecessor: Session,
+    signers: str,
+) -> None:
+    """An update, with the version before it: the signatures that activated it must meet that
+    version's update rule with that version's keys (and newly enrolled approvers consent)."""
+    ph = session_hash(predecessor)
+    if ph != session.predecessor:
+        c.add(
+            "session",
+            False,
+            f"the predecessor file is {predecessor.name} {ph}; {session.name} follows "
+            f"{session.predecessor}",
+        )
+        return
+    try:
+        check_update(predecessor, session, signatures)
+    except SemlError as e:
+        c.add(
+            "session",
+            False,
+            f"the activating signatures do not meet the predecessor's update rule: {e}",
+        )
+        return
+    c.add(
+        "session",
+        True,
+        f"{session.name} {session_hash(session)}, an update of {ph}, activated by {signers} "
+        "(the predecessor's update rule is met)",
+    )
 
 
 def _manifests(
@@ -286,9 +334,13 @@ def verify_receipt(
     *,
     models: Sequence[LocalFile] = (),
     session: Session | None = None,
+    predecessor: Session | None = None,
     manifests: Mapping[str, Sequence[ManifestSeen]] | None = None,
 ) -> ReceiptCheck:
-    """Check a receipt against the pinned service identity key and what the caller holds."""
+    """Check a receipt against the pinned service identity key and what the caller holds.
+
+    `predecessor` is the session version before `session` (for an update): with it, the
+    update's signatures are checked against that version's update rule too."""
     c = _Checks()
     r, raw, why = _parse(data)
     if r is None or raw is None:
@@ -311,7 +363,7 @@ def verify_receipt(
     else:
         c.skip("model", "no model file given (--model)")
     if session is not None:
-        _session(c, r, session)
+        _session(c, r, session, predecessor)
     else:
         c.skip("session", "no session file given (--session)")
     if manifests:
