@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _procs import alive, gone_within
 from seml.cli import seml_command
 
 pytestmark = [
@@ -38,14 +39,6 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def _demo_with_its_service(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
     """`seml demo` started, once the attestation service it started answers."""
     with (tmp_path / "demo.err").open("wb") as err:  # the child keeps its own copy
@@ -68,13 +61,6 @@ def _demo_with_its_service(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
     )
 
 
-def _gone_within(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not _alive(pid)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_stops_seml_and_the_service_it_started(tmp_path: Path, sig: signal.Signals) -> None:
     demo, cas = _demo_with_its_service(tmp_path)
@@ -86,10 +72,10 @@ def test_sigterm_stops_seml_and_the_service_it_started(tmp_path: Path, sig: sign
         last = err.strip().splitlines()[-1]
         assert last == f"seml: stopped by {sig.name}; cleaned up what it had started", err
         assert "Traceback" not in err
-        assert _gone_within(cas, 15), "the attestation service outlived the demo"
+        assert gone_within(cas, 15), "the attestation service outlived the demo"
     finally:
         demo.kill()
-        if _alive(cas):
+        if alive(cas):
             os.kill(cas, signal.SIGKILL)
 
 
@@ -98,7 +84,7 @@ def test_sigkill_of_seml_still_takes_its_service_along(tmp_path: Path) -> None:
     try:
         demo.kill()  # no code of seml runs
         demo.wait(timeout=10)
-        assert _gone_within(cas, 15), "the attestation service outlived a SIGKILLed demo"
+        assert gone_within(cas, 15), "the attestation service outlived a SIGKILLed demo"
     finally:
-        if _alive(cas):
+        if alive(cas):
             os.kill(cas, signal.SIGKILL)

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 
+from _procs import alive, gone_within
 from runtime.conftest import Party, seml_run, session_document, submit
 from seml.attest import SimulationProvider
 from seml.cas import CasClient, LocalCas, ServiceConfig, VolumeGrant
@@ -29,15 +30,6 @@ pathlib.Path("held.txt").write_text(os.environ["APP_SECRET"])
 pathlib.Path(sys.argv[1]).write_text(f"{os.getpid()} {os.getcwd()}")
 time.sleep(120)
 """
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for a reaper is not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @pytest.mark.integration
@@ -82,14 +74,11 @@ def test_kill_9_of_the_runtime_kills_its_command_and_the_next_seml_wipes_the_wor
         assert ready.exists(), (tmp_path / "run.err").read_text()
         pid_text, workspace_text = ready.read_text().split(" ", 1)
         child, workspace = int(pid_text), Path(workspace_text)
-        assert _alive(child) and (workspace / "held.txt").exists()
+        assert alive(child) and (workspace / "held.txt").exists()
         runtime.kill()  # SIGKILL: no cleanup code of seml runs
         # Not reaped yet: its pid stays taken (a zombie), so no seml command anywhere on the
         # machine (tests run in parallel) may count the workspace as stale before we look.
-        deadline = time.monotonic() + 10
-        while _alive(child) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(child), "the command outlived its runtime, holding its secret"
+        assert gone_within(child, 10), "the command outlived its runtime, holding its secret"
         assert workspace.exists()  # its runtime died without cleaning up; nobody else may yet
         runtime.wait(timeout=10)  # now its pid is free: the workspace is stale
         done = subprocess.run(
@@ -102,7 +91,7 @@ def test_kill_9_of_the_runtime_kills_its_command_and_the_next_seml_wipes_the_wor
             runtime.kill()
         if ready.exists():
             pid = int(ready.read_text().split(" ", 1)[0])
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
