@@ -23,14 +23,16 @@ class _CannedServer(TlsServer):
     def __init__(self, cert: Path, key: Path, answers: list[bytes]) -> None:
         self.answers = answers
         self.requests: list[bytes] = []
+        self.connections = 0
         super().__init__(cert, key)
 
     def answer(self, tls: ssl.SSLSocket) -> None:
+        self.connections += 1
         data = b""
         while self.answers:
             while b"\r\n\r\n" not in data:
                 chunk = tls.recv(4096)
-                if not chunk:  # the client's certificate probe, or it closed
+                if not chunk:  # the client closed
                     return
                 data += chunk
             head, _, data = data.partition(b"\r\n\r\n")
@@ -76,6 +78,9 @@ def test_answers_by_length_chunked_and_until_close_on_one_keep_alive_connection(
         got = [client._call("POST", "/v1/nonce")["n"] for _ in range(4)]
     server.close()
     assert got == [1, 2, 3, 4]
+    # The connection the certificate was pinned on carries the first three requests; the
+    # fourth needs a new one, after the third answer closed it. No other handshake.
+    assert server.connections == 2
     assert server.requests[0].startswith(b"POST /v1/nonce HTTP/1.1\r\n")
     assert f"Host: 127.0.0.1:{server.port}".encode() in server.requests[0]
     assert b"Content-Length: 0" in server.requests[0]

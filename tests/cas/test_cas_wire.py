@@ -102,7 +102,7 @@ class _OneShotServer(TlsServer):
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = tls.recv(4096)
-            if not chunk:  # the client's certificate probe: no request
+            if not chunk:  # the client closed: no request
                 return
             data += chunk
         self.requests.append(data.split(b"\r\n", 1)[0])
@@ -134,9 +134,17 @@ def test_a_connection_closed_while_idle_is_replaced_and_no_request_is_sent_twice
     assert server.requests == [b"POST /v1/nonce HTTP/1.1"] * 2
 
 
+class _GoneServer(TlsServer):
+    """A service that goes away once a client has pinned its certificate: it closes that
+    connection and stops listening."""
+
+    def answer(self, tls: ssl.SSLSocket) -> None:
+        return  # closes the connection
+
+
 def test_no_answer_is_a_network_error_naming_the_service(tmp_path: Path) -> None:
     identity = init_state_dir(tmp_path / "cas", hosts=["127.0.0.1"], now=dt.datetime.now(dt.UTC))
-    server = _OneShotServer(identity.tls_cert, identity.tls_key)
+    server = _GoneServer(identity.tls_cert, identity.tls_key)
     client = CasClient(f"https://127.0.0.1:{server.port}", identity.fingerprint)
     server.close()
     with client, pytest.raises(NetworkError, match=rf"127\.0\.0\.1:{server.port}/v1/nonce: "):

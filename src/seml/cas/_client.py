@@ -62,6 +62,20 @@ class PinMismatchError(NetworkError):
 
 
 def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
+    """An SSL context that trusts exactly the pinned certificate (read from the service)."""
+    context, first = _pinned(url, pin, timeout)
+    first.close()
+    return context
+
+
+def _pinned(url: str, pin: str, timeout: float) -> tuple[ssl.SSLContext, ssl.SSLSocket]:
+    """The pinned context, and the connection the certificate was read on, for the first
+    requests: one TLS handshake per client instead of two.
+
+    That connection was made without chain verification (there is no CA to verify against),
+    but the handshake itself proved the server holds the private key of the certificate it
+    presented (TLS checks its signature over the handshake whatever the verification mode), and
+    nothing is sent on it before that certificate's SHA-256 equals the pin."""
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         raise UsageError(f"the attestation service URL must be https://HOST:PORT, got {url!r}")
@@ -72,14 +86,17 @@ def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
     probe.check_hostname = False
     probe.verify_mode = ssl.CERT_NONE
     try:
-        with (
-            socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout) as raw,
-            probe.wrap_socket(raw, server_hostname=parts.hostname) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-    except (OSError, ssl.SSLError) as e:
+        raw = socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout)
+    except OSError as e:
         raise NetworkError(f"cannot reach the attestation service at {url}: {e}") from e
+    try:
+        tls = probe.wrap_socket(raw, server_hostname=parts.hostname)
+    except (OSError, ssl.SSLError) as e:
+        raw.close()
+        raise NetworkError(f"cannot reach the attestation service at {url}: {e}") from e
+    der = tls.getpeercert(binary_form=True)
     if der is None or cert_fingerprint(der) != pin.lower():
+        tls.close()
         # A trust failure of the connection (network class, exit 7), like any TLS failure:
         # nothing was received from the service, so no data failed its integrity check.
         got = "none" if der is None else cert_fingerprint(der)
@@ -91,7 +108,7 @@ def _pinned_context(url: str, pin: str, timeout: float) -> ssl.SSLContext:
     context = ssl.create_default_context(cadata=ssl.DER_cert_to_PEM_cert(der))
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    return context, tls
 
 
 def _parse(model: type[_M], body: Any, what: str) -> _M:
@@ -126,8 +143,8 @@ class CasClient:
 
             self._conn = httpx.Client(base_url=self.url, transport=transport, timeout=timeout)
         else:
-            context = _pinned_context(self.url, fingerprint, timeout)
-            self._conn = PinnedConnection(self.url, context, timeout)
+            context, first = _pinned(self.url, fingerprint, timeout)
+            self._conn = PinnedConnection(self.url, context, timeout, first=first)
         self._info: ServiceInfo | None = None
 
     def __enter__(self) -> CasClient:

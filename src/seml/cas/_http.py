@@ -7,8 +7,9 @@ else the runtime did before the command started, and `http.client` still loads t
 package to parse headers (~20 ms of CPU per start). The service speaks plain HTTP/1.1 with
 JSON bodies, so the little of the protocol used here is written out: a request with a
 Content-Length, an answer with a Content-Length, chunked, or ended by the connection's close.
-The TLS connection uses the pinned SSL context (`CasClient` builds it): the certificate is
-checked at every handshake against the one trusted anchor, exactly as before.
+The first TLS connection is the one on which `CasClient` read and pinned the certificate;
+every later one uses the pinned SSL context: its certificate is checked at the handshake
+against the one trusted anchor.
 
 A connection the service closed while idle (its keep-alive timeout) is noticed before the next
 request (the socket reads as ready: EOF) and replaced, so a request is never sent on a dead
@@ -17,6 +18,7 @@ connection and never resent: the attestation is not idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import ssl
@@ -40,14 +42,18 @@ class HttpFailure(Exception):
 class _Connection:
     """One TLS connection: requests go out in order, each answer is read whole."""
 
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, timeout: float) -> None:
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self.sock = sock
+        self._file: BinaryIO = sock.makefile("rb")
+
+    @classmethod
+    def open(cls, host: str, port: int, context: ssl.SSLContext, timeout: float) -> _Connection:
         raw = socket.create_connection((host, port), timeout=timeout)
         try:
-            self.sock = context.wrap_socket(raw, server_hostname=host)
+            return cls(context.wrap_socket(raw, server_hostname=host))
         except BaseException:
             raw.close()
             raise
-        self._file: BinaryIO = self.sock.makefile("rb")
 
     def close(self) -> None:
         self._file.close()
@@ -130,7 +136,17 @@ class PinnedConnection:
     """Requests to one HTTPS origin over one connection at a time (thread-safe: requests from
     several threads take turns)."""
 
-    def __init__(self, url: str, context: ssl.SSLContext, timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        context: ssl.SSLContext,
+        timeout: float,
+        *,
+        first: ssl.SSLSocket | None = None,
+    ) -> None:
+        """`first`: an open TLS connection to the origin whose certificate the caller already
+        checked (the pin probe's), used for the first requests; later connections use
+        `context`."""
         parts = urlsplit(url)
         if parts.hostname is None:  # pragma: no cover - the caller checked the URL
             raise ValueError(f"no host in {url!r}")
@@ -142,7 +158,7 @@ class PinnedConnection:
         self._context = context
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._conn: _Connection | None = None
+        self._conn: _Connection | None = _Connection(first) if first is not None else None
 
     def request(
         self,
@@ -191,7 +207,7 @@ class PinnedConnection:
             self._drop()
             conn = None
         if conn is None:
-            conn = _Connection(self._host, self._port, self._context, self._timeout)
+            conn = _Connection.open(self._host, self._port, self._context, self._timeout)
             self._conn = conn
         return conn
 
@@ -214,11 +230,26 @@ def _head(method: str, path: str, headers: Mapping[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """Whether an idle keep-alive socket has something to read: EOF (or unexpected bytes),
-    either way it cannot carry the next request."""
+def _closed_by_peer(sock: ssl.SSLSocket) -> bool:
+    """Whether an idle keep-alive connection cannot carry the next request: EOF, or bytes
+    nobody asked for. A socket that reads as ready may hold only TLS's own records (TLS 1.3
+    servers send session tickets after the handshake, which a connection that has not read yet
+    still holds): those are consumed here, and the connection stays."""
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
-    return bool(readable)
+    if not readable:
+        return False
+    timeout = sock.gettimeout()
+    try:
+        sock.settimeout(0)
+        sock.recv(1)  # b"" (EOF) or an unasked byte: either way the connection is done
+    except ssl.SSLWantReadError:
+        return False  # no application data: only TLS records were waiting
+    except (OSError, ValueError):
+        pass
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sock.settimeout(timeout)
+    return True
