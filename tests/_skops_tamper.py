@@ -223,6 +223,8 @@ import importlib, json, os, signal, sys, tempfile, traceback
 for name in sys.argv[1:]:
     importlib.import_module(name)
 from seml.cli import entry
+from seml.ml._modelfile import _skops_io
+_skops_io()  # skops as seml imports it (without its list of every estimator)
 for line in sys.stdin:
     request = json.loads(line)
     with tempfile.TemporaryFile() as err:
@@ -271,7 +273,6 @@ _PRELOAD = (
     "seml.ml._validate",
     "seml.ml._predict",
     "seml.ml._parquet",
-    "skops.io",
 )
 
 
