@@ -1,10 +1,13 @@
 """What an attacker does to a model file: edit the arrays and schema stored in a skops archive,
-or hand-build a ZIP whose headers lie. Test helpers only."""
+or hand-build a ZIP whose headers lie; and run `seml` commands against such files, each in a
+process of its own, without paying an interpreter start each (`SemlForks`). Test helpers only."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import select
 import struct
 import subprocess
 import sys
@@ -16,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from seml.cli import seml_command
 
 
 class SkopsArchive:
@@ -211,24 +212,107 @@ def npy_with_header(array: np.ndarray[Any, Any], header: dict[str, Any]) -> byte
     return buffer.getvalue() + np.ascontiguousarray(array).tobytes()
 
 
-# Runs a command and reports its exit code, stderr and peak resident memory (KiB): the wrapper's
-# only child is the command, so RUSAGE_CHILDREN measures it alone.
-_MEASURE = """
-import json, resource, subprocess, sys
-done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=300)
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"rc": done.returncode, "err": done.stderr, "peak_kib": peak}))
+# The server behind `SemlForks`: it imports seml's model code once, then for each request (one
+# JSON line on stdin) forks a child that runs the `seml` console entry point exactly as the
+# installed script does, and answers one JSON line. A forked child starts with the server's
+# pages mapped, so its peak resident memory (wait4 reports it for that child alone) is the
+# server's imports plus what the command allocates; a baseline measured the same way cancels
+# the imports out. SIGALRM ends a child that hangs (exit -14).
+_FORK_SERVER = """
+import importlib, json, os, signal, sys, tempfile, traceback
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+from seml.cli import entry
+from seml.ml._modelfile import _skops_io
+_skops_io()  # skops as seml imports it (without its list of every estimator)
+for line in sys.stdin:
+    request = json.loads(line)
+    with tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.chdir(request["cwd"])
+                os.environ.clear()
+                os.environ.update(request["env"])
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                os.dup2(err.fileno(), 2)
+                signal.alarm(request["timeout"])
+                sys.argv = ["seml", *request["argv"]]
+                entry()
+                code = 0
+            except SystemExit as e:  # as Python itself ends on it
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+                if code == 1 and not isinstance(e.code, int):
+                    print(e.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _pid, status, usage = os.wait4(pid, 0)
+        err.seek(0)
+        answer = {
+            "rc": os.waitstatus_to_exitcode(status),
+            "err": err.read().decode(errors="replace"),
+            "peak_kib": usage.ru_maxrss,
+        }
+        print(json.dumps(answer), flush=True)
 """
 
+# What `seml ml inspect` and `seml ml predict` import: the server loads it before any fork.
+_PRELOAD = (
+    "seml.cli._app",
+    "seml.cli._ml",
+    "seml.cli._machine",
+    "seml.ml",
+    "seml.ml._modelfile",
+    "seml.ml._validate",
+    "seml.ml._predict",
+    "seml.ml._parquet",
+)
 
-def measure(*argv: str) -> dict[str, Any]:
-    """`seml *argv` in a subprocess: {"rc", "err", "peak_kib"}."""
-    done = subprocess.run(
-        [sys.executable, "-c", _MEASURE, *seml_command(), *argv],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=True,
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+
+class SemlForks:
+    """`seml` commands, each in a process of its own (a crash or a hang is that command's exit
+    status, not the test run's), forked from one server that imported seml's model code once:
+    a command then costs tens of milliseconds instead of an interpreter and scikit-learn start.
+    The measured peak memory includes the server's imports (the same for every command), so
+    compare it with a baseline measured here too, never with a fresh `seml` process."""
+
+    def __init__(self) -> None:
+        self._server = subprocess.Popen(
+            [sys.executable, "-c", _FORK_SERVER, *_PRELOAD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def measure(self, *argv: str, timeout: int = 300) -> dict[str, Any]:
+        """`seml *argv` with this process's environment and folder: {"rc", "err", "peak_kib"}
+        (exit status, negative for a signal; everything written to stderr; peak KiB)."""
+        assert self._server.stdin is not None and self._server.stdout is not None
+        request = {"argv": list(argv), "env": dict(os.environ), "cwd": str(Path.cwd())}
+        self._server.stdin.write(json.dumps({**request, "timeout": timeout}) + "\n")
+        self._server.stdin.flush()
+        ready, _, _ = select.select([self._server.stdout], [], [], timeout + 60)
+        line = self._server.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise AssertionError(f"the seml fork server gave no answer for {argv}")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def close(self) -> None:
+        if self._server.stdin is not None and not self._server.stdin.closed:
+            self._server.stdin.close()
+        try:
+            self._server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._server.kill()
+            self._server.wait()
+        if self._server.stdout is not None:
+            self._server.stdout.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,14 @@ from _model_fuzz import MODELS
 @pytest.mark.slow
 def test_mutated_arrays_are_refused_or_harmless(tmp_path: Path) -> None:
     worker = Path(__file__).parent.parent / "_model_fuzz.py"
+    # One thread for OpenMP and OpenBLAS (which reads the same variable): with the cores busy
+    # (two test workers on two cores), the ~550 loads and predictions of 150 rows spent most
+    # of their time at thread barriers waiting for a descheduled thread (a histogram-boosting
+    # prediction took ~50 ms instead of ~13 ms; the worker 36 s instead of 19 s). The compiled
+    # loops read the same mutated arrays with one thread as with two.
     done = subprocess.run(
         [sys.executable, str(worker), str(tmp_path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=600,

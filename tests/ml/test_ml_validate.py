@@ -3,15 +3,13 @@
 Each attack starts from a real fitted model, saved by SEML, and edits the arrays stored in the
 skops archive as an attacker would. `seml ml predict` runs in a subprocess, so a crash of the
 compiled code it calls (a segfault) or a hang shows as a test failure rather than taking the
-test run down; it must exit 3 (integrity) with one line naming the file and the problem.
+test run down; it must exit 3 (integrity) with one line naming the file and the problem. Each
+command is a process forked from one server that imported seml's model code once (`SemlForks`).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,8 @@ import numpy as np
 import pytest
 from sklearn import ensemble, linear_model, neighbors, svm, tree
 
-from _skops_tamper import SkopsArchive, json_value, measure, set_json_value
-from seml.cli import main, seml_command
+from _skops_tamper import SemlForks, SkopsArchive, json_value, set_json_value
+from seml.cli import main
 from seml.errors import IntegrityError
 from seml.ml import iris_frame, load_model, save_model
 
@@ -154,7 +152,7 @@ ATTACKS: list[tuple[str, Callable[[], Any], Tamper, str]] = [
     ),
 ]
 
-# The same, for the other structures compiled code walks; run together in one subprocess.
+# The same, for the other structures compiled code walks.
 MORE_ATTACKS: list[tuple[str, Callable[[], Any], Tamper, str]] = [
     ("node-count", _dt, _node_count, r"tree_: says it has 3 nodes but stores \d+"),
     ("leaf-mark", _dt, _leaf_mark, r"tree_: node 1 has children -1 and 2 \(one leaf mark\)"),
@@ -201,6 +199,7 @@ def _attack(tmp_path: Path, factory: Callable[[], Any], tamper: Tamper) -> Path:
 def test_predict_refuses_a_tampered_model_without_crashing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    seml_forks: SemlForks,
     factory: Callable[[], Any],
     tamper: Tamper,
     problem: str,
@@ -210,11 +209,9 @@ def test_predict_refuses_a_tampered_model_without_crashing(
     X.to_csv(inputs, index=False)
     argv = ["ml", "predict", "--model", str(bad), "--input", str(inputs), "--out", str(out)]
     # A crash in compiled code kills the process (returncode -11), a cycle hangs it (timeout).
-    done = subprocess.run(
-        [*seml_command(), *argv], capture_output=True, text=True, timeout=180, check=False
-    )
-    assert done.returncode == 3, done.stderr
-    line = done.stderr.strip()
+    done = seml_forks.measure(*argv, timeout=180)
+    assert done["rc"] == 3, done
+    line = done["err"].strip()
     assert "\n" not in line and line.startswith(f"seml: error: {bad}: "), line
     assert re.search(problem, line), line
     assert not out.exists()
@@ -224,21 +221,10 @@ def test_predict_refuses_a_tampered_model_without_crashing(
     assert re.search(problem, capsys.readouterr().err)
 
 
-# Runs `seml ml predict` on each file in turn, in one process, printing one JSON line per file.
-_RUNNER = """
-import contextlib, io, json, sys
-from seml.cli import main
-inputs, out, *models = sys.argv[1:]
-for model in models:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        rc = main(["ml", "predict", "--model", model, "--input", inputs, "--out", out])
-    print(json.dumps({"model": model, "rc": rc, "err": err.getvalue()}), flush=True)
-"""
-
-
 @pytest.mark.slow
-def test_predict_refuses_tampered_structures_of_every_family(tmp_path: Path) -> None:
+def test_predict_refuses_tampered_structures_of_every_family(
+    tmp_path: Path, seml_forks: SemlForks
+) -> None:
     cases = []
     for name, factory, tamper, problem in MORE_ATTACKS:
         folder = tmp_path / name
@@ -246,18 +232,10 @@ def test_predict_refuses_tampered_structures_of_every_family(tmp_path: Path) -> 
         cases.append((_attack(folder, factory, tamper), problem))
     inputs, out = tmp_path / "in.csv", tmp_path / "predictions.csv"
     X.to_csv(inputs, index=False)
-    done = subprocess.run(
-        [sys.executable, "-c", _RUNNER, str(inputs), str(out), *(str(c[0]) for c in cases)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    results = [json.loads(line) for line in done.stdout.splitlines()]
-    # A crash stops the runner: the cases after the last line printed never ran.
-    assert done.returncode == 0, (done.returncode, results[-1:] if results else done.stderr)
-    assert len(results) == len(cases)
-    for result, (bad, problem) in zip(results, cases, strict=True):
+    for bad, problem in cases:
+        # Each case in a process of its own: a crash (-11) or a hang (-14) is that case's rc.
+        argv = ["ml", "predict", "--model", str(bad), "--input", str(inputs), "--out", str(out)]
+        result = seml_forks.measure(*argv, timeout=180)
         assert result["rc"] == 3, result
         assert result["err"].startswith(f"seml: error: {bad}: "), result
         assert re.search(problem, result["err"]), result
@@ -296,15 +274,17 @@ def _seed_pool(a: SkopsArchive) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_a_random_generator_cannot_ask_for_gigabytes_while_it_is_built(tmp_path: Path) -> None:
+def test_a_random_generator_cannot_ask_for_gigabytes_while_it_is_built(
+    tmp_path: Path, seml_forks: SemlForks
+) -> None:
     # numpy builds a seed sequence's pool at construction, before any structural check runs.
     factory = lambda: ensemble.HistGradientBoostingClassifier(max_iter=1)  # noqa: E731
     good = _attack(tmp_path, factory, lambda a: None)
-    baseline = measure("ml", "inspect", str(good))
+    baseline = seml_forks.measure("ml", "inspect", str(good))
     assert baseline["rc"] == 0, baseline
 
     bad = _attack(tmp_path, factory, lambda a: set_json_value(_seed_pool(a), 10**8))
-    refused = measure("ml", "inspect", str(bad))
+    refused = seml_forks.measure("ml", "inspect", str(bad))
     assert refused["rc"] == 3, refused
     assert "asks for a seed pool of 100000000 words" in refused["err"]
     assert refused["peak_kib"] < baseline["peak_kib"] + 64 * 1024
@@ -317,7 +297,7 @@ def test_a_random_generator_cannot_ask_for_gigabytes_while_it_is_built(tmp_path:
         _seed_pool(a)["__id__"] = max_iter["__id__"]
 
     aliased = _attack(tmp_path, factory, shared)
-    loaded = measure("ml", "inspect", str(aliased))
+    loaded = seml_forks.measure("ml", "inspect", str(aliased))
     assert loaded["rc"] == 0, loaded  # max_iter = 10**8 is a valid parameter
     assert loaded["peak_kib"] < baseline["peak_kib"] + 64 * 1024
     rng = load_model(aliased)._feature_subsample_rng
