@@ -399,6 +399,12 @@ class CasService:
         )
 
         released = check_release(self.receipts, record, service_name)
+        added: dict[str, str] = {}
+        if released is not None:
+            from seml._claims import RELEASED_VARIABLE
+
+            added[RELEASED_VARIABLE] = released
+        capability = new_capability()
         config = resolve_config(
             record,
             service_name,
@@ -408,14 +414,9 @@ class CasService:
             tee=verdict.tee.value,
             weaknesses=weaknesses,
             now=now,
+            completion=capability,
+            environment=added,
         )
-        capability = new_capability()
-        update: dict[str, Any] = {"completion": capability}
-        if released is not None:
-            from seml._claims import RELEASED_VARIABLE
-
-            update["environment"] = {**config.environment, RELEASED_VARIABLE: released}
-        config = config.replace(**update)
         sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.to_json().encode())
         details: dict[str, Any] = {
             "session": session_name,
@@ -441,7 +442,7 @@ class CasService:
                 now,
                 # The parties of a session whose secret or volume this release hands on read
                 # the entry too: who got my data key is theirs to know.
-                sessions=(session_name, *_sources(session, service)),
+                sessions=(session_name, *_sources(record, service)),
             )
             record_attestation(self.store, db, capability, record, service_name, facts, now)
         return sealed
@@ -529,9 +530,10 @@ class CasService:
         return version, tag
 
 
-def _sources(session: Session, service: Service) -> list[str]:
-    """The sessions `service` imports a secret or volume from."""
-    names = {p.name for _, p in service.placeholders()}
+def _sources(record: SessionRecord, service: Service) -> list[str]:
+    """The sessions `service` (of `record`) imports a secret or volume from."""
+    session = record.session
+    names = {p.name for _, p in record.placeholders(service.name)}
     imported = [
         s.import_.session for s in session.secrets if s.name in names and s.import_ is not None
     ]

@@ -1,0 +1,110 @@
+"""The attestation path's cheaper equivalents answer exactly as the plain forms did: the
+configuration's JSON, the placeholders kept with a session version (a new version is read
+afresh), the configuration built in one go."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from _cas_inprocess import InProcessCas, in_process_cas
+from _casdata import GOOD, Parties, session_of, shared_document, update_of
+from seml.attest import SimulationProvider
+from seml.cas import CasClient
+from seml.cas._protocol import ServiceConfig, VolumeGrant
+from seml.cas._state import SessionRecord
+
+
+@pytest.fixture(scope="module")
+def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCas]:
+    with in_process_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
+        yield cas
+
+
+@pytest.fixture(scope="module")
+def client(cas: InProcessCas) -> Iterator[CasClient]:
+    with cas.client() as c:
+        yield c
+
+
+def _config(**changes: object) -> ServiceConfig:
+    grant = VolumeGrant(path="/m", key="00" * 32, owner="o", volume="v", token="t.1")
+    fields: dict[str, object] = {
+        "session": "s",
+        "session_hash": "sha256:" + "1" * 64,
+        "service": "train",
+        "measurement": "ab" * 32,
+        "tee": "simulation",
+        "simulated": True,
+        "weaknesses": ["simulation"],
+        "command": ["python", "-c", 'print("é \\u2028 \\x00")'],
+        "environment": {"KEY": 'caf\u00e9 \u2603 "q" \\ \n', "EMPTY": ""},
+        "files": {"/etc/x": "line1\nline2\t\u0001"},
+        "volumes": {"model": grant, "other": dataclasses.replace(grant, path="/o")},
+        "secrets": ["a", "b"],
+        "storage": None,
+        "completion": "cap-\u00fc",
+    }
+    fields.update(changes)
+    return ServiceConfig(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"storage": "s3://b/p", "completion": None}, {"volumes": {}, "command": []}],
+)
+def test_config_json_is_what_asdict_gives(changes: dict[str, object]) -> None:
+    config = _config(**changes)
+    expected = json.dumps(dataclasses.asdict(config), ensure_ascii=False, separators=(",", ":"))
+    assert config.to_json() == expected
+    assert ServiceConfig.from_json(config.to_json()) == config
+
+
+def test_placeholders_are_kept_per_version_and_a_new_version_is_read_afresh(
+    cas: InProcessCas, client: CasClient
+) -> None:
+    parties = Parties("alice", "bob")
+    s = session_of(shared_document("hot", parties))
+    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
+    before = client.attest("hot", "train", SimulationProvider(GOOD))
+    assert set(before.environment) == {"MODEL_KEY", "SIG", "TOKEN"}
+    assert before.secrets == ["api_token", "model_key", "sig", "tls"]
+    record = cas.service.store.latest("hot")
+    assert record is not None
+    assert record.placeholders("train") == tuple(s.services[0].placeholders())
+    assert record.placeholders("train") is record.placeholders("train")  # parsed once
+    assert record.placeholders("nope") == ()
+
+    # v2: train reads another secret under another name and no longer its token.
+    doc = s.document()
+    doc["services"][0]["environment"] = {"MODEL_KEY": "$$SEML::model_key$$", "S": "$$SEML::sig$$"}
+    s2 = update_of(s, services=doc["services"])
+    client.submit_session(s2, parties.sign(s2))
+    after = client.attest("hot", "train", SimulationProvider(GOOD))
+    assert set(after.environment) == {"MODEL_KEY", "S"}
+    assert after.secrets == ["model_key", "sig", "tls"]
+    assert after.environment["MODEL_KEY"] == before.environment["MODEL_KEY"]
+    latest = cas.service.store.latest("hot")
+    assert latest is not None and latest is not record
+    assert latest.placeholders("train") == tuple(s2.services[0].placeholders())
+    # The audit entry of the release names what this version released, not the last one's.
+    entries = cas.service.store.audit(0, 10000)
+    releases = [e for e in entries if e.event == "attest.release" and e.details]
+    assert releases[-1].details is not None
+    assert releases[-1].details["secrets"] == ["model_key", "sig", "tls"]
+    assert releases[-1].details["hash"] == latest.hash
+
+
+def test_a_record_read_back_from_the_database_parses_its_own_placeholders(
+    cas: InProcessCas, client: CasClient
+) -> None:
+    parties = Parties("alice", "bob")
+    s = session_of(shared_document("hot-read", parties))
+    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
+    (stored,) = cas.service.store.history("hot-read")
+    assert isinstance(stored, SessionRecord)
+    assert stored.placeholders("run") == tuple(s.services[1].placeholders())
+    assert [p.name for _, p in stored.placeholders("run")] == ["model_key", "pw"]
