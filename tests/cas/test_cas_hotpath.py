@@ -1,19 +1,28 @@
 """The attestation path's cheaper equivalents answer exactly as the plain forms did: the
 configuration's JSON, the placeholders kept with a session version (a new version is read
-afresh), the configuration built in one go."""
+afresh), the configuration built in one go, the audit log signed by libsodium, the configuration
+sealed without key and box objects."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, SealedBox
 
 from _cas_inprocess import InProcessCas, in_process_cas
 from _casdata import GOOD, Parties, session_of, shared_document, update_of
-from seml.attest import SimulationProvider
-from seml.cas import CasClient
+from seml.attest import SimulationProvider, report_data_for
+from seml.cas import CasClient, init_state_dir
 from seml.cas._protocol import ServiceConfig, VolumeGrant
 from seml.cas._state import SessionRecord
 
@@ -108,3 +117,39 @@ def test_a_record_read_back_from_the_database_parses_its_own_placeholders(
     assert isinstance(stored, SessionRecord)
     assert stored.placeholders("run") == tuple(s.services[1].placeholders())
     assert [p.name for _, p in stored.placeholders("run")] == ["model_key", "pw"]
+
+
+def test_the_audit_signature_is_the_identity_key_s_ed25519_signature(tmp_path: Path) -> None:
+    ident = init_state_dir(tmp_path / "cas", hosts=["127.0.0.1"], now=dt.datetime.now(dt.UTC))
+    pem = (tmp_path / "cas" / "identity.key").read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    public = Ed25519PublicKey.from_public_bytes(ident.identity_public)
+    for message in (b"", b"SEML audit v2\nsha256:" + b"0" * 64, bytes(range(256)) * 9):
+        signature = ident.sign(message)
+        assert signature == key.sign(message)  # the same bytes OpenSSL gives (deterministic)
+        public.verify(signature, message)
+        with pytest.raises(InvalidSignature):
+            public.verify(signature, message + b"x")
+    assert "_signer" not in repr(ident) and "_identity" not in repr(ident)
+
+
+def test_the_sealed_configuration_opens_only_with_the_attested_key(client: CasClient) -> None:
+    parties = Parties("alice", "bob")
+    s = session_of(shared_document("hot-seal", parties))
+    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
+    key = PrivateKey.generate()
+    nonce = client.nonce()
+    evidence = SimulationProvider(GOOD).evidence(report_data_for(nonce, bytes(key.public_key)))
+    request = {
+        "session": "hot-seal",
+        "service": "run",
+        "nonce": base64.b64encode(nonce).decode(),
+        "public_key": base64.b64encode(bytes(key.public_key)).decode(),
+        "evidence": evidence.to_json_dict(),
+    }
+    sealed = base64.b64decode(client._call("POST", "/v1/attest", json=request)["sealed"])
+    config = ServiceConfig.from_json(SealedBox(key).decrypt(sealed))
+    assert config.session == "hot-seal" and config.environment["PW"] == "pw1"
+    with pytest.raises(CryptoError):
+        SealedBox(PrivateKey.generate()).decrypt(sealed)

@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from nacl.public import PublicKey, SealedBox
+from nacl.bindings import crypto_box_seal
 
 from seml.attest import (
     Evidence,
@@ -417,7 +417,8 @@ class CasService:
             completion=capability,
             environment=added,
         )
-        sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.to_json().encode())
+        # What SealedBox(PublicKey(public_key)).encrypt gives, without the two objects.
+        sealed: bytes = crypto_box_seal(config.to_json().encode(), public_key)
         details: dict[str, Any] = {
             "session": session_name,
             "hash": record.hash,
