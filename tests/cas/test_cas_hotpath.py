@@ -25,6 +25,7 @@ from seml.attest import SimulationProvider, report_data_for
 from seml.cas import CasClient, init_state_dir
 from seml.cas._protocol import ServiceConfig, VolumeGrant
 from seml.cas._state import SessionRecord
+from seml.policy import Session
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,14 @@ def _config(**changes: object) -> ServiceConfig:
     return ServiceConfig(**fields)  # type: ignore[arg-type]
 
 
+def _created(client: CasClient, name: str) -> tuple[Parties, Session]:
+    """A new shared session `name` (alice and bob; pw is "pw1")."""
+    parties = Parties("alice", "bob")
+    s = session_of(shared_document(name, parties))
+    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
+    return parties, s
+
+
 @pytest.mark.parametrize(
     "changes",
     [{}, {"storage": "s3://b/p", "completion": None}, {"volumes": {}, "command": []}],
@@ -75,9 +84,7 @@ def test_config_json_is_what_asdict_gives(changes: dict[str, object]) -> None:
 def test_placeholders_are_kept_per_version_and_a_new_version_is_read_afresh(
     cas: InProcessCas, client: CasClient
 ) -> None:
-    parties = Parties("alice", "bob")
-    s = session_of(shared_document("hot", parties))
-    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
+    parties, s = _created(client, "hot")
     before = client.attest("hot", "train", SimulationProvider(GOOD))
     assert set(before.environment) == {"MODEL_KEY", "SIG", "TOKEN"}
     assert before.secrets == ["api_token", "model_key", "sig", "tls"]
@@ -110,9 +117,7 @@ def test_placeholders_are_kept_per_version_and_a_new_version_is_read_afresh(
 def test_a_record_read_back_from_the_database_parses_its_own_placeholders(
     cas: InProcessCas, client: CasClient
 ) -> None:
-    parties = Parties("alice", "bob")
-    s = session_of(shared_document("hot-read", parties))
-    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
+    _, s = _created(client, "hot-read")
     (stored,) = cas.service.store.history("hot-read")
     assert isinstance(stored, SessionRecord)
     assert stored.placeholders("run") == tuple(s.services[1].placeholders())
@@ -135,9 +140,7 @@ def test_the_audit_signature_is_the_identity_key_s_ed25519_signature(tmp_path: P
 
 
 def test_the_sealed_configuration_opens_only_with_the_attested_key(client: CasClient) -> None:
-    parties = Parties("alice", "bob")
-    s = session_of(shared_document("hot-seal", parties))
-    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
+    _created(client, "hot-seal")
     key = PrivateKey.generate()
     nonce = client.nonce()
     evidence = SimulationProvider(GOOD).evidence(report_data_for(nonce, bytes(key.public_key)))
