@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from nacl.public import PrivateKey
+from nacl.signing import SigningKey
 
 from seml._fs import write_atomic
 from seml.cas._protocol import cert_fingerprint
@@ -56,6 +57,12 @@ class CasIdentity:
     tls_dir: Path
     _master: bytes = field(repr=False)
     _identity: Ed25519PrivateKey = field(repr=False)
+    # The same key for libsodium, which signs the audit log faster than OpenSSL (Ed25519 is
+    # deterministic: the signatures are the same bytes).
+    _signer: SigningKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_signer", SigningKey(self._identity.private_bytes_raw()))
 
     @property
     def secrets_key(self) -> bytes:
@@ -71,7 +78,7 @@ class CasIdentity:
         return PrivateKey(_derive(self._master, "provided-secrets-x25519"))
 
     def sign(self, message: bytes) -> bytes:
-        return self._identity.sign(message)
+        return self._signer.sign(message).signature
 
     @property
     def database(self) -> Path:

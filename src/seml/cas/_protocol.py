@@ -143,7 +143,15 @@ class ServiceConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, separators=(",", ":"))
+        # What `dataclasses.asdict` gives (fields in order, grants as objects), without its
+        # deep copy of every value: every field holds only str, bool, None, or lists and dicts
+        # of str, which JSON writes as they are (`__post_init__` checked that).
+        data = {name: getattr(self, name) for name in _CONFIG_FIELDS}
+        data["volumes"] = {
+            key: {name: getattr(grant, name) for name in _GRANT_FIELDS}
+            for key, grant in self.volumes.items()
+        }
+        return _COMPACT.encode(data)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> ServiceConfig:
@@ -158,6 +166,11 @@ class ServiceConfig:
                 for name, grant in volumes.items()
             }
         return cls(**fields)
+
+
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ServiceConfig))
+_GRANT_FIELDS = tuple(f.name for f in dataclasses.fields(VolumeGrant))
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _fields(cls: type, document: object, what: str) -> dict[str, Any]:

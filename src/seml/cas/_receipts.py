@@ -82,8 +82,7 @@ def attestation_facts(
     """The verdict as the audit entry has it, plus the sessions this service's imported
     secrets come from (their latest versions: what `resolve_config` just used)."""
     exporters: dict[str, tuple[str, list[str]]] = {}
-    svc = record.session.service(service)
-    used = {p.name for _, p in svc.placeholders()} if svc is not None else set()
+    used = {p.name for _, p in record.placeholders(service)}
     for secret in record.session.secrets:
         if secret.import_ is None or secret.name not in used:
             continue
@@ -460,7 +459,7 @@ def check_release(desk: ReceiptDesk, record: SessionRecord, service: str) -> str
     if svc is None:
         return None
     released: str | None = None
-    used = {p.name for _, p in svc.placeholders()}
+    used = {p.name for _, p in record.placeholders(service)}
     for secret in record.session.secrets:
         release = secret.release
         if release is None or secret.name not in used or service in release.producers:

@@ -116,14 +116,19 @@ def resolve_config(
     tee: str,
     weaknesses: list[str],
     now: float,
+    completion: str | None = None,
+    environment: dict[str, str] | None = None,
 ) -> ServiceConfig:
+    """The configuration `service_name` of `record` gets: its placeholders filled in with the
+    secrets it may read, its volumes granted; `completion` (its completion report's
+    capability) and `environment` (variables the service adds) set as given."""
     session = record.session
     service = session.service(service_name)
     if service is None:  # checked by the caller already; kept for a clear error
         raise PolicyError(f"session {session.name} has no service {service_name}")
     _, value_of = lookup
     values: dict[str, tuple[SecretKind, bytes]] = {}
-    for _where, p in service.placeholders():
+    for _where, p in record.placeholders(service_name):
         if p.name in values:
             continue
         secret = session.secret(p.name)
@@ -196,9 +201,10 @@ def resolve_config(
         simulated="simulation" in weaknesses,
         weaknesses=weaknesses,
         command=[fill(a) for a in service.command],
-        environment={k: fill(v) for k, v in service.environment.items()},
+        environment={k: fill(v) for k, v in service.environment.items()} | (environment or {}),
         files={k: fill(v) for k, v in service.files.items()},
         volumes=grants,
         storage=session.storage.location if session.storage else None,
         secrets=sorted(values),
+        completion=completion,
     )

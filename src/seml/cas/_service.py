@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from nacl.public import PublicKey, SealedBox
+from nacl.bindings import crypto_box_seal
 
 from seml.attest import (
     Evidence,
@@ -399,6 +399,12 @@ class CasService:
         )
 
         released = check_release(self.receipts, record, service_name)
+        added: dict[str, str] = {}
+        if released is not None:
+            from seml._claims import RELEASED_VARIABLE
+
+            added[RELEASED_VARIABLE] = released
+        capability = new_capability()
         config = resolve_config(
             record,
             service_name,
@@ -408,15 +414,11 @@ class CasService:
             tee=verdict.tee.value,
             weaknesses=weaknesses,
             now=now,
+            completion=capability,
+            environment=added,
         )
-        capability = new_capability()
-        update: dict[str, Any] = {"completion": capability}
-        if released is not None:
-            from seml._claims import RELEASED_VARIABLE
-
-            update["environment"] = {**config.environment, RELEASED_VARIABLE: released}
-        config = config.replace(**update)
-        sealed: bytes = SealedBox(PublicKey(public_key)).encrypt(config.to_json().encode())
+        # What SealedBox(PublicKey(public_key)).encrypt gives, without the two objects.
+        sealed: bytes = crypto_box_seal(config.to_json().encode(), public_key)
         details: dict[str, Any] = {
             "session": session_name,
             "hash": record.hash,
@@ -441,7 +443,7 @@ class CasService:
                 now,
                 # The parties of a session whose secret or volume this release hands on read
                 # the entry too: who got my data key is theirs to know.
-                sessions=(session_name, *_sources(session, service)),
+                sessions=(session_name, *_sources(record, service)),
             )
             record_attestation(self.store, db, capability, record, service_name, facts, now)
         return sealed
@@ -529,9 +531,10 @@ class CasService:
         return version, tag
 
 
-def _sources(session: Session, service: Service) -> list[str]:
-    """The sessions `service` imports a secret or volume from."""
-    names = {p.name for _, p in service.placeholders()}
+def _sources(record: SessionRecord, service: Service) -> list[str]:
+    """The sessions `service` (of `record`) imports a secret or volume from."""
+    session = record.session
+    names = {p.name for _, p in record.placeholders(service.name)}
     imported = [
         s.import_.session for s in session.secrets if s.name in names and s.import_ is not None
     ]

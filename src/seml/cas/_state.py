@@ -23,7 +23,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,10 +35,16 @@ from seml.cas._audit import (
     new_salt,
     signing_message,
 )
-from seml.cas._groupsync import GroupSync
+from seml.cas._groupsync import CHECKPOINT_BYTES, GroupSync
 from seml.cas._results import SessionSummary, SessionVersion
 from seml.errors import IntegrityError, PolicyError, StorageError
-from seml.policy import Session, SessionSignature, session_from_document, session_hash
+from seml.policy import (
+    Placeholder,
+    Session,
+    SessionSignature,
+    session_from_document,
+    session_hash,
+)
 
 __all__ = ["SessionRecord", "StateStore", "SyncMode"]
 
@@ -104,11 +110,29 @@ _APPEND_ONLY = (
 
 @dataclass(frozen=True)
 class SessionRecord:
+    """One version of a session as the service holds it. `hash` is its session's hash (computed
+    at submission, checked when read back), so whatever is derived from the session alone can
+    be kept with the record: the store keeps each session's latest record, and a new version is
+    a new record."""
+
     session: Session
     hash: str
     version: int
     signatures: tuple[SessionSignature, ...]
     accepted: float
+    _uses: dict[str, tuple[tuple[str, Placeholder], ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def placeholders(self, service: str) -> tuple[tuple[str, Placeholder], ...]:
+        """(where, placeholder) in `service` of this version (none if it has no such service),
+        parsed once per record: every attestation needs them."""
+        found = self._uses.get(service)
+        if found is None:
+            svc = self.session.service(service)
+            found = tuple(svc.placeholders()) if svc is not None else ()
+            self._uses[service] = found
+        return found
 
     def summary(self) -> SessionSummary:
         return SessionSummary(
@@ -152,6 +176,12 @@ class StateStore:
             # so "group" syncs it itself before any answer (`GroupSync`), and "none" does not
             # (a power loss can drop the last commits). benchmarks/cas_bench.py measures all 3.
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'each' else 'NORMAL'}")
+            if sync == "group":
+                # GroupSync checkpoints, off the event loop; a log that grew past the size it
+                # checkpoints at is cut back to it when SQLite starts it over, so its size
+                # tells GroupSync when the next one is due.
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
+                self._db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
             self._db.executescript(_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(audit)")}
             for table in _APPEND_ONLY:
@@ -197,6 +227,11 @@ class StateStore:
     def syncs(self) -> int | None:
         """Group syncs done so far (None unless `group`)."""
         return None if self._group is None else self._group.syncs
+
+    @property
+    def checkpoints(self) -> int | None:
+        """Checkpoints GroupSync ran so far (None unless `group`)."""
+        return None if self._group is None else self._group.checkpoints
 
     @property
     def db(self) -> sqlite3.Connection:

@@ -1,0 +1,221 @@
+"""The attestation path's cheaper equivalents answer exactly as the plain forms did: the
+configuration's JSON, the placeholders kept with a session version (a new version is read
+afresh), the configuration built in one go, the audit log signed by libsodium, the configuration
+sealed without key and box objects; the log's checkpoints, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, SealedBox
+
+from _cas_inprocess import InProcessCas, in_process_cas
+from _casdata import GOOD, Parties, session_of, shared_document, update_of
+from seml.attest import SimulationProvider, report_data_for
+from seml.cas import CasClient, _groupsync, _state, init_state_dir, verify_audit_chain
+from seml.cas._groupsync import CHECKPOINT_BYTES, RESTART_BYTES, GroupSync
+from seml.cas._protocol import ServiceConfig, VolumeGrant
+from seml.cas._state import SessionRecord, StateStore
+from seml.policy import Session
+
+
+@pytest.fixture(scope="module")
+def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCas]:
+    with in_process_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
+        yield cas
+
+
+@pytest.fixture(scope="module")
+def client(cas: InProcessCas) -> Iterator[CasClient]:
+    with cas.client() as c:
+        yield c
+
+
+def _config(**changes: object) -> ServiceConfig:
+    grant = VolumeGrant(path="/m", key="00" * 32, owner="o", volume="v", token="t.1")
+    fields: dict[str, object] = {
+        "session": "s",
+        "session_hash": "sha256:" + "1" * 64,
+        "service": "train",
+        "measurement": "ab" * 32,
+        "tee": "simulation",
+        "simulated": True,
+        "weaknesses": ["simulation"],
+        "command": ["python", "-c", 'print("é \\u2028 \\x00")'],
+        "environment": {"KEY": 'caf\u00e9 \u2603 "q" \\ \n', "EMPTY": ""},
+        "files": {"/etc/x": "line1\nline2\t\u0001"},
+        "volumes": {"model": grant, "other": dataclasses.replace(grant, path="/o")},
+        "secrets": ["a", "b"],
+        "storage": None,
+        "completion": "cap-\u00fc",
+    }
+    fields.update(changes)
+    return ServiceConfig(**fields)  # type: ignore[arg-type]
+
+
+def _created(client: CasClient, name: str) -> tuple[Parties, Session]:
+    """A new shared session `name` (alice and bob; pw is "pw1")."""
+    parties = Parties("alice", "bob")
+    s = session_of(shared_document(name, parties))
+    client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
+    return parties, s
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"storage": "s3://b/p", "completion": None}, {"volumes": {}, "command": []}],
+)
+def test_config_json_is_what_asdict_gives(changes: dict[str, object]) -> None:
+    config = _config(**changes)
+    expected = json.dumps(dataclasses.asdict(config), ensure_ascii=False, separators=(",", ":"))
+    assert config.to_json() == expected
+    assert ServiceConfig.from_json(config.to_json()) == config
+
+
+def test_placeholders_are_kept_per_version_and_a_new_version_is_read_afresh(
+    cas: InProcessCas, client: CasClient
+) -> None:
+    parties, s = _created(client, "hot")
+    before = client.attest("hot", "train", SimulationProvider(GOOD))
+    assert set(before.environment) == {"MODEL_KEY", "SIG", "TOKEN"}
+    assert before.secrets == ["api_token", "model_key", "sig", "tls"]
+    record = cas.service.store.latest("hot")
+    assert record is not None
+    assert record.placeholders("train") == tuple(s.services[0].placeholders())
+    assert record.placeholders("train") is record.placeholders("train")  # parsed once
+    assert record.placeholders("nope") == ()
+
+    # v2: train reads another secret under another name and no longer its token.
+    doc = s.document()
+    doc["services"][0]["environment"] = {"MODEL_KEY": "$$SEML::model_key$$", "S": "$$SEML::sig$$"}
+    s2 = update_of(s, services=doc["services"])
+    client.submit_session(s2, parties.sign(s2))
+    after = client.attest("hot", "train", SimulationProvider(GOOD))
+    assert set(after.environment) == {"MODEL_KEY", "S"}
+    assert after.secrets == ["model_key", "sig", "tls"]
+    assert after.environment["MODEL_KEY"] == before.environment["MODEL_KEY"]
+    latest = cas.service.store.latest("hot")
+    assert latest is not None and latest is not record
+    assert latest.placeholders("train") == tuple(s2.services[0].placeholders())
+    # The audit entry of the release names what this version released, not the last one's.
+    entries = cas.service.store.audit(0, 10000)
+    releases = [e for e in entries if e.event == "attest.release" and e.details]
+    assert releases[-1].details is not None
+    assert releases[-1].details["secrets"] == ["model_key", "sig", "tls"]
+    assert releases[-1].details["hash"] == latest.hash
+
+
+def test_a_record_read_back_from_the_database_parses_its_own_placeholders(
+    cas: InProcessCas, client: CasClient
+) -> None:
+    _, s = _created(client, "hot-read")
+    (stored,) = cas.service.store.history("hot-read")
+    assert isinstance(stored, SessionRecord)
+    assert stored.placeholders("run") == tuple(s.services[1].placeholders())
+    assert [p.name for _, p in stored.placeholders("run")] == ["model_key", "pw"]
+
+
+def test_the_audit_signature_is_the_identity_key_s_ed25519_signature(tmp_path: Path) -> None:
+    ident = init_state_dir(tmp_path / "cas", hosts=["127.0.0.1"], now=dt.datetime.now(dt.UTC))
+    pem = (tmp_path / "cas" / "identity.key").read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    public = Ed25519PublicKey.from_public_bytes(ident.identity_public)
+    for message in (b"", b"SEML audit v2\nsha256:" + b"0" * 64, bytes(range(256)) * 9):
+        signature = ident.sign(message)
+        assert signature == key.sign(message)  # the same bytes OpenSSL gives (deterministic)
+        public.verify(signature, message)
+        with pytest.raises(InvalidSignature):
+            public.verify(signature, message + b"x")
+    assert "_signer" not in repr(ident) and "_identity" not in repr(ident)
+
+
+def test_the_sealed_configuration_opens_only_with_the_attested_key(client: CasClient) -> None:
+    _created(client, "hot-seal")
+    key = PrivateKey.generate()
+    nonce = client.nonce()
+    evidence = SimulationProvider(GOOD).evidence(report_data_for(nonce, bytes(key.public_key)))
+    request = {
+        "session": "hot-seal",
+        "service": "run",
+        "nonce": base64.b64encode(nonce).decode(),
+        "public_key": base64.b64encode(bytes(key.public_key)).decode(),
+        "evidence": evidence.to_json_dict(),
+    }
+    sealed = base64.b64decode(client._call("POST", "/v1/attest", json=request)["sealed"])
+    config = ServiceConfig.from_json(SealedBox(key).decrypt(sealed))
+    assert config.session == "hot-seal" and config.environment["PW"] == "pw1"
+    with pytest.raises(CryptoError):
+        SealedBox(PrivateKey.generate()).decrypt(sealed)
+
+
+def test_checkpoints_leave_the_event_loop_and_the_log_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A log 16 times smaller than the service's: the same rules, 16 times less to write.
+    monkeypatch.setattr(_groupsync, "CHECKPOINT_BYTES", CHECKPOINT_BYTES // 16)
+    monkeypatch.setattr(_state, "CHECKPOINT_BYTES", CHECKPOINT_BYTES // 16)
+    monkeypatch.setattr(_groupsync, "RESTART_BYTES", RESTART_BYTES // 16)
+    restart_bytes = RESTART_BYTES // 16
+    ident = init_state_dir(tmp_path / "cas", hosts=["127.0.0.1"], now=dt.datetime.now(dt.UTC))
+    each = StateStore(ident.database, ident.sign)
+    try:  # the command-line tools' store keeps SQLite's own checkpoints
+        assert each.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    finally:
+        each.close()
+    threads: list[str] = []
+    checkpoint = GroupSync._checkpoint
+
+    def spy(self: GroupSync, restart: bool) -> None:
+        threads.append(threading.current_thread().name)
+        checkpoint(self, restart)
+
+    store = StateStore(ident.database, ident.sign, sync="group")
+    wal = ident.database.with_name(ident.database.name + "-wal")
+    pad = 10_000
+    written, largest = 0, 0
+    try:
+        # No commit on the event loop checkpoints (it would wait for two fsyncs there).
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        GroupSync._checkpoint = spy  # type: ignore[method-assign]
+
+        async def writer(i: int) -> None:
+            with store.transaction() as db:
+                store.append_audit(db, "pad", {"i": i, "pad": "x" * pad}, 1.0)
+            await store.durable()
+
+        async def run() -> None:
+            # A steady stream of commits, many times the size a checkpoint is due at.
+            nonlocal written, largest
+            while written < 6 * restart_bytes // pad:
+                await asyncio.gather(*(writer(written + i) for i in range(16)))
+                written += 16
+                largest = max(largest, wal.stat().st_size)
+
+        asyncio.run(run())
+        assert threads and set(threads) == {"seml-cas-ckpt_0"}
+        assert store.checkpoints
+        # Without restarts the log would hold everything written (about 6 x restart_bytes).
+        assert largest < 2 * restart_bytes
+        assert ident.database.stat().st_size > 2 * restart_bytes  # the frames went in
+    finally:
+        GroupSync._checkpoint = checkpoint  # type: ignore[method-assign]
+        store.close()
+    reread = StateStore(ident.database, ident.sign)
+    try:
+        assert verify_audit_chain(reread.audit(0, 1 << 20), ident.identity_public) == written
+        assert reread.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        reread.close()
