@@ -1,16 +1,14 @@
 """The attestation path's cheaper equivalents answer exactly as the plain forms did: the
 configuration's JSON, the placeholders kept with a session version (a new version is read
 afresh), the configuration built in one go, the audit log signed by libsodium, the configuration
-sealed without key and box objects; the log's checkpoints, off the event loop."""
+sealed without key and box objects."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import datetime as dt
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +22,9 @@ from nacl.public import PrivateKey, SealedBox
 from _cas_inprocess import InProcessCas, in_process_cas
 from _casdata import GOOD, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider, report_data_for
-from seml.cas import CasClient, _groupsync, _state, init_state_dir, verify_audit_chain
-from seml.cas._groupsync import CHECKPOINT_BYTES, RESTART_BYTES, GroupSync
+from seml.cas import CasClient, init_state_dir
 from seml.cas._protocol import ServiceConfig, VolumeGrant
-from seml.cas._state import SessionRecord, StateStore
+from seml.cas._state import SessionRecord
 from seml.policy import Session
 
 
@@ -159,63 +156,3 @@ def test_the_sealed_configuration_opens_only_with_the_attested_key(client: CasCl
     assert config.session == "hot-seal" and config.environment["PW"] == "pw1"
     with pytest.raises(CryptoError):
         SealedBox(PrivateKey.generate()).decrypt(sealed)
-
-
-def test_checkpoints_leave_the_event_loop_and_the_log_stays_bounded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A log 16 times smaller than the service's: the same rules, 16 times less to write.
-    monkeypatch.setattr(_groupsync, "CHECKPOINT_BYTES", CHECKPOINT_BYTES // 16)
-    monkeypatch.setattr(_state, "CHECKPOINT_BYTES", CHECKPOINT_BYTES // 16)
-    monkeypatch.setattr(_groupsync, "RESTART_BYTES", RESTART_BYTES // 16)
-    restart_bytes = RESTART_BYTES // 16
-    ident = init_state_dir(tmp_path / "cas", hosts=["127.0.0.1"], now=dt.datetime.now(dt.UTC))
-    each = StateStore(ident.database, ident.sign)
-    try:  # the command-line tools' store keeps SQLite's own checkpoints
-        assert each.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
-    finally:
-        each.close()
-    threads: list[str] = []
-    checkpoint = GroupSync._checkpoint
-
-    def spy(self: GroupSync, restart: bool) -> None:
-        threads.append(threading.current_thread().name)
-        checkpoint(self, restart)
-
-    store = StateStore(ident.database, ident.sign, sync="group")
-    wal = ident.database.with_name(ident.database.name + "-wal")
-    pad = 10_000
-    written, largest = 0, 0
-    try:
-        # No commit on the event loop checkpoints (it would wait for two fsyncs there).
-        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-        GroupSync._checkpoint = spy  # type: ignore[method-assign]
-
-        async def writer(i: int) -> None:
-            with store.transaction() as db:
-                store.append_audit(db, "pad", {"i": i, "pad": "x" * pad}, 1.0)
-            await store.durable()
-
-        async def run() -> None:
-            # A steady stream of commits, many times the size a checkpoint is due at.
-            nonlocal written, largest
-            while written < 6 * restart_bytes // pad:
-                await asyncio.gather(*(writer(written + i) for i in range(16)))
-                written += 16
-                largest = max(largest, wal.stat().st_size)
-
-        asyncio.run(run())
-        assert threads and set(threads) == {"seml-cas-ckpt_0"}
-        assert store.checkpoints
-        # Without restarts the log would hold everything written (about 6 x restart_bytes).
-        assert largest < 2 * restart_bytes
-        assert ident.database.stat().st_size > 2 * restart_bytes  # the frames went in
-    finally:
-        GroupSync._checkpoint = checkpoint  # type: ignore[method-assign]
-        store.close()
-    reread = StateStore(ident.database, ident.sign)
-    try:
-        assert verify_audit_chain(reread.audit(0, 1 << 20), ident.identity_public) == written
-        assert reread.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        reread.close()

@@ -13,21 +13,6 @@ serves every commit made before it began, and commits made while it runs wait fo
 one. So no answer leaves before what it depends on is on the disk, exactly as with FULL, and
 the disk's sync latency is paid once per group instead of once per request.
 
-Checkpoints (copying the log's frames into the database, which SQLite does with a sync of the
-log before and of the database after) leave the event loop too: left to SQLite, the commit that
-crosses `wal_autocheckpoint` pages runs one on the event loop, and every request waits for its
-two fsyncs (measured here: stalls of 10-45 ms every few hundred commits). The store turns
-automatic checkpoints off and has SQLite cut the log file back to `CHECKPOINT_BYTES` when it
-starts the log over. After a sync, once the log file is larger than that, GroupSync runs a
-passive checkpoint on a thread and connection of its own: it never blocks the writer and the
-next group's sync does not wait for it. Under a steady stream of commits a passive checkpoint
-never quite catches up (frames arrive while it syncs), and SQLite starts the log over only
-once every frame is in the database: when the log file passes `RESTART_BYTES`, the passive
-pass is followed by a restarting one, which holds new commits back while it copies the last
-frames and syncs (a few ms, a fraction of the stalls above, several times less often). The log
-is synced by then; a checkpoint that fails loses nothing (the frames stay in the log, SQLite
-redoes it) and is tried again after a later sync.
-
 If an fsync fails, the data's state on the disk is unknown (and the kernel may have dropped
 the error along with the dirty pages, so a retry proves nothing): every waiting answer is held
 back, every later write and answer is refused, and the operator must restart the service
@@ -39,17 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from seml.errors import StorageError
 
-__all__ = ["CHECKPOINT_BYTES", "RESTART_BYTES", "GroupSync"]
-
-CHECKPOINT_BYTES = 1000 * 4096  # SQLite's own default: 1000 pages of 4 KiB (wal_autocheckpoint)
-RESTART_BYTES = 4 * CHECKPOINT_BYTES
+__all__ = ["GroupSync"]
 
 
 class GroupSync:
@@ -58,10 +39,6 @@ class GroupSync:
 
     def __init__(self, database: Path, *, fsync: Callable[[int], None] = os.fsync) -> None:
         self._database = database
-        self._checkpointer: sqlite3.Connection | None = None  # its thread's, made there
-        self._checkpoints = 0
-        self._checkpointing: asyncio.Future[None] | None = None
-        self._log_bytes = 0
         self._wal = database.with_name(database.name + "-wal")
         self._fsync = fsync
         self._committed = 0
@@ -72,7 +49,6 @@ class GroupSync:
         self._failed: StorageError | None = None
         self._fd = -1
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="seml-cas-fsync")
-        self._checkpoint_executor = ThreadPoolExecutor(1, thread_name_prefix="seml-cas-ckpt")
         try:
             with contextlib.suppress(FileNotFoundError):  # absent: `_sync` syncs the database
                 self._open()
@@ -98,11 +74,6 @@ class GroupSync:
     def syncs(self) -> int:
         """fsyncs done so far (the benchmark reports commits per sync)."""
         return self._syncs
-
-    @property
-    def checkpoints(self) -> int:
-        """Checkpoints run so far."""
-        return self._checkpoints
 
     # -- the event loop ----------------------------------------------------------------
 
@@ -137,13 +108,6 @@ class GroupSync:
                 self._waiters = []
                 return
             self._durable = target
-            if self._log_bytes > CHECKPOINT_BYTES and (
-                self._checkpointing is None or self._checkpointing.done()
-            ):
-                restart = self._log_bytes > RESTART_BYTES
-                self._checkpointing = loop.run_in_executor(
-                    self._checkpoint_executor, self._checkpoint, restart
-                )
             waiting = []
             for t, future in self._waiters:
                 if t > target:
@@ -186,24 +150,7 @@ class GroupSync:
             self._sync_directory()
         if self._fd >= 0:
             self._fsync(self._fd)
-            self._log_bytes = os.fstat(self._fd).st_size
         self._syncs += 1
-
-    # -- the checkpointing thread ------------------------------------------------------
-
-    def _checkpoint(self, restart: bool) -> None:
-        try:
-            if self._checkpointer is None:
-                self._checkpointer = sqlite3.connect(
-                    self._database, isolation_level=None, check_same_thread=False
-                )
-                self._checkpointer.execute("PRAGMA synchronous=NORMAL")  # as the store's
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            if restart:
-                self._checkpointer.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-        except sqlite3.Error:
-            return  # nothing is lost; tried again after a later sync
-        self._checkpoints += 1
 
     def close(self) -> None:
         """Sync what is pending (unless a sync failed) and release the file and thread."""
@@ -212,10 +159,6 @@ class GroupSync:
                 self._sync()
                 self._durable = self._committed
         self._executor.shutdown(wait=True)
-        self._checkpoint_executor.shutdown(wait=True)
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

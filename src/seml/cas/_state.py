@@ -35,7 +35,7 @@ from seml.cas._audit import (
     new_salt,
     signing_message,
 )
-from seml.cas._groupsync import CHECKPOINT_BYTES, GroupSync
+from seml.cas._groupsync import GroupSync
 from seml.cas._results import SessionSummary, SessionVersion
 from seml.errors import IntegrityError, PolicyError, StorageError
 from seml.policy import (
@@ -176,12 +176,6 @@ class StateStore:
             # so "group" syncs it itself before any answer (`GroupSync`), and "none" does not
             # (a power loss can drop the last commits). benchmarks/cas_bench.py measures all 3.
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'each' else 'NORMAL'}")
-            if sync == "group":
-                # GroupSync checkpoints, off the event loop; a log that grew past the size it
-                # checkpoints at is cut back to it when SQLite starts it over, so its size
-                # tells GroupSync when the next one is due.
-                self._db.execute("PRAGMA wal_autocheckpoint=0")
-                self._db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
             self._db.executescript(_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(audit)")}
             for table in _APPEND_ONLY:
@@ -227,11 +221,6 @@ class StateStore:
     def syncs(self) -> int | None:
         """Group syncs done so far (None unless `group`)."""
         return None if self._group is None else self._group.syncs
-
-    @property
-    def checkpoints(self) -> int | None:
-        """Checkpoints GroupSync ran so far (None unless `group`)."""
-        return None if self._group is None else self._group.checkpoints
 
     @property
     def db(self) -> sqlite3.Connection:
