@@ -104,7 +104,9 @@ class SeaweedFS:
             "-master.volumeSizeLimitMB=256",
             "-master.telemetry=false",
             "-master.resumeState=false",
-            "-master.electionTimeout=1s",
+            # One master: no Raft election to wait for. With an election, a volume server that
+            # came up before its master led was refused and retried only 5 s later.
+            "-master.peers=none",
             f"-volume.port={p['volume']}",
             f"-volume.port.grpc={p['volume_grpc']}",
             "-volume.max=1000",

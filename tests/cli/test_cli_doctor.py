@@ -1,6 +1,7 @@
 """`seml doctor` through the real entry point: a party's machine set up with `seml init` against
 the real attestation service and a real SeaweedFS passes; each thing broken fails, naming it and
-the fix, and the exit status says so."""
+the fix, and the exit status says so. Machines are set up in this process (`seml_in`); each
+kind of doctor verdict (pass, fail, no profile) is also seen from a real `seml` process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from _machine import seml_as
+from _machine import seml_as, seml_in
 from seml.cas import LocalCas
 from seml.errors import UsageError
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 def _party(tmp_path: Path, cas: LocalCas, seaweedfs: SeaweedFS, bucket: str) -> Path:
     cfg = tmp_path / "cfg"
-    r = seml_as(cfg, "init", "--role", "party", "--name", "alice", "--root", str(tmp_path / "a"),
+    r = seml_in(cfg, "init", "--role", "party", "--name", "alice", "--root", str(tmp_path / "a"),
                 "--cas", cas.url, "--cas-fingerprint", cas.fingerprint,
                 "--storage", f"s3://{bucket}/doctor", "--s3-endpoint", seaweedfs.endpoint,
                 "--access-key-env", "ALICE_KEY", "--secret-key-env", "ALICE_SECRET")  # fmt: skip
@@ -66,7 +67,7 @@ def test_each_broken_part_fails_with_its_fix_and_exit_1(
     key.chmod(0o644)
     (tmp_path / "a" / "output").rmdir()
     wrong_pin = {"SEML_CAS_FINGERPRINT": "sha256:" + "0" * 64}  # the environment overrides
-    r = seml_as(cfg, "doctor", env={**_creds(seaweedfs, "wrong"), **wrong_pin})
+    r = seml_in(cfg, "doctor", env={**_creds(seaweedfs, "wrong"), **wrong_pin})
     assert r.returncode == 1, r.stdout + r.stderr
     checks = _checks(r.stdout)
     assert checks["signing key"] == (
@@ -79,7 +80,7 @@ def test_each_broken_part_fails_with_its_fix_and_exit_1(
     assert checks["platform key"].startswith("ok  ")
     assert "4 failed" in r.stdout.splitlines()[-1]
     # A variable the profile names but the environment lacks.
-    r = seml_as(cfg, "doctor", "--json", env={"ALICE_KEY": "x"})
+    r = seml_in(cfg, "doctor", "--json", env={"ALICE_KEY": "x"})
     report = json.loads(r.stdout)
     storage = next(c for c in report["checks"] if c["name"] == "storage")
     assert storage["status"] == "fail"
@@ -95,7 +96,7 @@ def test_doctor_without_a_profile_says_how_to_make_one(tmp_path: Path) -> None:
 
 def test_an_operator_machine_checks_its_service_keys(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg"
-    r = seml_as(cfg, "init", "--role", "operator", "--root", str(tmp_path / "cloud"),
+    r = seml_in(cfg, "init", "--role", "operator", "--root", str(tmp_path / "cloud"),
                 "--listen", "127.0.0.1:9")  # fmt: skip
     assert r.returncode == 0, r.stderr
     (tmp_path / "cloud" / "cas" / "master.key").chmod(0o604)

@@ -1,5 +1,6 @@
 """`seml init` for both roles, `seml profile`, and the precedence of a profile's values, through
-the real `seml` entry point."""
+the real `seml` entry point: as a program where a new process matters (`seml_as`), else in this
+process (`seml_in`: `seml.cli.main`, the same environment and output, no interpreter start)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _machine import seml_as as seml
+from _machine import seml_as
+from _machine import seml_in as seml
 from seml.cli import seml_command
 from seml.errors import UsageError
 
@@ -29,7 +31,7 @@ def test_party_init_creates_its_folders_and_keys_and_says_what_to_exchange(
     tmp_path: Path,
 ) -> None:
     cfg, root = tmp_path / "cfg", tmp_path / "srv" / "alice"
-    r = seml(cfg, "init", "--role", "party", "--name", "alice", "--root", str(root),
+    r = seml_as(cfg, "init", "--role", "party", "--name", "alice", "--root", str(root),
              "--storage", "s3://iris/consortium", "--s3-endpoint", "http://10.0.0.2:8333",
              "--access-key-env", "ALICE_KEY", "--secret-key-env", "ALICE_SECRET")  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -43,7 +45,7 @@ def test_party_init_creates_its_folders_and_keys_and_says_what_to_exchange(
     # What alice sends: exactly the public key and platform id of the files just made.
     public = (root / "keys" / "alice.pub").read_text().strip()
     assert _value(r.stdout, "public key:") == public
-    platform = seml(cfg, "platform", "id").stdout.strip()  # the profile's platform key
+    platform = seml_as(cfg, "platform", "id").stdout.strip()  # the profile's platform key
     assert platform.startswith("sha256:")
     assert _value(r.stdout, "platform id:") == platform
     # ... and what she needs: the service's URL and pin (not given yet), the others' keys.
@@ -197,8 +199,9 @@ def test_keys_new_creates_a_missing_folder(tmp_path: Path) -> None:
 
 def test_the_global_profile_option_names_the_profile_init_writes(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg"
-    r = seml(cfg, "--profile", "lab", "init", "--role", "party", "--name", "alice",
-             "--root", str(tmp_path / "a"))  # fmt: skip
+    # A new process: `seml --profile lab` names a profile that does not exist yet.
+    r = seml_as(cfg, "--profile", "lab", "init", "--role", "party", "--name", "alice",
+                "--root", str(tmp_path / "a"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("profile lab (party alice) written")
     r = seml(cfg, "--profile", "lab", "profile", "show")

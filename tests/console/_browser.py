@@ -157,6 +157,12 @@ class ConsoleProcess:
     def base(self) -> str:
         return self.url.split("/?token=")[0]
 
+    def __enter__(self) -> ConsoleProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

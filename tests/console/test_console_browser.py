@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -29,6 +31,8 @@ from seml.cas import LocalCas
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+T = TypeVar("T")
+
 
 def seml(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
@@ -41,6 +45,25 @@ def seml(env: dict[str, str], *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def at_once(*calls: Callable[[], T]) -> list[T]:
+    """Run `calls` side by side (each starts a process and mostly waits for it); their results
+    in order, or the first failure once all have ended."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+    return [f.result() for f in futures]
+
+
+def enter_at_once(stack: ExitStack, *managers: AbstractContextManager[T]) -> list[T]:
+    """Enter `managers` side by side; each one entered is exited by `stack`, even when
+    another failed to start."""
+    with ThreadPoolExecutor(len(managers)) as pool:
+        futures = [pool.submit(m.__enter__) for m in managers]
+    for m, f in zip(managers, futures, strict=True):
+        if f.exception() is None:
+            stack.push(m)
+    return [f.result() for f in futures]
 
 
 def document(public: dict[str, str]) -> dict[str, Any]:
@@ -77,37 +100,48 @@ def world(cas_server: LocalCas, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with nothing but its profile."""
     need_chromium()
     folder = tmp_path_factory.mktemp("parties")
-    envs = {}
-    for p in ("alice", "bob"):
-        envs[p] = {k: v for k, v in os.environ.items() if not k.startswith("SEML_")} | {
-            "SEML_CONFIG_DIR": str(folder / p / "config")
-        }
-        seml(
+    envs = {
+        p: {k: v for k, v in os.environ.items() if not k.startswith("SEML_")}
+        | {"SEML_CONFIG_DIR": str(folder / p / "config")}
+        for p in ("alice", "bob")
+    }
+
+    def init(p: str) -> Callable[[], str]:
+        return lambda: seml(
             envs[p],
             *("init", "--role", "party", "--name", p, "--root", str(folder / p)),
             *("--cas", cas_server.url, "--cas-fingerprint", cas_server.fingerprint),
         )
+
+    at_once(init("alice"), init("bob"))
     public = {p: (folder / p / "keys" / f"{p}.pub").read_text().strip() for p in envs}
     path = folder / "iris-consortium.yaml"
     path.write_text(yaml.safe_dump(document(public), sort_keys=False))
     alice_key = str(folder / "alice" / "keys" / "alice.key")
-    out = seml(envs["alice"], "session", "propose", str(path), "--key", alice_key)
-    proposal = out.split("proposal ")[1].split()[0]
-    consoles = {p: ConsoleProcess([], envs[p]) for p in envs}
-    try:
-        yield folder, proposal, consoles
-    finally:
-        for c in consoles.values():
-            c.stop()
+    with ExitStack() as stack:
+        # The consoles need only their profiles: they start while alice proposes.
+        out, alice_c, bob_c = at_once(
+            lambda: seml(envs["alice"], "session", "propose", str(path), "--key", alice_key),
+            lambda: stack.enter_context(ConsoleProcess([], envs["alice"])),
+            lambda: stack.enter_context(ConsoleProcess([], envs["bob"])),
+        )
+        assert isinstance(out, str)
+        proposal = out.split("proposal ")[1].split()[0]
+        yield folder, proposal, {"alice": alice_c, "bob": bob_c}
 
 
 @pytest.fixture(scope="module")
 def browsers(world: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """alice's and bob's browsers, each with its own profile (so its own cookies), for the
-    module: starting chromium is the slow part."""
+    """alice's and bob's browsers and a phone, each with its own profile (so its own cookies),
+    for the module and started side by side: starting chromium is the slow part."""
     folder = tmp_path_factory.mktemp("browsers")
-    with browser(folder / "alice") as alice, browser(folder / "bob") as bob:
-        yield alice, bob
+    with ExitStack() as stack:
+        yield enter_at_once(
+            stack,
+            browser(folder / "alice"),
+            browser(folder / "bob"),
+            browser(folder / "phone", 390, 844, phone=True),
+        )
 
 
 def test_two_parties_review_and_approve_in_their_browsers(
@@ -119,7 +153,7 @@ def test_two_parties_review_and_approve_in_their_browsers(
 
     _folder, proposal, consoles = world
     alice_c, bob_c = consoles["alice"], consoles["bob"]
-    alice, bob = browsers
+    alice, bob, phone = browsers
     # alice opens her console on the proposal and leaves it open.
     alice.get(alice_c.url)
     alice.get(f"{alice_c.base}/review/{proposal}")
@@ -171,13 +205,12 @@ def test_two_parties_review_and_approve_in_their_browsers(
     assert "proposal.activate" in bob.page_source
     shoot(bob, tmp_path, "console-audit")
 
-    with browser(tmp_path / "phone-profile", 390, 844, phone=True) as phone:
-        phone.get(bob_c.url.replace("/?token", f"/review/{proposal}?token"))
-        assert phone.find_element(By.ID, "review-hash").text == proposal
-        width = phone.execute_script("return document.documentElement.scrollWidth;")
-        assert phone.execute_script("return window.innerWidth;") == 390
-        assert width <= 390, f"the review page is {width}px wide on a 390px phone"
-        shoot(phone, tmp_path, "console-phone")
+    phone.get(bob_c.url.replace("/?token", f"/review/{proposal}?token"))
+    assert phone.find_element(By.ID, "review-hash").text == proposal
+    width = phone.execute_script("return document.documentElement.scrollWidth;")
+    assert phone.execute_script("return window.innerWidth;") == 390
+    assert width <= 390, f"the review page is {width}px wide on a 390px phone"
+    shoot(phone, tmp_path, "console-phone")
 
     # Without the cookie, nothing: the same browser, cookies cleared.
     bob.delete_all_cookies()
@@ -218,7 +251,7 @@ def test_model_release_and_receipts_in_the_browser(
     )
     model = receipt.receipt.model.digest
     alice_c, bob_c = consoles["alice"], consoles["bob"]
-    alice, bob = browsers
+    alice, bob, _ = browsers
     bob.get(bob_c.url.replace("/?token", "/runs?token"))
     assert bob.find_element(By.TAG_NAME, "h1").text == "Runs and models"
     assert "verifies" in bob.page_source and "your decision is needed" in bob.page_source

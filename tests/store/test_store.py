@@ -353,7 +353,7 @@ def test_a_stalled_server_fails_each_request_in_bounded_time(
     """SeaweedFS paused with SIGSTOP (it accepts connections, never answers): every kind of
     request gives up after its time, naming the endpoint, although retries are plenty."""
     S3Store("stalled", "p", s3).put("obj", io.BytesIO(b"data"))
-    config = replace(s3, max_attempts=50, timeout=3, connect_timeout=1, read_timeout=1)
+    config = replace(s3, max_attempts=50, timeout=1, connect_timeout=0.5, read_timeout=0.5)
     store = S3Store("stalled", "p", config)
     seaweedfs.pause()
     try:
@@ -373,7 +373,8 @@ def test_a_stalled_server_fails_each_request_in_bounded_time(
             with pytest.raises(StorageError, match=rf"\(endpoint {seaweedfs.endpoint}\).*in"):
                 call()
             took = time.monotonic() - t
-            assert took < 3 + 1 + 1 + 2, (what, took)  # timeout + connect + read + slack
+            # timeout + connect + read + slack; 50 attempts of 0.5 s each would take 25 s
+            assert took < 1 + 0.5 + 0.5 + 2, (what, took)
     finally:
         seaweedfs.resume()
 

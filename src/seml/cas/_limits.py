@@ -14,6 +14,10 @@ Two layers, because no one layer sees everything:
   `MAX_HEADER` bytes. Idle keep-alive connections close after `KEEP_ALIVE` (uvicorn's own
   timer), and TLS handshakes after `TLS_HANDSHAKE` (see `seml.cas._serve`).
 
+`ConnectionDeadlines` carries the handshake, head and closing deadlines a service runs with:
+the defaults above, or lower ones (`SEML_CAS_CONNECTION_DEADLINE`; the tests use it to see
+each deadline act without waiting it out).
+
 So a slow, stalled or endless client holds a connection for seconds, not forever, and at most
 `MAX_BODY` bytes of memory for a few seconds.
 
@@ -27,13 +31,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from seml.errors import SemlError, UsageError
 
 __all__ = [
     "BODY_TIMEOUT",
+    "DEADLINE_ENV",
     "HEADER_TIMEOUT",
     "KEEP_ALIVE",
     "MAX_BODY",
@@ -41,6 +48,7 @@ __all__ = [
     "MAX_PATH",
     "TLS_HANDSHAKE",
     "TLS_SHUTDOWN",
+    "ConnectionDeadlines",
     "RequestLimits",
     "bounded_protocol",
 ]
@@ -54,6 +62,32 @@ HEADER_TIMEOUT = 10.0
 KEEP_ALIVE = 15.0
 TLS_HANDSHAKE = 10.0
 TLS_SHUTDOWN = 5.0  # after a refusal: how long a closing connection may take to say goodbye
+DEADLINE_ENV = "SEML_CAS_CONNECTION_DEADLINE"
+
+
+@dataclass(frozen=True)
+class ConnectionDeadlines:
+    """How long one connection may take to shake hands, to send a request's head, and to close
+    after a refusal. `capped(text)` lowers each to at most `text` seconds (the value of
+    `DEADLINE_ENV`, read by `seml cas serve`); it never raises one, so no setting can let a
+    stalled client hold a connection longer than the defaults."""
+
+    tls_handshake: float = TLS_HANDSHAKE
+    header: float = HEADER_TIMEOUT
+    tls_shutdown: float = TLS_SHUTDOWN
+
+    @classmethod
+    def capped(cls, text: str | None) -> ConnectionDeadlines:
+        if not text:
+            return cls()
+        try:
+            cap = float(text)
+        except ValueError:
+            cap = math.nan
+        if not (math.isfinite(cap) and cap > 0):
+            raise UsageError(f"{DEADLINE_ENV} must be a positive number of seconds, not {text!r}")
+        return cls(min(TLS_HANDSHAKE, cap), min(HEADER_TIMEOUT, cap), min(TLS_SHUTDOWN, cap))
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -23,6 +23,7 @@ from seml.errors import NetworkError, SemlError, StorageError, UsageError
 
 if TYPE_CHECKING:
     from seml.cas._identity import CasIdentity
+    from seml.cas._limits import ConnectionDeadlines
     from seml.cas._state import SyncMode
 
 __all__ = ["client_urls", "interface_addresses", "lock_state", "parse_listen", "serve"]
@@ -128,6 +129,7 @@ def serve(
     keys: Path | None = None,
     tls: Path | None = None,
     advertise: str | None = None,
+    deadlines: ConnectionDeadlines | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. Prints one ready line with a URL a client can use and the
     certificate pin, then every other usable URL and what the parties need.
@@ -135,14 +137,15 @@ def serve(
     `keys` and `tls` are folders holding the key material when it does not live in
     `directory` (Secrets mounted in a pod); `directory` then holds the database only.
     `advertise` is the URL the parties use when the listen address is not it (a DNS name,
-    a forwarded port); it is printed first.
+    a forwarded port); it is printed first. `deadlines`: how long a connection may take to
+    shake hands, send a request's head and close after a refusal (default: `seml.cas._limits`).
     """
     from seml.cas._identity import load_identity
 
     identity = load_identity(directory, keys=keys, tls=tls)
     host, port = parse_listen(listen)
     with lock_state(identity.database):
-        _serve(identity, host, port, advertise)
+        _serve(identity, host, port, advertise, deadlines=deadlines)
 
 
 def _serve(
@@ -152,6 +155,7 @@ def _serve(
     advertise: str | None,
     *,
     sync: SyncMode = "group",
+    deadlines: ConnectionDeadlines | None = None,
 ) -> None:
     """`sync` other than "group" is for benchmarks/cas_bench.py's comparison only (no command
     line option sets it)."""
@@ -159,11 +163,12 @@ def _serve(
 
     from seml.attest import default_verifier
     from seml.cas._app import create_app
-    from seml.cas._limits import KEEP_ALIVE, TLS_HANDSHAKE, TLS_SHUTDOWN, bounded_protocol
+    from seml.cas._limits import KEEP_ALIVE, ConnectionDeadlines, bounded_protocol
     from seml.cas._service import CasService
     from seml.cas._state import StateStore
 
     _more_files()
+    bounds = deadlines or ConnectionDeadlines()
     listen = f"{host}:{port}"
     store = StateStore(identity.database, identity.sign, sync=sync)
     if sync != "group":
@@ -192,7 +197,7 @@ def _serve(
     config = uvicorn.Config(
         create_app(service),
         loop="uvloop",
-        http=bounded_protocol(),
+        http=bounded_protocol(header_timeout=bounds.header),
         ssl_keyfile=str(identity.tls_key),
         ssl_certfile=str(identity.tls_cert),
         access_log=False,  # requests carry evidence and sealed secrets: never log them
@@ -218,8 +223,8 @@ def _serve(
             # and one that keeps sending to a closing connection after TLS_SHUTDOWN.
             loop.create_server = functools.partial(  # type: ignore[method-assign]
                 loop.create_server,
-                ssl_handshake_timeout=TLS_HANDSHAKE,
-                ssl_shutdown_timeout=TLS_SHUTDOWN,
+                ssl_handshake_timeout=bounds.tls_handshake,
+                ssl_shutdown_timeout=bounds.tls_shutdown,
             )
             await super().startup(sockets)
             loop.call_later(window, flush_refusals)
@@ -227,6 +232,13 @@ def _serve(
             # walking it again and again under load (long pauses show up as p99 latency).
             gc.collect()
             gc.freeze()
+            if bounds != ConnectionDeadlines():
+                print(
+                    f"seml cas: connection deadlines lowered: TLS handshake "
+                    f"{bounds.tls_handshake:g} s, request head {bounds.header:g} s, "
+                    f"closing after a refusal {bounds.tls_shutdown:g} s",
+                    flush=True,
+                )
             print(f"seml cas: serving {url} fingerprint {identity.fingerprint}", flush=True)
             where = f"listening on {_url(host, bound).removeprefix('https://')}"
             if len(urls) > 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -120,10 +121,14 @@ def serve(
     """Serve over HTTPS until interrupted (prints the URLs clients can use and the pin).
 
     GET /healthz answers 200 while the service can serve (for probes); it reveals nothing else.
+    $SEML_CAS_CONNECTION_DEADLINE (seconds) lowers the time a connection may take to shake
+    hands (10 s), to send a request's head (10 s) and to close after a refusal (5 s).
     """
     from seml.cas import serve as run
+    from seml.cas._limits import DEADLINE_ENV, ConnectionDeadlines
 
-    run(directory, listen, keys=keys, tls=tls, advertise=advertise)
+    deadlines = ConnectionDeadlines.capped(os.environ.get(DEADLINE_ENV))
+    run(directory, listen, keys=keys, tls=tls, advertise=advertise, deadlines=deadlines)
 
 
 def info(
