@@ -9,7 +9,6 @@ import base64
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,25 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
-from _cas_inprocess import InProcessCas, in_process_cas
+from _cas_inprocess import InProcessCas
 from _casdata import GOOD, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider, report_data_for
 from seml.cas import CasClient, init_state_dir
 from seml.cas._protocol import ServiceConfig, VolumeGrant
 from seml.cas._state import SessionRecord
 from seml.policy import Session
-
-
-@pytest.fixture(scope="module")
-def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCas]:
-    with in_process_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
-        yield cas
-
-
-@pytest.fixture(scope="module")
-def client(cas: InProcessCas) -> Iterator[CasClient]:
-    with cas.client() as c:
-        yield c
 
 
 def _config(**changes: object) -> ServiceConfig:

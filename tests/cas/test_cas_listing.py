@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from _cas_inprocess import InProcessCas, in_process_cas
+from _cas_inprocess import InProcessCas
 from _casdata import Parties, session_of, shared_document
 from seml.cas import CasClient
 from seml.cas._protocol import listing_challenge
 from seml.errors import AttestationError, NetworkError, PolicyError
 from seml.policy import Decision, new_key_pair, session_hash, sign_decision
-
-
-@pytest.fixture(scope="module")
-def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCas]:
-    with in_process_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
-        yield cas
-
-
-@pytest.fixture(scope="module")
-def client(cas: InProcessCas) -> Iterator[CasClient]:
-    # One client for the module: closing a client closes the in-process transport.
-    with cas.client() as c:
-        yield c
 
 
 def test_a_party_lists_the_sessions_and_proposals_it_is_in(client: CasClient) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from _cas_inprocess import InProcessCas, in_process_cas
+from _cas_inprocess import InProcessCas
 from _casdata import GOOD, Parties, session_of, shared_document, update_of
 from seml.cas import AuditEntry, CasClient, ProposalState, ProposalView
 from seml.errors import PolicyError, UsageError
@@ -25,18 +24,6 @@ from seml.policy import (
 )
 
 PROVIDED = b"proposal-provided-3f9a"
-
-
-@pytest.fixture(scope="module")
-def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCas]:
-    with in_process_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
-        yield cas
-
-
-@pytest.fixture(scope="module")
-def client(cas: InProcessCas) -> Iterator[CasClient]:
-    with cas.client() as c:
-        yield c
 
 
 def decide(

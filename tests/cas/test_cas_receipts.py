@@ -10,13 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _cas_inprocess import InProcessCas, in_process_cas
+from _cas_inprocess import InProcessCas
 from _casdata import GOOD, Parties
 from seml.attest import SimulationProvider
 from seml.cas import CasClient, ServiceConfig
@@ -33,18 +32,6 @@ METRICS = b'{"accuracy": 0.9}'
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCas]:
-    with in_process_cas(tmp_path_factory.mktemp("cas")) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def client(cas: InProcessCas) -> Iterator[CasClient]:
-    with cas.client() as c:
-        yield c
 
 
 def _agree(

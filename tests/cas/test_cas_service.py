@@ -8,7 +8,6 @@ import dataclasses
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
-from _cas_inprocess import InProcessCas, in_process_cas
+from _cas_inprocess import InProcessCas
 from _casdata import GOOD, OTHER, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider, report_data_for
 from seml.cas import CasClient, SessionSummary
@@ -26,18 +25,6 @@ from seml.errors import AttestationError, PolicyError, UsageError
 from seml.policy import PartyKey, session_hash
 
 PROVIDED = b"pw-7f3a9c-provided-marker"
-
-
-@pytest.fixture(scope="module")
-def cas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessCas]:
-    with in_process_cas(tmp_path_factory.mktemp("cas") / "state") as cas:
-        yield cas
-
-
-@pytest.fixture(scope="module")
-def client(cas: InProcessCas) -> Iterator[CasClient]:
-    with cas.client() as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
