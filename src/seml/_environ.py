@@ -17,6 +17,7 @@ the CLI's start all use it.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 
@@ -29,6 +30,7 @@ __all__ = [
     "code_loading",
     "from_host",
     "refuse_code_loading",
+    "seconds",
 ]
 
 # Taken from the host when set there. PATH is the one that decides which executable a command
@@ -117,3 +119,18 @@ def refuse_code_loading(environ: Mapping[str, str], program: str) -> None:
             f"{program} does not run with {', '.join(bad)} set: such variables load code the "
             f"measurement does not cover; unset {'it' if len(bad) == 1 else 'them'} and retry"
         )
+
+
+def seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """The positive, finite number of seconds `environ[name]` says, or `default` when it is
+    unset or empty; UsageError naming the variable for anything else."""
+    text = environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{name} must be a positive number of seconds, not {text!r}")
+    return value

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from seml._environ import seconds
 from seml.errors import SemlError, UsageError
 
 __all__ = [
@@ -80,12 +81,7 @@ class ConnectionDeadlines:
     def capped(cls, text: str | None) -> ConnectionDeadlines:
         if not text:
             return cls()
-        try:
-            cap = float(text)
-        except ValueError:
-            cap = math.nan
-        if not (math.isfinite(cap) and cap > 0):
-            raise UsageError(f"{DEADLINE_ENV} must be a positive number of seconds, not {text!r}")
+        cap = seconds({DEADLINE_ENV: text}, DEADLINE_ENV, math.inf)
         return cls(min(TLS_HANDSHAKE, cap), min(HEADER_TIMEOUT, cap), min(TLS_SHUTDOWN, cap))
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from seml._environ import seconds
 from seml.errors import UsageError
 from seml.store._base import ObjectStore
 from seml.store._file import FileStore
@@ -59,29 +60,16 @@ def s3_config_from_env(
     else:
         url = None
     default = S3Config()
-    total = timeout if timeout is not None else _seconds(env, TIMEOUT_ENV, default.timeout)
+    total = timeout if timeout is not None else seconds(env, TIMEOUT_ENV, default.timeout)
     if not (math.isfinite(total) and total > 0):
         raise UsageError(f"--s3-timeout must be a positive number of seconds, not {total}")
     return S3Config(
         endpoint=url,
         max_attempts=max_attempts,
         timeout=total,
-        connect_timeout=min(_seconds(env, CONNECT_TIMEOUT_ENV, default.connect_timeout), total),
-        read_timeout=min(_seconds(env, READ_TIMEOUT_ENV, default.read_timeout), total),
+        connect_timeout=min(seconds(env, CONNECT_TIMEOUT_ENV, default.connect_timeout), total),
+        read_timeout=min(seconds(env, READ_TIMEOUT_ENV, default.read_timeout), total),
     )
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    text = env.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise UsageError(f"{name} must be a positive number of seconds, not {text!r}")
-    return value
 
 
 def check_endpoint(endpoint: str, source: str) -> str:
