@@ -30,13 +30,10 @@ def die_with_parent(argv: list[str], sig: signal.Signals = signal.SIGKILL) -> li
     survives exec, so programs that exec in turn, such as `unshare`, pass it on). No
     preexec_fn: it is unsafe in a process with threads.
 
-    The kernel ties the signal to the thread that starts the child, not to the process, so a
-    child started from any other thread than the main one (which may end before the process)
-    is returned as is; so is every child off Linux."""
-    if (
-        not sys.platform.startswith("linux")
-        or threading.current_thread() is not threading.main_thread()
-    ):
+    The kernel ties the signal to the thread that starts the child, not to the process: start
+    it from a thread that lives as long as the child should (a thread that waits for it, or
+    the main one: `started_on_main_thread`). Off Linux, `argv` as is."""
+    if not sys.platform.startswith("linux"):
         return argv
     setpriv = shutil.which("setpriv")
     if setpriv is not None:

@@ -6,9 +6,7 @@ sealed without key and box objects."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime as dt
-import json
 from pathlib import Path
 
 import pytest
@@ -22,31 +20,9 @@ from _cas_inprocess import InProcessCas
 from _casdata import GOOD, Parties, session_of, shared_document, update_of
 from seml.attest import SimulationProvider, report_data_for
 from seml.cas import CasClient, init_state_dir
-from seml.cas._protocol import ServiceConfig, VolumeGrant
+from seml.cas._protocol import ServiceConfig
 from seml.cas._state import SessionRecord
 from seml.policy import Session
-
-
-def _config(**changes: object) -> ServiceConfig:
-    grant = VolumeGrant(path="/m", key="00" * 32, owner="o", volume="v", token="t.1")
-    fields: dict[str, object] = {
-        "session": "s",
-        "session_hash": "sha256:" + "1" * 64,
-        "service": "train",
-        "measurement": "ab" * 32,
-        "tee": "simulation",
-        "simulated": True,
-        "weaknesses": ["simulation"],
-        "command": ["python", "-c", 'print("é \\u2028 \\x00")'],
-        "environment": {"KEY": 'caf\u00e9 \u2603 "q" \\ \n', "EMPTY": ""},
-        "files": {"/etc/x": "line1\nline2\t\u0001"},
-        "volumes": {"model": grant, "other": dataclasses.replace(grant, path="/o")},
-        "secrets": ["a", "b"],
-        "storage": None,
-        "completion": "cap-\u00fc",
-    }
-    fields.update(changes)
-    return ServiceConfig(**fields)  # type: ignore[arg-type]
 
 
 def _created(client: CasClient, name: str) -> tuple[Parties, Session]:
@@ -55,17 +31,6 @@ def _created(client: CasClient, name: str) -> tuple[Parties, Session]:
     s = session_of(shared_document(name, parties))
     client.submit_session(s, parties.sign(s), parties.provide(client, s, b"pw1"))
     return parties, s
-
-
-@pytest.mark.parametrize(
-    "changes",
-    [{}, {"storage": "s3://b/p", "completion": None}, {"volumes": {}, "command": []}],
-)
-def test_config_json_is_what_asdict_gives(changes: dict[str, object]) -> None:
-    config = _config(**changes)
-    expected = json.dumps(dataclasses.asdict(config), ensure_ascii=False, separators=(",", ":"))
-    assert config.to_json() == expected
-    assert ServiceConfig.from_json(config.to_json()) == config
 
 
 def test_placeholders_are_kept_per_version_and_a_new_version_is_read_afresh(

@@ -52,6 +52,32 @@ def test_service_config_round_trips_and_hides_secret_values() -> None:
     assert ServiceConfig.from_json(json.dumps(short)).completion is None
 
 
+# Values JSON must escape, or may not: quotes, backslashes, controls, line separators, non-ASCII.
+AWKWARD = {
+    "command": ["python", "-c", 'print("é \\u2028 \\x00")'],
+    "environment": {"KEY": 'caf\u00e9 \u2603 "q" \\ \n', "EMPTY": ""},
+    "files": {"/etc/x": "line1\nline2\t\u0001"},
+    "completion": "cap-\u00fc",
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"storage": "s3://b/p", "completion": None},
+        {"volumes": {}, "command": []},
+        {"volumes": {"data": GRANT, "other": {**GRANT, "path": "/o"}}},
+    ],
+)
+def test_service_config_json_is_what_asdict_gives(changes: dict[str, Any]) -> None:
+    """The service writes the configuration without `asdict`'s copy: the same bytes."""
+    config = ServiceConfig.from_json(json.dumps({**CONFIG, **AWKWARD, **changes}))
+    expected = json.dumps(dataclasses.asdict(config), ensure_ascii=False, separators=(",", ":"))
+    assert config.to_json() == expected
+    assert ServiceConfig.from_json(config.to_json()) == config
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [

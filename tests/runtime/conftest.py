@@ -20,6 +20,7 @@ from seml.policy import (
     session_from_document,
     sign_session,
 )
+from seml.runtime import measure
 
 
 @dataclass
@@ -59,6 +60,26 @@ def submit(cas: LocalCas, document: dict[str, Any], party: Party) -> str:
     with cas.client() as client:
         answer = client.submit_session(session, [sign_session(session, party.name, party.key)])
     return answer.hash
+
+
+def submit_secret_service(
+    cas: LocalCas, party: Party, session: str, code: Path, command: list[str]
+) -> None:
+    """Submit `session`: one service `app` that runs `command` with the files of `code`
+    (measured), and gets the secret `s` as APP_SECRET."""
+    doc = session_document(
+        session,
+        party,
+        [
+            {
+                "name": "app",
+                "measurements": [measure([code], command)],
+                "environment": {"APP_SECRET": "$$SEML::s$$"},
+            }
+        ],
+        secrets=[{"name": "s", "kind": "ascii", "readers": ["app"]}],
+    )
+    submit(cas, doc, party)
 
 
 def seml_run(

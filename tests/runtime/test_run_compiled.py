@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.conftest import Party, seml_run, session_document, submit
+from runtime.conftest import Party, seml_run, submit_secret_service
 from seml.cas import LocalCas
 from seml.errors import UsageError
 from seml.runtime import measure
@@ -67,19 +67,7 @@ def _setup(tmp_path: Path, cas: LocalCas, alice: Party, session: str) -> tuple[P
     (code / "helper.py").write_text(HONEST + "#" * 200 + "\n")
     out = tmp_path / "out.txt"
     command = [sys.executable, str(code / "app.py"), str(out)]
-    doc = session_document(
-        session,
-        alice,
-        [
-            {
-                "name": "app",
-                "measurements": [measure([code], command)],
-                "environment": {"APP_SECRET": "$$SEML::s$$"},
-            }
-        ],
-        secrets=[{"name": "s", "kind": "ascii", "readers": ["app"]}],
-    )
-    submit(cas, doc, alice)
+    submit_secret_service(cas, alice, session, code, command)
     return code, command
 
 

@@ -17,12 +17,12 @@ from typing import Any, cast
 import pytest
 
 from _procs import alive, gone_within
-from runtime.conftest import Party, seml_run, session_document, submit
+from runtime.conftest import Party, seml_run, submit_secret_service
 from seml.attest import SimulationProvider
 from seml.cas import CasClient, LocalCas, ServiceConfig, VolumeGrant
 from seml.cli import seml_command
 from seml.errors import PolicyError, UsageError
-from seml.runtime import RunOptions, measure, run_service
+from seml.runtime import RunOptions, run_service
 
 SLEEPER = """\
 import os, pathlib, sys, time
@@ -30,6 +30,32 @@ pathlib.Path("held.txt").write_text(os.environ["APP_SECRET"])
 pathlib.Path(sys.argv[1]).write_text(f"{os.getpid()} {os.getcwd()}")
 time.sleep(120)
 """
+
+
+def _started(
+    tmp_path: Path, cas: LocalCas, session: str, code: Path, command: list[str], ready: Path
+) -> subprocess.Popen[bytes]:
+    """`seml run` of service `app` of `session`, once its command wrote `ready` (its stderr
+    goes to run.err, which an assertion shows)."""
+    with (tmp_path / "run.err").open("wb") as err:  # the child keeps its own copy
+        runtime = subprocess.Popen(
+            [
+                *seml_command(),
+                *("run", "--session", session, "--service", "app"),
+                *("--volumes-dir", str(tmp_path / "v"), "--code", str(code), "--", *command),
+            ],
+            env={**os.environ, **cas.env},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline and runtime.poll() is None:
+        time.sleep(0.05)
+    if not ready.exists():
+        runtime.kill()
+        runtime.wait()
+        raise AssertionError((tmp_path / "run.err").read_text())
+    return runtime
 
 
 @pytest.mark.integration
@@ -42,36 +68,9 @@ def test_kill_9_of_the_runtime_kills_its_command_and_the_next_seml_wipes_the_wor
     (code / "sleeper.py").write_text(SLEEPER)
     ready = tmp_path / "ready"
     command = [sys.executable, str(code / "sleeper.py"), str(ready)]
-    doc = session_document(
-        "life-kill",
-        alice,
-        [
-            {
-                "name": "app",
-                "measurements": [measure([code], command)],
-                "environment": {"APP_SECRET": "$$SEML::s$$"},
-            }
-        ],
-        secrets=[{"name": "s", "kind": "ascii", "readers": ["app"]}],
-    )
-    submit(cas_server, doc, alice)
-    err = (tmp_path / "run.err").open("wb")
-    runtime = subprocess.Popen(
-        [
-            *seml_command(),
-            *("run", "--session", "life-kill", "--service", "app"),
-            *("--volumes-dir", str(tmp_path / "volumes"), "--code", str(code), "--", *command),
-        ],
-        env={**os.environ, **cas_server.env},
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-    )
-    err.close()  # the child holds its own copy
+    submit_secret_service(cas_server, alice, "life-kill", code, command)
+    runtime = _started(tmp_path, cas_server, "life-kill", code, command, ready)
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), (tmp_path / "run.err").read_text()
         pid_text, workspace_text = ready.read_text().split(" ", 1)
         child, workspace = int(pid_text), Path(workspace_text)
         assert alive(child) and (workspace / "held.txt").exists()
@@ -121,26 +120,9 @@ def test_a_signal_to_seml_run_reaches_its_command_which_ends_as_it_chooses(
     ready, got = tmp_path / "ready", tmp_path / "got"
     command = [sys.executable, str(code / "graceful.py"), str(ready), str(got)]
     session = f"life-{sig.name.lower()}"
-    doc = session_document(
-        session, alice, [{"name": "app", "measurements": [measure([code], command)]}]
-    )
-    submit(cas_server, doc, alice)
-    with (tmp_path / "run.err").open("wb") as err:
-        runtime = subprocess.Popen(
-            [
-                *seml_command(),
-                *("run", "--session", session, "--service", "app"),
-                *("--volumes-dir", str(tmp_path / "v"), "--code", str(code), "--", *command),
-            ],
-            env={**os.environ, **cas_server.env},
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
+    submit_secret_service(cas_server, alice, session, code, command)
+    runtime = _started(tmp_path, cas_server, session, code, command, ready)
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ready.exists(), (tmp_path / "run.err").read_text()
         workspace = Path(ready.read_text().split(" ", 1)[1])
         runtime.send_signal(sig)
         assert runtime.wait(timeout=30) == 7, (tmp_path / "run.err").read_text()

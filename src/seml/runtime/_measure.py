@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NoReturn
 
 from seml.errors import UsageError
 
@@ -87,7 +88,7 @@ def _tree(root: Path, *, code: bool = False) -> list[tuple[str, str]]:
         raise UsageError(f"code path {root} does not exist")
     if "__pycache__" in root.parts:
         if code:
-            _unmeasurable(root, root, "is a compiled cache (__pycache__)")
+            _unmeasurable(root, root, _CACHE)
         return []
     found: list[tuple[str, str]] = []
 
@@ -97,7 +98,7 @@ def _tree(root: Path, *, code: bool = False) -> list[tuple[str, str]]:
                 if e.is_dir(follow_symlinks=False):
                     if e.name == "__pycache__":
                         if code:
-                            _unmeasurable(root, e.path, "is a compiled cache (__pycache__)")
+                            _unmeasurable(root, e.path, _CACHE)
                         continue
                     walk(e.path, f"{prefix}{e.name}/")
                 elif e.is_file():
@@ -120,11 +121,14 @@ def _tree(root: Path, *, code: bool = False) -> list[tuple[str, str]]:
     return found
 
 
-def _unmeasurable(root: Path, path: str | Path, what: str) -> None:
+_CACHE = "is a compiled cache (__pycache__)"
+
+
+def _unmeasurable(root: Path, path: str | Path, what: str) -> NoReturn:
     fix = (
         f"remove it (find {root} -name __pycache__ -prune -exec rm -r {{}} +); seml runs "
         "commands with PYTHONDONTWRITEBYTECODE=1, so it does not come back"
-        if "__pycache__" in what
+        if what is _CACHE
         else "replace it with what it points to, or remove it"
     )
     raise UsageError(
